@@ -1,0 +1,31 @@
+//! What an attack maximises, per sample.
+
+use crate::losses;
+use burn::prelude::*;
+
+/// A per-sample loss of the adversarial input and the model's logits on it, to be maximised.
+/// `x_adv` is passed so objectives may depend on the input itself (SAAD's teacher surrogate).
+pub trait Objective {
+    fn loss(&self, x_adv: &Tensor<4>, logits: Tensor<2>) -> Tensor<1>;
+}
+
+/// The standard objectives.
+#[derive(Clone, Debug)]
+pub enum ObjectiveKind {
+    /// Cross-entropy with the true labels.
+    CrossEntropy { labels: Tensor<1, Int> },
+    /// `KL(softmax(target) || softmax(z))` with fixed target logits (TRADES, RSLAD, ...).
+    KlToTarget { target_logits: Tensor<2> },
+    /// Carlini-Wagner margin `max_{j != y} z_j - z_y`.
+    CwMargin { labels: Tensor<1, Int> },
+}
+
+impl Objective for ObjectiveKind {
+    fn loss(&self, _x_adv: &Tensor<4>, logits: Tensor<2>) -> Tensor<1> {
+        match self {
+            ObjectiveKind::CrossEntropy { labels } => losses::cross_entropy(logits, labels.clone()),
+            ObjectiveKind::KlToTarget { target_logits } => losses::kl_div(target_logits.clone(), logits),
+            ObjectiveKind::CwMargin { labels } => losses::cw_margin(logits, labels.clone()),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! A dataset resident on the device, and batches drawn from it without host round trips.
+
+use super::image_set::ImageSet;
+use crate::rng::SplitMix64;
+use burn::prelude::*;
+use burn::tensor::{Distribution, TensorData};
+use burn::tensor::ops::PadMode;
+
+/// Images in [0,1] (`[n, c, h, w]`) and labels (`[n]`) uploaded once.
+#[derive(Clone, Debug)]
+pub struct DeviceSet {
+    pub images: Tensor<4>,
+    pub labels: Tensor<1, Int>,
+    pub len: usize,
+    pub num_classes: usize,
+}
+
+impl DeviceSet {
+    pub fn upload(set: &ImageSet, device: &Device) -> Self {
+        let shape = [set.len(), set.channels, set.height, set.width];
+        let images = Tensor::from_data(TensorData::new(set.pixels_f32(), shape), device);
+        let labels = Tensor::from_data(
+            TensorData::new(set.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [set.len()]),
+            device,
+        );
+        Self { images, labels, len: set.len(), num_classes: set.num_classes }
+    }
+
+    /// The images and labels at `indices` (a device tensor).
+    pub fn gather(&self, indices: Tensor<1, Int>) -> (Tensor<4>, Tensor<1, Int>) {
+        (self.images.clone().select(0, indices.clone()), self.labels.clone().select(0, indices))
+    }
+
+    /// Consecutive batches of `batch` in dataset order (the last may be smaller).
+    pub fn batches_in_order(&self, batch: usize) -> impl Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_ {
+        (0..self.len.div_ceil(batch)).map(move |b| {
+            let end = ((b + 1) * batch).min(self.len);
+            (self.images.clone().slice(b * batch..end), self.labels.clone().slice(b * batch..end))
+        })
+    }
+}
+
+/// The order of one epoch: a permutation drawn from the run seed and the epoch number, uploaded
+/// once; batch `b` is a slice of it.
+pub struct EpochOrder {
+    pub indices: Tensor<1, Int>,
+    pub len: usize,
+    pub batch: usize,
+}
+
+impl EpochOrder {
+    pub fn new(len: usize, batch: usize, seed: u64, device: &Device) -> Self {
+        let perm = SplitMix64::new(seed).permutation(len);
+        let indices = Tensor::from_data(TensorData::new(perm.into_iter().map(|i| i as i64).collect::<Vec<_>>(), [len]), device);
+        Self { indices, len, batch }
+    }
+
+    pub fn num_batches(&self) -> usize {
+        self.len.div_ceil(self.batch)
+    }
+
+    pub fn batch_indices(&self, b: usize) -> Tensor<1, Int> {
+        let end = ((b + 1) * self.batch).min(self.len);
+        self.indices.clone().slice(b * self.batch..end)
+    }
+}
+
+/// Random crop with zero padding `pad` and random horizontal flip (p = 0.5), per sample, on the
+/// device (torchvision `RandomCrop(size, padding=pad)` + `RandomHorizontalFlip()`). Draws from
+/// the device RNG: seed the device first for reproducible batches.
+pub fn random_crop_flip(x: Tensor<4>, pad: usize) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let device = x.device();
+    let padded = if pad > 0 { x.pad([(pad, pad), (pad, pad)], PadMode::Constant(0.0)) } else { x };
+    let span = (2 * pad + 1) as f64;
+    let offset = |n: usize| {
+        Tensor::<1>::random([n], Distribution::Uniform(0.0, span), &device)
+            .floor()
+            .clamp(0.0, span - 1.0)
+            .int()
+    };
+    let (oy, ox) = (offset(b), offset(b));
+    let flip = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), &device).lower_elem(0.5);
+
+    let rows = oy.reshape([b, 1, 1, 1]) + Tensor::<1, Int>::arange(0..h as i64, &device).reshape([1, 1, h, 1]);
+    let rows = rows.expand([b, c, h, w + 2 * pad]);
+    let cropped_rows = padded.gather(2, rows);
+
+    let straight = Tensor::<1, Int>::arange(0..w as i64, &device).reshape([1, 1, 1, w]).expand([b, 1, 1, w]);
+    let mirrored = straight.clone().neg().add_scalar(w as i64 - 1);
+    let cols = straight.mask_where(flip.reshape([b, 1, 1, 1]).expand([b, 1, 1, w]), mirrored) + ox.reshape([b, 1, 1, 1]);
+    cropped_rows.gather(3, cols.expand([b, c, h, w]))
+}

@@ -1,0 +1,126 @@
+//! Robust accuracy under the evaluation protocol's attacks (METHOD.md section 4), model in eval
+//! mode. Counts stay on the device and are read once at the end.
+
+use crate::attacks::{Objective, ObjectiveKind, Pgd, fgsm};
+use crate::data::DeviceSet;
+use crate::losses;
+use crate::models::Net;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// One evaluation attack.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EvalAttack {
+    Clean,
+    /// One step of size eps, no random start, CE.
+    Fgsm,
+    /// PGD-K with CE, uniform start, step 2/255.
+    Pgd { steps: usize, restarts: usize },
+    /// CW-inf: margin loss, step 2/255, K steps, R restarts keeping the worst per sample.
+    Cw { steps: usize, restarts: usize },
+}
+
+impl EvalAttack {
+    /// Clean, FGSM, PGD-20 and CW-inf (50 steps, 10 restarts): the protocol's white-box set.
+    pub const STANDARD: [EvalAttack; 4] =
+        [EvalAttack::Clean, EvalAttack::Fgsm, EvalAttack::Pgd { steps: 20, restarts: 1 }, EvalAttack::Cw { steps: 50, restarts: 10 }];
+
+    /// Adversarial examples for a batch (the clean batch for `Clean`).
+    pub fn craft(&self, model: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, eps: f32) -> Tensor<4> {
+        let forward = |x| model.forward(x);
+        let ce = ObjectiveKind::CrossEntropy { labels: y.clone() };
+        let alpha = 2.0 / 255.0;
+        match *self {
+            EvalAttack::Clean => x.clone(),
+            EvalAttack::Fgsm => fgsm(&forward, &ce as &dyn Objective, x, eps),
+            EvalAttack::Pgd { steps, restarts } => Pgd { eps, alpha, steps, start: crate::attacks::Start::Uniform, restarts }
+                .run_with_restarts(&forward, &ce, x, y),
+            EvalAttack::Cw { steps, restarts } => Pgd { eps, alpha, steps, start: crate::attacks::Start::Uniform, restarts }
+                .run_with_restarts(&forward, &ObjectiveKind::CwMargin { labels: y.clone() }, x, y),
+        }
+    }
+}
+
+impl fmt::Display for EvalAttack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EvalAttack::Clean => write!(f, "clean"),
+            EvalAttack::Fgsm => write!(f, "fgsm"),
+            EvalAttack::Pgd { steps, restarts: 1 } => write!(f, "pgd{steps}"),
+            EvalAttack::Pgd { steps, restarts } => write!(f, "pgd{steps}x{restarts}"),
+            EvalAttack::Cw { steps: 50, restarts: 10 } => write!(f, "cw-inf"),
+            EvalAttack::Cw { steps, restarts } => write!(f, "cw{steps}x{restarts}"),
+        }
+    }
+}
+
+impl FromStr for EvalAttack {
+    type Err = String;
+    /// `clean`, `fgsm`, `pgdK[xR]` (e.g. `pgd20`), `cw-inf` (= `cw50x10`), `cwK[xR]`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown attack {s:?}; expected clean, fgsm, pgd20 (pgdK[xR]), cw-inf (cwK[xR])");
+        let steps_restarts = |t: &str| -> Result<(usize, usize), String> {
+            let mut it = t.split('x');
+            let steps = it.next().and_then(|v| v.parse().ok()).filter(|&v| v > 0).ok_or_else(bad)?;
+            let restarts = match it.next() {
+                Some(r) => r.parse().ok().filter(|&v| v > 0).ok_or_else(bad)?,
+                None => 1,
+            };
+            Ok((steps, restarts))
+        };
+        match s {
+            "clean" => Ok(EvalAttack::Clean),
+            "fgsm" => Ok(EvalAttack::Fgsm),
+            "cw-inf" | "cw" => Ok(EvalAttack::Cw { steps: 50, restarts: 10 }),
+            _ if s.starts_with("pgd") => steps_restarts(&s[3..]).map(|(steps, restarts)| EvalAttack::Pgd { steps, restarts }),
+            _ if s.starts_with("cw") => steps_restarts(&s[2..]).map(|(steps, restarts)| EvalAttack::Cw { steps, restarts }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Accuracy under one attack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    pub attack: String,
+    pub accuracy: f64,
+    pub correct: usize,
+    pub total: usize,
+}
+
+/// Evaluates `model` (eval mode: pass `net.valid()`) on `data` under each attack.
+/// `on_batch(attack index, batches done, batches total)` reports progress.
+pub fn evaluate(
+    model: &Net,
+    data: &DeviceSet,
+    attacks: &[EvalAttack],
+    eps: f32,
+    batch: usize,
+    on_batch: &mut dyn FnMut(usize, usize, usize),
+) -> Vec<EvalResult> {
+    let device = data.images.device();
+    let nb = data.len.div_ceil(batch);
+    let mut counts = Vec::new();
+    for (ai, attack) in attacks.iter().enumerate() {
+        let mut correct = Tensor::<1>::zeros([1], &device);
+        for (bi, (x, y)) in data.batches_in_order(batch).enumerate() {
+            let x_adv = attack.craft(model, &x, &y, eps);
+            correct = correct + losses::correct(model.forward(x_adv), y).sum();
+            on_batch(ai, bi + 1, nb);
+        }
+        counts.push(correct);
+    }
+    let counts = Tensor::cat(counts, 0).into_data().try_to_vec::<f32>().expect("f32 counts");
+    attacks
+        .iter()
+        .zip(counts)
+        .map(|(a, c)| EvalResult {
+            attack: a.to_string(),
+            accuracy: c as f64 / data.len as f64,
+            correct: c as usize,
+            total: data.len,
+        })
+        .collect()
+}

@@ -1,0 +1,78 @@
+//! PyTorch state dicts as safetensors, written by hand: the format is an 8-byte header length,
+//! a JSON header (`name -> {dtype, shape, data_offsets}`) and the raw little-endian data
+//! (<https://github.com/huggingface/safetensors>, format description).
+//!
+//! Keys are PyTorch's (see each model file), Linear weights are transposed to `[out, in]`, and
+//! every BatchNorm gets the `num_batches_tracked` buffer PyTorch's `load_state_dict` expects
+//! (0: it only matters for BatchNorm with `momentum=None`, which these models do not use).
+
+use crate::models::Net;
+use serde_json::{Map, Value, json};
+
+/// One tensor of a state dict.
+pub struct StateTensor {
+    pub key: String,
+    pub shape: Vec<usize>,
+    pub data: StateData,
+}
+
+pub enum StateData {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+/// The model's PyTorch state dict, in PyTorch's key order for each module.
+pub fn state_dict(model: &Net) -> Vec<StateTensor> {
+    let mut out = Vec::new();
+    for t in model.named_tensors() {
+        let mut values = t.tensor.into_data().try_to_vec::<f32>().expect("f32 weights");
+        let mut shape = t.shape.clone();
+        if shape.len() == 2 {
+            // burn Linear stores [in, out]; PyTorch [out, in].
+            let (din, dout) = (shape[0], shape[1]);
+            values = (0..dout).flat_map(|o| (0..din).map(move |i| (o, i))).map(|(o, i)| values[i * dout + o]).collect();
+            shape = vec![dout, din];
+        }
+        let is_running_var = t.key.ends_with("running_var");
+        let prefix = t.key.trim_end_matches("running_var").to_string();
+        out.push(StateTensor { key: t.key, shape, data: StateData::F32(values) });
+        if is_running_var {
+            out.push(StateTensor { key: format!("{prefix}num_batches_tracked"), shape: vec![], data: StateData::I64(vec![0]) });
+        }
+    }
+    out
+}
+
+/// Serialises tensors as a safetensors file with optional string metadata.
+pub fn to_safetensors(tensors: &[StateTensor], metadata: &[(&str, String)]) -> Vec<u8> {
+    let mut header = Map::new();
+    if !metadata.is_empty() {
+        let meta: Map<String, Value> = metadata.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect();
+        header.insert("__metadata__".into(), Value::Object(meta));
+    }
+    let mut data = Vec::new();
+    for t in tensors {
+        let begin = data.len();
+        let dtype = match &t.data {
+            StateData::F32(v) => {
+                v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes()));
+                "F32"
+            }
+            StateData::I64(v) => {
+                v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes()));
+                "I64"
+            }
+        };
+        header.insert(t.key.clone(), json!({"dtype": dtype, "shape": t.shape, "data_offsets": [begin, data.len()]}));
+    }
+    let mut header = serde_json::to_vec(&Value::Object(header)).expect("json");
+    // Pad the header with spaces so the data starts 8-byte aligned.
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&data);
+    out
+}

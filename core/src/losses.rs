@@ -1,0 +1,44 @@
+//! Per-sample losses on logits `[batch, classes]`, each returning `[batch]`. Reductions are the
+//! caller's: `mean()` over the batch is PyTorch's `batchmean` for KL and `mean` for CE.
+
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, softmax};
+
+/// Cross-entropy `-log softmax(z)_y`.
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    log_softmax(logits, 1).gather(1, labels.reshape([b, 1])).reshape([b]).neg()
+}
+
+/// `KL(softmax(target) || softmax(input)) = sum_c p_c (log p_c - log q_c)`, summed over classes.
+/// `target_logits` is treated as a constant by the callers that pass detached logits.
+pub fn kl_div(target_logits: Tensor<2>, input_logits: Tensor<2>) -> Tensor<1> {
+    let [b, _] = target_logits.dims();
+    let log_p = log_softmax(target_logits, 1);
+    let log_q = log_softmax(input_logits, 1);
+    (log_p.clone().exp() * (log_p - log_q)).sum_dim(1).reshape([b])
+}
+
+/// The Carlini-Wagner margin used as a loss to maximise: `max_{j != y} z_j - z_y`
+/// (positive exactly when the sample is misclassified).
+pub fn cw_margin(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [b, c] = logits.dims();
+    let onehot = labels.clone().one_hot::<2>(c).bool();
+    let true_logit = logits.clone().gather(1, labels.reshape([b, 1])).reshape([b]);
+    // Push the true class far below every other logit before taking the max.
+    let others = logits.mask_fill(onehot, -1.0e30);
+    others.max_dim(1).reshape([b]) - true_logit
+}
+
+/// Shannon entropy of `softmax(z)`: `-sum_c p_c log(p_c + 1e-12)`.
+pub fn entropy(logits: Tensor<2>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    let p = softmax(logits, 1);
+    (p.clone() * p.add_scalar(1e-12).log()).sum_dim(1).reshape([b]).neg()
+}
+
+/// 1.0 where `argmax(logits) == label`, else 0.0.
+pub fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    logits.argmax(1).reshape([b]).equal(labels).float()
+}

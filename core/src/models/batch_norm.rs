@@ -1,0 +1,73 @@
+//! BatchNorm2d with PyTorch semantics and PyTorch parameter names.
+//!
+//! burn's own `BatchNorm` updates the running variance with the biased batch variance and
+//! names its affine parameters `gamma`/`beta`; PyTorch uses the unbiased variance
+//! (`n / (n - 1)`) and `weight`/`bias`. Matching PyTorch here keeps the running statistics of a
+//! model trained here equal to what PyTorch would have, and keeps the state-dict mapping 1:1.
+
+use burn::module::{Flag, Module, Param, RunningState};
+use burn::prelude::*;
+
+/// `torch.nn.BatchNorm2d(num_features, eps, momentum)`.
+#[derive(Module, Debug)]
+pub struct BatchNorm2d {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    pub running_mean: RunningState<Tensor<1>>,
+    pub running_var: RunningState<Tensor<1>>,
+    /// Training behaviour (batch statistics) iff this is on and the input is on an autodiff device.
+    pub training: Param<Flag>,
+    /// Weight of the newest batch in the running averages (PyTorch `momentum`).
+    pub momentum: f64,
+    pub eps: f64,
+}
+
+impl BatchNorm2d {
+    pub fn new(num_features: usize, momentum: f64, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([num_features], device)),
+            bias: Param::from_tensor(Tensor::zeros([num_features], device)),
+            running_mean: RunningState::new(Tensor::zeros([num_features], device)),
+            running_var: RunningState::new(Tensor::ones([num_features], device)),
+            training: Param::from_bool(true),
+            momentum,
+            eps: 1e-5,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if x.device().is_autodiff() && self.training.is_enabled() {
+            self.forward_train(x)
+        } else {
+            let device = x.device();
+            burn::tensor::module::batch_norm(
+                x,
+                self.weight.val(),
+                self.bias.val(),
+                self.running_mean.value().to_device(&device),
+                self.running_var.value().to_device(&device),
+                self.eps,
+            )
+        }
+    }
+
+    fn forward_train(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, _, h, w] = x.dims();
+        let n = (b * h * w) as f64;
+        let device = x.device();
+        let out = burn::tensor::module::batch_norm_train(x, self.weight.val(), self.bias.val(), self.eps);
+        let m = self.momentum;
+        // PyTorch stores the unbiased variance in the running estimate.
+        let unbiased = out.variance.detach().mul_scalar(n / (n - 1.0).max(1.0));
+        let mean = self.running_mean.value_sync().to_device(&device);
+        let var = self.running_var.value_sync().to_device(&device);
+        self.running_mean
+            .update(mean.mul_scalar(1.0 - m).add(out.mean.detach().mul_scalar(m)).detach());
+        self.running_var
+            .update(var.mul_scalar(1.0 - m).add(unbiased.mul_scalar(m)).detach());
+        // `RunningState` keeps updates per thread until synced, and neither its record nor
+        // `value()` sees a pending update: sync now so checkpoints and eval read the latest.
+        let _ = (self.running_mean.value_sync(), self.running_var.value_sync());
+        out.output
+    }
+}

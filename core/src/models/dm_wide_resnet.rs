@@ -1,0 +1,117 @@
+//! The "DM" WideResNet of Gowal et al. 2020/2021 and Rebuffi et al. 2021 (RobustBench
+//! `dm_wide_resnet.py`, `DMWideResNet`): SiLU activations, BatchNorm momentum 0.01, explicit
+//! `SAME`-style padding before the first conv of each block, and input normalisation inside the
+//! model ((x - mean) / std; the mean/std are not part of the state dict).
+//!
+//! State-dict keys (identical paths): `init_conv.weight`,
+//! `layer.{g}.block.{i}.{batchnorm_0.*, conv_0.weight, batchnorm_1.*, conv_1.weight, shortcut.weight}`
+//! (`shortcut` only where the channel count changes), `batchnorm.*`, `logits.{weight,bias}`.
+
+use super::batch_norm::BatchNorm2d;
+use super::layers::{conv2d, global_avg_pool, linear};
+use burn::nn::Linear;
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::activation::{relu, silu};
+use burn::tensor::ops::PadMode;
+
+/// CIFAR-10 mean/std used by the DM RobustBench models.
+pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
+pub const CIFAR10_STD: [f32; 3] = [0.2471, 0.2435, 0.2616];
+
+#[derive(Module, Debug)]
+pub struct DmBlock {
+    pub batchnorm_0: BatchNorm2d,
+    pub conv_0: Conv2d,
+    pub batchnorm_1: BatchNorm2d,
+    pub conv_1: Conv2d,
+    pub shortcut: Option<Conv2d>,
+    pub stride: usize,
+    pub use_silu: bool,
+}
+
+impl DmBlock {
+    fn new(cin: usize, cout: usize, stride: usize, use_silu: bool, device: &Device) -> Self {
+        Self {
+            batchnorm_0: BatchNorm2d::new(cin, 0.01, device),
+            conv_0: conv2d(cin, cout, 3, stride, 0, false, device),
+            batchnorm_1: BatchNorm2d::new(cout, 0.01, device),
+            conv_1: conv2d(cout, cout, 3, 1, 1, false, device),
+            shortcut: (cin != cout).then(|| conv2d(cin, cout, 1, stride, 0, false, device)),
+            stride,
+            use_silu,
+        }
+    }
+
+    fn act(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.use_silu { silu(x) } else { relu(x) }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let act = self.act(self.batchnorm_0.forward(x.clone()));
+        // Manual padding: (1,1,1,1) at stride 1, (0,1,0,1) (right/bottom only) at stride 2.
+        let padded = match self.stride {
+            1 => act.clone().pad([(1, 1), (1, 1)], PadMode::Constant(0.0)),
+            _ => act.clone().pad([(0, 1), (0, 1)], PadMode::Constant(0.0)),
+        };
+        let out = self.conv_0.forward(padded);
+        let out = self.conv_1.forward(self.act(self.batchnorm_1.forward(out)));
+        match &self.shortcut {
+            Some(conv) => conv.forward(act) + out,
+            None => x + out,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BlockGroup {
+    pub block: Vec<DmBlock>,
+}
+
+#[derive(Module, Debug)]
+pub struct DmWideResNet {
+    pub init_conv: Conv2d,
+    pub layer: Vec<BlockGroup>,
+    pub batchnorm: BatchNorm2d,
+    pub logits: Linear,
+    /// Input normalisation applied inside the model (not in the state dict).
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub use_silu: bool,
+}
+
+impl DmWideResNet {
+    pub fn new(depth: usize, width: usize, num_classes: usize, use_silu: bool, mean: [f32; 3], std: [f32; 3], device: &Device) -> Self {
+        let n = (depth - 4) / 6;
+        let c = [16, 16 * width, 32 * width, 64 * width];
+        let group = |cin: usize, cout: usize, stride: usize| BlockGroup {
+            block: (0..n)
+                .map(|i| if i == 0 { DmBlock::new(cin, cout, stride, use_silu, device) } else { DmBlock::new(cout, cout, 1, use_silu, device) })
+                .collect(),
+        };
+        Self {
+            init_conv: conv2d(3, c[0], 3, 1, 1, false, device),
+            layer: vec![group(c[0], c[1], 1), group(c[1], c[2], 2), group(c[2], c[3], 2)],
+            batchnorm: BatchNorm2d::new(c[3], 0.01, device),
+            logits: linear(c[3], num_classes, device),
+            mean,
+            std,
+            use_silu,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let device = x.device();
+        let mean = Tensor::<1>::from_floats(self.mean, &device).reshape([1, 3, 1, 1]);
+        let std = Tensor::<1>::from_floats(self.std, &device).reshape([1, 3, 1, 1]);
+        let mut x = self.init_conv.forward((x - mean) / std);
+        for group in &self.layer {
+            for block in &group.block {
+                x = block.forward(x);
+            }
+        }
+        let x = self.batchnorm.forward(x);
+        let x = if self.use_silu { silu(x) } else { relu(x) };
+        self.logits.forward(global_avg_pool(x))
+    }
+}

@@ -1,0 +1,101 @@
+//! MobileNetV2, CIFAR variant (kuangliu/pytorch-cifar `models/mobilenetv2.py`): stride-1 first
+//! conv and stride 1 in the second stage, so 32x32 inputs end at 4x4. 2,296,922 parameters for
+//! 10 classes.
+//!
+//! State-dict keys: `conv1.weight`, `bn1.*`, `layers.{i}.conv{1,2,3}.weight`,
+//! `layers.{i}.bn{1,2,3}.*`, `layers.{i}.shortcut.{0.weight,1.*}` (only where stride is 1 and
+//! the channel count changes), `conv2.weight`, `bn2.*`, `linear.{weight,bias}`.
+
+use super::batch_norm::BatchNorm2d;
+use super::layers::{conv2d, conv2d_grouped, global_avg_pool, linear};
+use burn::nn::Linear;
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+/// (expansion, out_planes, num_blocks, stride) per stage.
+const CFG: [(usize, usize, usize, usize); 7] =
+    [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+
+/// Inverted residual block: expand (1x1), depthwise (3x3), project (1x1).
+#[derive(Module, Debug)]
+pub struct InvertedResidual {
+    pub conv1: Conv2d,
+    pub bn1: BatchNorm2d,
+    pub conv2: Conv2d,
+    pub bn2: BatchNorm2d,
+    pub conv3: Conv2d,
+    pub bn3: BatchNorm2d,
+    pub shortcut: Option<(Conv2d, BatchNorm2d)>,
+    pub stride: usize,
+}
+
+impl InvertedResidual {
+    fn new(cin: usize, cout: usize, expansion: usize, stride: usize, device: &Device) -> Self {
+        let planes = expansion * cin;
+        Self {
+            conv1: conv2d(cin, planes, 1, 1, 0, false, device),
+            bn1: BatchNorm2d::new(planes, 0.1, device),
+            conv2: conv2d_grouped(planes, planes, 3, stride, 1, planes, device),
+            bn2: BatchNorm2d::new(planes, 0.1, device),
+            conv3: conv2d(planes, cout, 1, 1, 0, false, device),
+            bn3: BatchNorm2d::new(cout, 0.1, device),
+            shortcut: (stride == 1 && cin != cout)
+                .then(|| (conv2d(cin, cout, 1, 1, 0, false, device), BatchNorm2d::new(cout, 0.1, device))),
+            stride,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
+        let out = relu(self.bn2.forward(self.conv2.forward(out)));
+        let out = self.bn3.forward(self.conv3.forward(out));
+        if self.stride != 1 {
+            return out;
+        }
+        match &self.shortcut {
+            Some((conv, bn)) => out + bn.forward(conv.forward(x)),
+            None => out + x,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MobileNetV2 {
+    pub conv1: Conv2d,
+    pub bn1: BatchNorm2d,
+    pub layers: Vec<InvertedResidual>,
+    pub conv2: Conv2d,
+    pub bn2: BatchNorm2d,
+    pub linear: Linear,
+}
+
+impl MobileNetV2 {
+    pub fn new(num_classes: usize, device: &Device) -> Self {
+        let mut layers = Vec::new();
+        let mut cin = 32;
+        for (expansion, cout, n, stride) in CFG {
+            for i in 0..n {
+                layers.push(InvertedResidual::new(cin, cout, expansion, if i == 0 { stride } else { 1 }, device));
+                cin = cout;
+            }
+        }
+        Self {
+            conv1: conv2d(3, 32, 3, 1, 1, false, device),
+            bn1: BatchNorm2d::new(32, 0.1, device),
+            layers,
+            conv2: conv2d(320, 1280, 1, 1, 0, false, device),
+            bn2: BatchNorm2d::new(1280, 0.1, device),
+            linear: linear(1280, num_classes, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        for block in &self.layers {
+            x = block.forward(x);
+        }
+        let x = relu(self.bn2.forward(self.conv2.forward(x)));
+        self.linear.forward(global_avg_pool(x))
+    }
+}

@@ -1,0 +1,85 @@
+//! PreActResNet-18 in the RobustBench layout (`robustbench/model_zoo/architectures/resnet.py`,
+//! `PreActResNet`): pre-activation blocks, a final BN + ReLU before pooling, adaptive average
+//! pooling (so the same model runs at 32x32 and at 64x64 for Tiny-ImageNet).
+//!
+//! State-dict keys: `conv1.weight`, `layer{1..4}.{0,1}.bn{1,2}.*`,
+//! `layer{1..4}.{0,1}.conv{1,2}.weight`, `layer{2,3,4}.0.shortcut.0.weight` (1x1 conv, no BN),
+//! `bn.*`, `linear.{weight,bias}`.
+
+use super::batch_norm::BatchNorm2d;
+use super::layers::{conv2d, global_avg_pool, linear};
+use burn::nn::Linear;
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+#[derive(Module, Debug)]
+pub struct PreActBlock {
+    pub bn1: BatchNorm2d,
+    pub conv1: Conv2d,
+    pub bn2: BatchNorm2d,
+    pub conv2: Conv2d,
+    /// `nn.Sequential(conv1x1)` when the shape changes; a one-element Vec keeps the
+    /// `shortcut.0` key.
+    pub shortcut: Option<Vec<Conv2d>>,
+}
+
+impl PreActBlock {
+    fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
+        Self {
+            bn1: BatchNorm2d::new(cin, 0.1, device),
+            conv1: conv2d(cin, cout, 3, stride, 1, false, device),
+            bn2: BatchNorm2d::new(cout, 0.1, device),
+            conv2: conv2d(cout, cout, 3, 1, 1, false, device),
+            shortcut: (stride != 1 || cin != cout).then(|| vec![conv2d(cin, cout, 1, stride, 0, false, device)]),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = relu(self.bn1.forward(x.clone()));
+        let short = match &self.shortcut {
+            Some(convs) => convs[0].forward(out.clone()),
+            None => x,
+        };
+        let out = self.conv1.forward(out);
+        let out = self.conv2.forward(relu(self.bn2.forward(out)));
+        out + short
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct PreActResNet {
+    pub conv1: Conv2d,
+    pub layer1: Vec<PreActBlock>,
+    pub layer2: Vec<PreActBlock>,
+    pub layer3: Vec<PreActBlock>,
+    pub layer4: Vec<PreActBlock>,
+    pub bn: BatchNorm2d,
+    pub linear: Linear,
+}
+
+impl PreActResNet {
+    pub fn preact_resnet18(num_classes: usize, width: usize, device: &Device) -> Self {
+        let stage = |cin: usize, cout: usize, stride: usize| {
+            vec![PreActBlock::new(cin, cout, stride, device), PreActBlock::new(cout, cout, 1, device)]
+        };
+        let w = width;
+        Self {
+            conv1: conv2d(3, w, 3, 1, 1, false, device),
+            layer1: stage(w, w, 1),
+            layer2: stage(w, 2 * w, 2),
+            layer3: stage(2 * w, 4 * w, 2),
+            layer4: stage(4 * w, 8 * w, 2),
+            bn: BatchNorm2d::new(8 * w, 0.1, device),
+            linear: linear(8 * w, num_classes, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = self.conv1.forward(x);
+        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
+            x = block.forward(x);
+        }
+        self.linear.forward(global_avg_pool(relu(self.bn.forward(x))))
+    }
+}

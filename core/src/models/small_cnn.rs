@@ -1,0 +1,45 @@
+//! A small CNN for labs: three conv-BN-ReLU stages (32, 64, 128 channels), the last two with
+//! stride 2, global average pooling and a linear classifier. ~94k parameters at width 32.
+//!
+//! State-dict keys (PyTorch): `conv1.weight`, `bn1.{weight,bias,running_mean,running_var}`, ...,
+//! `conv3.weight`, `bn3.*`, `fc.{weight,bias}`.
+
+use super::batch_norm::BatchNorm2d;
+use super::layers::{conv2d, global_avg_pool, linear};
+use burn::nn::Linear;
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+#[derive(Module, Debug)]
+pub struct SmallCnn {
+    pub conv1: Conv2d,
+    pub bn1: BatchNorm2d,
+    pub conv2: Conv2d,
+    pub bn2: BatchNorm2d,
+    pub conv3: Conv2d,
+    pub bn3: BatchNorm2d,
+    pub fc: Linear,
+}
+
+impl SmallCnn {
+    pub fn new(num_classes: usize, width: usize, device: &Device) -> Self {
+        let (w1, w2, w3) = (width, 2 * width, 4 * width);
+        Self {
+            conv1: conv2d(3, w1, 3, 1, 1, false, device),
+            bn1: BatchNorm2d::new(w1, 0.1, device),
+            conv2: conv2d(w1, w2, 3, 2, 1, false, device),
+            bn2: BatchNorm2d::new(w2, 0.1, device),
+            conv3: conv2d(w2, w3, 3, 2, 1, false, device),
+            bn3: BatchNorm2d::new(w3, 0.1, device),
+            fc: linear(w3, num_classes, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let x = relu(self.bn2.forward(self.conv2.forward(x)));
+        let x = relu(self.bn3.forward(self.conv3.forward(x)));
+        self.fc.forward(global_avg_pool(x))
+    }
+}

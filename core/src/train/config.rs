@@ -1,0 +1,42 @@
+//! Training configuration: every knob of a run, stored in the checkpoint so `--resume` continues
+//! the same run.
+
+use super::methods::{AttackSettings, MethodKind};
+use super::schedule::LrSchedule;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub method: MethodKind,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// SGD momentum with PyTorch semantics (dampening 0).
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: LrSchedule,
+    pub seed: u64,
+    /// The training attack (eps, step, iterations).
+    pub attack: AttackSettings,
+    /// Random-crop zero padding (4 for 32x32, 8 for 64x64); `None` disables crop and flip.
+    pub augment_pad: Option<usize>,
+}
+
+impl TrainConfig {
+    /// The reference recipe (METHOD.md section 3) for `method`: SGD 0.1, momentum 0.9, weight
+    /// decay 2e-4, batch 128, 200 epochs, lr x0.1 after epochs 100 and 150, crop 4 + flip.
+    pub fn reference(method: MethodKind) -> Self {
+        Self {
+            method,
+            epochs: 200,
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 2e-4,
+            schedule: LrSchedule::MultiStep { milestones: vec![100, 150], gamma: 0.1 },
+            seed: 0,
+            attack: AttackSettings::default(),
+            augment_pad: Some(4),
+        }
+    }
+}

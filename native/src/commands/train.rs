@@ -1,0 +1,220 @@
+//! `saad train`: trains with a checkpoint and a JSONL log line per epoch; `--resume` continues.
+
+use super::{parse_eps, read_checkpoint};
+use crate::datasets::{self, DataArgs};
+use crate::device::{DeviceChoice, select};
+use crate::fsutil::write_atomic;
+use crate::progress::{Progress, note};
+use anyhow::{Context, Result, bail};
+use saad_core::checkpoint::DatasetInfo;
+use saad_core::data::DeviceSet;
+use saad_core::eval::{EvalAttack, evaluate};
+use saad_core::models::{Arch, ModelSpec};
+use saad_core::train::{AttackSettings, LrSchedule, MethodKind, TrainConfig, Trainer};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Model architecture: small-cnn[-W], resnet18[-wW], preact-resnet18[-wW], mobilenetv2, wrn-D-W, dm-wrn-D-W.
+    #[arg(long, default_value = "small-cnn")]
+    pub arch: Arch,
+    /// Training method: natural or pgd-at.
+    #[arg(long, default_value = "pgd-at")]
+    pub method: MethodKind,
+    /// Total epochs [default: 200]. With --resume, raises the run's total.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// SGD momentum (PyTorch semantics: dampening 0).
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 2e-4)]
+    pub weight_decay: f64,
+    /// constant, cosine, or multistep:E1,E2[:GAMMA] (lr x GAMMA after those epochs).
+    #[arg(long, default_value = "multistep:100,150:0.1", value_parser = LrSchedule::parse)]
+    pub schedule: LrSchedule,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// L-infinity radius of the training attack (and of the per-epoch PGD-20 evaluation).
+    #[arg(long, default_value = "8/255", value_parser = parse_eps)]
+    pub eps: f32,
+    /// Step size of the training attack.
+    #[arg(long, default_value = "2/255", value_parser = parse_eps)]
+    pub alpha: f32,
+    /// Iterations of the training attack.
+    #[arg(long, default_value_t = 10)]
+    pub attack_steps: usize,
+    /// Disable random crop + horizontal flip.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Output folder: checkpoint.saad (every epoch, atomic) and log.jsonl.
+    #[arg(long, default_value = "runs/train")]
+    pub out: PathBuf,
+    /// Continue the run in --out from its checkpoint, with its stored configuration
+    /// (only --epochs may be raised; the other training flags are ignored).
+    #[arg(long)]
+    pub resume: bool,
+    /// Evaluate clean and PGD-20 accuracy every K epochs (0: only after the last).
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
+    /// Evaluate on the first N test images (default: all).
+    #[arg(long)]
+    pub eval_n: Option<usize>,
+    /// Stop after this many epochs in this invocation (the run can be resumed).
+    #[arg(long)]
+    pub stop_after_epochs: Option<usize>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// No progress bars or status lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Trains and returns the path of the final checkpoint.
+pub fn run(args: TrainArgs) -> Result<PathBuf> {
+    let q = args.quiet;
+    let (device, device_name) = select(args.device)?;
+    let ckpt_path = args.out.join("checkpoint.saad");
+    let log_path = args.out.join("log.jsonl");
+
+    // On resume the checkpoint names the data; a fresh run reads what the flags name.
+    let resumed = if args.resume {
+        if !ckpt_path.exists() {
+            bail!("--resume: {} does not exist (nothing to resume; drop --resume to start a new run)", ckpt_path.display());
+        }
+        let ckpt = read_checkpoint(&ckpt_path)?;
+        let mut t = Trainer::resume(&ckpt, &device, &ckpt_path.display().to_string())?;
+        if let Some(e) = args.epochs {
+            if e < t.config.epochs {
+                bail!("--resume: --epochs {e} is below the run's {} epochs; a run can only be extended", t.config.epochs);
+            }
+            t.config.epochs = e;
+        }
+        note(q, format!("resuming {} after epoch {} of {}", ckpt_path.display(), t.epochs_done, t.config.epochs));
+        Some(t)
+    } else {
+        if ckpt_path.exists() {
+            bail!("{} already exists: pass --resume to continue that run, or choose another --out", ckpt_path.display());
+        }
+        None
+    };
+    let data_args = match &resumed {
+        Some(t) => DataArgs {
+            data: datasets::DatasetName::parse(&t.dataset.name)
+                .with_context(|| format!("unknown dataset {:?} in {}", t.dataset.name, ckpt_path.display()))?,
+            image_size: t.dataset.image_size,
+            ..args.data.clone()
+        },
+        None => args.data.clone(),
+    };
+    let (train_set, test_set) = datasets::load(&data_args)?;
+    let mut trainer = match resumed {
+        Some(t) => t,
+        None => {
+            let image_size = datasets::image_size(&data_args);
+            let config = TrainConfig {
+                method: args.method,
+                epochs: args.epochs.unwrap_or(200),
+                batch_size: args.batch_size,
+                lr: args.lr,
+                momentum: args.momentum,
+                weight_decay: args.weight_decay,
+                schedule: args.schedule.clone(),
+                seed: args.seed,
+                attack: AttackSettings { eps: args.eps, alpha: args.alpha, steps: args.attack_steps },
+                augment_pad: (!args.no_augment).then(|| data_args.data.crop_pad(image_size)),
+            };
+            let info = DatasetInfo { name: data_args.data.as_str().into(), image_size, num_classes: train_set.num_classes };
+            Trainer::new(ModelSpec::new(args.arch.clone(), train_set.num_classes), config, info, &device)
+        }
+    };
+    let test_set = match args.eval_n {
+        Some(n) => test_set.take(n),
+        None => test_set,
+    };
+    note(
+        q,
+        format!(
+            "{} on {} ({} train / {} test images, {}x{}), {} with {} params, device {}",
+            trainer.config.method,
+            trainer.dataset.name,
+            train_set.len(),
+            test_set.len(),
+            train_set.height,
+            train_set.width,
+            trainer.spec.arch,
+            trainer.model.num_trainable_params(),
+            device_name
+        ),
+    );
+    let train_data = DeviceSet::upload(&train_set, &device);
+    let test_data = DeviceSet::upload(&test_set, &device);
+
+    let mut ran = 0;
+    while !trainer.is_done() {
+        if args.stop_after_epochs.is_some_and(|n| ran >= n) {
+            note(q, format!("stopping after {ran} epochs as asked; continue with --resume"));
+            return Ok(ckpt_path);
+        }
+        let epoch = trainer.epochs_done + 1;
+        let bar = Progress::new(q, train_data.len as u64, &format!("epoch {epoch}/{}", trainer.config.epochs), "img");
+        let start = Instant::now();
+        let bs = trainer.config.batch_size;
+        let n = train_data.len;
+        let stats = trainer.train_epoch(&train_data, &mut |b, _| bar.set((b * bs).min(n) as u64));
+        let train_secs = start.elapsed().as_secs_f64();
+        bar.finish();
+        let mut line = json!({
+            "epoch": stats.epoch,
+            "method": trainer.config.method.to_string(),
+            "lr": stats.lr,
+            "train_loss": stats.loss,
+            "train_acc": stats.accuracy,
+            "train_seconds": train_secs,
+            "images_per_sec": stats.images as f64 / train_secs,
+        });
+        let eval_now = trainer.is_done() || (args.eval_every > 0 && epoch % args.eval_every == 0);
+        if eval_now {
+            let start = Instant::now();
+            let attacks = [EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }];
+            device.seed(saad_core::rng::derive_seed(trainer.config.seed, &[4, epoch as u64]));
+            let ebar = Progress::new(q, 2 * test_data.len.div_ceil(256) as u64, "evaluating", "batches");
+            let nb = test_data.len.div_ceil(256);
+            let res = evaluate(&trainer.eval_model(), &test_data, &attacks, trainer.config.attack.eps, 256, &mut |a, b, _| {
+                ebar.set((a * nb + b) as u64)
+            });
+            ebar.finish();
+            line["test_clean_acc"] = json!(res[0].accuracy);
+            line["test_pgd20_acc"] = json!(res[1].accuracy);
+            line["eval_seconds"] = json!(start.elapsed().as_secs_f64());
+        }
+        note(q, format_epoch(&line));
+        trainer.history.push(line);
+        write_atomic(&ckpt_path, &trainer.checkpoint().encode())?;
+        let log: String = trainer.history.iter().map(|l| format!("{l}\n")).collect();
+        write_atomic(&log_path, log.as_bytes())?;
+        ran += 1;
+    }
+    note(q, format!("done: {}", ckpt_path.display()));
+    Ok(ckpt_path)
+}
+
+fn format_epoch(l: &serde_json::Value) -> String {
+    let pct = |k: &str| l.get(k).and_then(|v| v.as_f64()).map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
+    format!(
+        "epoch {:>3}  loss {:.4}  train acc {}  test clean {}  test PGD-20 {}  {:.0} img/s",
+        l["epoch"],
+        l["train_loss"].as_f64().unwrap_or(f64::NAN),
+        pct("train_acc"),
+        pct("test_clean_acc"),
+        pct("test_pgd20_acc"),
+        l["images_per_sec"].as_f64().unwrap_or(0.0)
+    )
+}

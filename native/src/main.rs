@@ -1,0 +1,51 @@
+//! `saad`: adversarially robust training and adversarial distillation on any GPU (wgpu) or CPU.
+
+mod commands;
+mod datasets;
+mod device;
+mod fsutil;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "saad", version, about = "Adversarial distillation (SAAD) and robust training on any GPU vendor or CPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The whole story on the built-in digits: robust training, then evaluation.
+    Demo(commands::demo::DemoArgs),
+    /// Train a model (natural or PGD-AT), with a checkpoint every epoch.
+    Train(commands::train::TrainArgs),
+    /// Evaluate a checkpoint: clean, FGSM, PGD-20, CW-inf accuracy.
+    Eval(commands::eval::EvalArgs),
+    /// Export a checkpoint (PyTorch safetensors state dict, or weights only).
+    Export(commands::export::ExportArgs),
+    /// List the compute devices (flex CPU and wgpu adapters).
+    Devices,
+    /// Datasets: check local files, or download an official archive.
+    Data(commands::data::DataCommand),
+    /// Benchmark a PGD-10 adversarial training step.
+    Bench(commands::bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(a) => commands::demo::run(a),
+        Command::Train(a) => commands::train::run(a).map(|_| ()),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Export(a) => commands::export::run(a),
+        Command::Devices => commands::devices(),
+        Command::Data(a) => commands::data::run(a),
+        Command::Bench(a) => commands::bench::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
