@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use saad_core::data::cifar::{self, CifarKind};
-use saad_core::data::{ImageSet, digits, tiny_imagenet};
+use saad_core::data::{Augment, ImageSet, digits, tiny_imagenet};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -31,9 +31,10 @@ impl DatasetName {
             .find(|d| d.as_str() == s)
     }
 
-    /// Zero padding of the random crop for this dataset's image size.
-    pub fn crop_pad(self, image_size: usize) -> usize {
-        if image_size >= 64 { 8 } else { 4 }
+    /// The training augmentation of this dataset: crop padding 4 at 32x32 (8 at 64x64, scaled
+    /// for other digit sizes), horizontal flip except for digits (not mirror-symmetric).
+    pub fn augment(self, image_size: usize) -> Augment {
+        Augment { pad: (image_size / 8).max(1), flip: self != DatasetName::Digits }
     }
 }
 

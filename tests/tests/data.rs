@@ -16,7 +16,7 @@ fn random_crop_flip_produces_padded_crops_and_flips() {
     for (name, device) in devices() {
         device.seed(9);
         let x = Tensor::<4>::from_data(TensorData::new(src.clone(), [b, c, h, w]), &device);
-        let out = to_vec(random_crop_flip(x, pad));
+        let out = to_vec(random_crop_flip(x, pad, true));
         let mut seen_flip = [false; 2];
         let mut offsets = std::collections::HashSet::new();
         for n in 0..b {

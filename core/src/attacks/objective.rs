@@ -20,6 +20,18 @@ pub enum ObjectiveKind {
     CwMargin { labels: Tensor<1, Int> },
 }
 
+impl ObjectiveKind {
+    /// The same objective restricted to the samples at `indices`.
+    pub fn select(&self, indices: &Tensor<1, Int>) -> Self {
+        let i = indices.clone();
+        match self {
+            ObjectiveKind::CrossEntropy { labels } => ObjectiveKind::CrossEntropy { labels: labels.clone().select(0, i) },
+            ObjectiveKind::KlToTarget { target_logits } => ObjectiveKind::KlToTarget { target_logits: target_logits.clone().select(0, i) },
+            ObjectiveKind::CwMargin { labels } => ObjectiveKind::CwMargin { labels: labels.clone().select(0, i) },
+        }
+    }
+}
+
 impl Objective for ObjectiveKind {
     fn loss(&self, _x_adv: &Tensor<4>, logits: Tensor<2>) -> Tensor<1> {
         match self {

@@ -1,10 +1,10 @@
 //! Projected gradient descent in L-infinity (Madry et al. 2018), with uniform or Gaussian
 //! random start and restarts that keep, per sample, the worst point found.
 
-use super::{Forward, Objective, input_gradient, step};
+use super::{Forward, Objective, ObjectiveKind, input_gradient, step};
 use crate::losses;
 use burn::prelude::*;
-use burn::tensor::Distribution;
+use burn::tensor::{Distribution, IndexingUpdateOp, TensorData};
 
 /// How the first iterate is drawn.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -64,31 +64,32 @@ impl Pgd {
         x_adv
     }
 
-    /// `restarts` runs; per sample keeps a misclassified point over a correct one, and otherwise
-    /// the point with the larger objective. With one restart this is [`run`](Self::run).
-    pub fn run_with_restarts(&self, forward: Forward, objective: &dyn Objective, x: &Tensor<4>, labels: &Tensor<1, Int>) -> Tensor<4> {
+    /// `restarts` runs keeping the worst point per sample: a misclassified point beats a correct
+    /// one, and among correct points the larger objective wins. A sample already misclassified
+    /// cannot get worse, so each further run attacks only the samples still classified
+    /// correctly (as AutoAttack does): one read of the correctness mask per restart.
+    pub fn run_with_restarts(&self, forward: Forward, objective: &ObjectiveKind, x: &Tensor<4>, labels: &Tensor<1, Int>) -> Tensor<4> {
         let mut best = self.run(forward, objective, x);
-        if self.restarts <= 1 {
-            return best;
-        }
-        let [b, ..] = x.dims();
-        let score = |x_adv: &Tensor<4>| {
-            let logits = forward(x_adv.clone());
-            let wrong = losses::correct(logits.clone(), labels.clone()).neg().add_scalar(1.0);
-            (wrong, objective.loss(x_adv, logits).detach())
-        };
-        let (mut best_wrong, mut best_loss) = score(&best);
+        let device = x.device();
         for _ in 1..self.restarts {
-            let cand = self.run(forward, objective, x);
-            let (wrong, loss) = score(&cand);
-            // Better: newly wrong, or equally wrong with a larger loss.
-            let better = wrong.clone().greater(best_wrong.clone()).bool_or(
-                wrong.clone().equal(best_wrong.clone()).bool_and(loss.clone().greater(best_loss.clone())),
-            );
-            let mask4 = better.clone().reshape([b, 1, 1, 1]).expand(x.dims());
-            best = best.mask_where(mask4, cand);
-            best_wrong = best_wrong.mask_where(better.clone(), wrong);
-            best_loss = best_loss.mask_where(better, loss);
+            let correct = losses::correct(forward(best.clone()), labels.clone());
+            let keep: Vec<i64> =
+                correct.into_data().iter::<f32>().enumerate().filter(|(_, c)| *c > 0.5).map(|(i, _)| i as i64).collect();
+            if keep.is_empty() {
+                break;
+            }
+            let k = keep.len();
+            let idx = Tensor::<1, Int>::from_data(TensorData::new(keep, [k]), &device);
+            let (xs, sub) = (x.clone().select(0, idx.clone()), objective.select(&idx));
+            let cand = self.run(forward, &sub, &xs);
+            let cand_logits = forward(cand.clone());
+            let cand_wrong = losses::correct(cand_logits.clone(), labels.clone().select(0, idx.clone())).lower_elem(0.5);
+            let cand_loss = sub.loss(&cand, cand_logits).detach();
+            let old = best.clone().select(0, idx.clone());
+            let old_loss = sub.loss(&old, forward(old.clone())).detach();
+            let better = cand_wrong.bool_or(cand_loss.greater(old_loss)).reshape([k, 1, 1, 1]).expand(xs.dims());
+            let delta = old.clone().mask_where(better, cand) - old;
+            best = best.select_assign(0, idx, delta, IndexingUpdateOp::Add);
         }
         best
     }

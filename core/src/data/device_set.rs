@@ -65,10 +65,26 @@ impl EpochOrder {
     }
 }
 
-/// Random crop with zero padding `pad` and random horizontal flip (p = 0.5), per sample, on the
-/// device (torchvision `RandomCrop(size, padding=pad)` + `RandomHorizontalFlip()`). Draws from
-/// the device RNG: seed the device first for reproducible batches.
-pub fn random_crop_flip(x: Tensor<4>, pad: usize) -> Tensor<4> {
+/// Training-time augmentation: random crop with zero padding, optional horizontal flip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Augment {
+    /// Zero padding of the random crop (4 for 32x32 CIFAR, 8 for 64x64 Tiny-ImageNet).
+    pub pad: usize,
+    /// Random horizontal flip (p = 0.5); off for digits, which are not mirror-symmetric.
+    pub flip: bool,
+}
+
+impl Augment {
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        random_crop_flip(x, self.pad, self.flip)
+    }
+}
+
+/// Random crop with zero padding `pad` and (if `flip`) random horizontal flip (p = 0.5), per
+/// sample, on the device (torchvision `RandomCrop(size, padding=pad)` +
+/// `RandomHorizontalFlip()`). Draws from the device RNG: seed the device first for reproducible
+/// batches.
+pub fn random_crop_flip(x: Tensor<4>, pad: usize, flip: bool) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     let device = x.device();
     let padded = if pad > 0 { x.pad([(pad, pad), (pad, pad)], PadMode::Constant(0.0)) } else { x };
@@ -80,7 +96,7 @@ pub fn random_crop_flip(x: Tensor<4>, pad: usize) -> Tensor<4> {
             .int()
     };
     let (oy, ox) = (offset(b), offset(b));
-    let flip = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), &device).lower_elem(0.5);
+    let flip = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), &device).lower_elem(if flip { 0.5 } else { -1.0 });
 
     let rows = oy.reshape([b, 1, 1, 1]) + Tensor::<1, Int>::arange(0..h as i64, &device).reshape([1, 1, h, 1]);
     let rows = rows.expand([b, c, h, w + 2 * pad]);

@@ -7,5 +7,5 @@ pub mod digits;
 pub mod image_set;
 pub mod tiny_imagenet;
 
-pub use device_set::{DeviceSet, EpochOrder, random_crop_flip};
+pub use device_set::{Augment, DeviceSet, EpochOrder, random_crop_flip};
 pub use image_set::ImageSet;

@@ -3,6 +3,7 @@
 
 use super::methods::{AttackSettings, MethodKind};
 use super::schedule::LrSchedule;
+use crate::data::Augment;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,8 +19,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The training attack (eps, step, iterations).
     pub attack: AttackSettings,
-    /// Random-crop zero padding (4 for 32x32, 8 for 64x64); `None` disables crop and flip.
-    pub augment_pad: Option<usize>,
+    /// Crop/flip augmentation; `None` trains on the images as they are.
+    pub augment: Option<Augment>,
 }
 
 impl TrainConfig {
@@ -36,7 +37,7 @@ impl TrainConfig {
             schedule: LrSchedule::MultiStep { milestones: vec![100, 150], gamma: 0.1 },
             seed: 0,
             attack: AttackSettings::default(),
-            augment_pad: Some(4),
+            augment: Some(Augment { pad: 4, flip: true }),
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::config::TrainConfig;
 use super::methods::{BatchContext, Method};
 use crate::checkpoint::{Checkpoint, DatasetInfo, Header, model_bytes};
-use crate::data::{DeviceSet, EpochOrder, random_crop_flip};
+use crate::data::{DeviceSet, EpochOrder};
 use crate::error::DataError;
 use crate::losses;
 use crate::models::{ModelSpec, Net};
@@ -16,7 +16,7 @@ use burn::prelude::*;
 use burn::tensor::Bytes;
 
 /// Purposes of derived seeds (see [`derive_seed`]).
-pub(crate) mod stream {
+pub mod stream {
     pub const INIT: u64 = 1;
     pub const ORDER: u64 = 2;
     pub const BATCH: u64 = 3;
@@ -120,8 +120,8 @@ impl Trainer {
             // Every random draw of this batch (augmentation, attack start) follows from here.
             self.device.seed(derive_seed(cfg.seed, &[stream::BATCH, epoch as u64, b as u64]));
             let (x, y) = data.gather(order.batch_indices(b));
-            let x = match cfg.augment_pad {
-                Some(pad) => random_crop_flip(x, pad),
+            let x = match &cfg.augment {
+                Some(aug) => aug.apply(x),
                 None => x,
             };
             let n = y.dims()[0];

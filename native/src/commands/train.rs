@@ -10,6 +10,7 @@ use saad_core::checkpoint::DatasetInfo;
 use saad_core::data::DeviceSet;
 use saad_core::eval::{EvalAttack, evaluate};
 use saad_core::models::{Arch, ModelSpec};
+use saad_core::train::trainer::stream;
 use saad_core::train::{AttackSettings, LrSchedule, MethodKind, TrainConfig, Trainer};
 use serde_json::json;
 use std::path::PathBuf;
@@ -129,7 +130,7 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
                 schedule: args.schedule.clone(),
                 seed: args.seed,
                 attack: AttackSettings { eps: args.eps, alpha: args.alpha, steps: args.attack_steps },
-                augment_pad: (!args.no_augment).then(|| data_args.data.crop_pad(image_size)),
+                augment: (!args.no_augment).then(|| data_args.data.augment(image_size)),
             };
             let info = DatasetInfo { name: data_args.data.as_str().into(), image_size, num_classes: train_set.num_classes };
             Trainer::new(ModelSpec::new(args.arch.clone(), train_set.num_classes), config, info, &device)
@@ -184,7 +185,7 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
         if eval_now {
             let start = Instant::now();
             let attacks = [EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }];
-            device.seed(saad_core::rng::derive_seed(trainer.config.seed, &[4, epoch as u64]));
+            device.seed(saad_core::rng::derive_seed(trainer.config.seed, &[stream::EVAL, epoch as u64]));
             let ebar = Progress::new(q, 2 * test_data.len.div_ceil(256) as u64, "evaluating", "batches");
             let nb = test_data.len.div_ceil(256);
             let res = evaluate(&trainer.eval_model(), &test_data, &attacks, trainer.config.attack.eps, 256, &mut |a, b, _| {
