@@ -1,8 +1,9 @@
 //! The `.saad` checkpoint container: everything needed to rebuild, evaluate or resume a model.
 //!
-//! Layout (little endian): `b"SAADCKPT"`, `u32` format version, then three length-prefixed
+//! Layout (little endian): `b"SAADCKPT"`, `u32` format version, then four length-prefixed
 //! (`u64`) sections: a JSON header ([`Header`]), the model weights (burnpack bytes, burn's
-//! `ModuleRecord`), and the optimizer state (burnpack bytes; empty for a plain model file).
+//! `ModuleRecord`), the optimizer state (burnpack bytes; empty for a plain model file), and the
+//! running weight average (burnpack; empty when weight averaging has not started).
 //! Native code writes it atomically (temporary file + rename).
 
 use crate::models::{ModelSpec, Net};
@@ -34,9 +35,12 @@ pub struct Header {
     pub train_config: serde_json::Value,
     /// One JSON object per completed epoch (the same lines as the JSONL log).
     pub history: Vec<serde_json::Value>,
-    /// Free-form notes: `weights-averaged`, the teacher's path, ...
+    /// Free-form notes: the teacher's path, whether the weights are an average, ...
     #[serde(default)]
     pub notes: serde_json::Map<String, serde_json::Value>,
+    /// Snapshots in the weight average (0: none).
+    #[serde(default)]
+    pub averaged_count: usize,
 }
 
 /// A decoded checkpoint.
@@ -44,6 +48,7 @@ pub struct Checkpoint {
     pub header: Header,
     pub model: Vec<u8>,
     pub optimizer: Vec<u8>,
+    pub averaged: Vec<u8>,
 }
 
 impl Checkpoint {
@@ -52,7 +57,7 @@ impl Checkpoint {
         let mut out = Vec::with_capacity(32 + header.len() + self.model.len() + self.optimizer.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        for section in [&header[..], &self.model[..], &self.optimizer[..]] {
+        for section in [&header[..], &self.model[..], &self.optimizer[..], &self.averaged[..]] {
             out.extend_from_slice(&(section.len() as u64).to_le_bytes());
             out.extend_from_slice(section);
         }
@@ -71,7 +76,7 @@ impl Checkpoint {
         }
         let mut pos = 12;
         let mut sections = Vec::new();
-        for name in ["header", "model weights", "optimizer state"] {
+        for name in ["header", "model weights", "optimizer state", "weight average"] {
             let len_bytes = bytes.get(pos..pos + 8).ok_or_else(|| err(format!("truncated before the {name} section")))?;
             let len = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
             pos += 8;
@@ -82,9 +87,10 @@ impl Checkpoint {
             pos += len;
         }
         let header: Header = serde_json::from_slice(&sections[0]).map_err(|e| err(format!("unreadable header: {e}")))?;
+        let averaged = sections.pop().unwrap();
         let optimizer = sections.pop().unwrap();
         let model = sections.pop().unwrap();
-        Ok(Self { header, model, optimizer })
+        Ok(Self { header, model, optimizer, averaged })
     }
 
     /// Rebuilds the model described by the header and loads the weights.

@@ -3,8 +3,7 @@
 //! (<https://github.com/huggingface/safetensors>, format description).
 //!
 //! Keys are PyTorch's (see each model file), Linear weights are transposed to `[out, in]`, and
-//! every BatchNorm gets the `num_batches_tracked` buffer PyTorch's `load_state_dict` expects
-//! (0: it only matters for BatchNorm with `momentum=None`, which these models do not use).
+//! each BatchNorm's `num_batches_tracked` is written as the 0-d int64 tensor PyTorch expects.
 
 use crate::models::Net;
 use serde_json::{Map, Value, json};
@@ -33,11 +32,11 @@ pub fn state_dict(model: &Net) -> Vec<StateTensor> {
             values = (0..dout).flat_map(|o| (0..din).map(move |i| (o, i))).map(|(o, i)| values[i * dout + o]).collect();
             shape = vec![dout, din];
         }
-        let is_running_var = t.key.ends_with("running_var");
-        let prefix = t.key.trim_end_matches("running_var").to_string();
-        out.push(StateTensor { key: t.key, shape, data: StateData::F32(values) });
-        if is_running_var {
-            out.push(StateTensor { key: format!("{prefix}num_batches_tracked"), shape: vec![], data: StateData::I64(vec![0]) });
+        if t.key.ends_with("num_batches_tracked") {
+            // PyTorch keeps the batch count as a 0-d int64 tensor.
+            out.push(StateTensor { key: t.key, shape: vec![], data: StateData::I64(vec![values[0].round() as i64]) });
+        } else {
+            out.push(StateTensor { key: t.key, shape, data: StateData::F32(values) });
         }
     }
     out

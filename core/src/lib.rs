@@ -8,10 +8,12 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod import;
 pub mod losses;
 pub mod models;
 pub mod rng;
 pub mod train;
+pub mod transfer;
 
 pub use burn;
 pub use error::DataError;

@@ -42,3 +42,30 @@ pub fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     let [b, _] = logits.dims();
     logits.argmax(1).reshape([b]).equal(labels).float()
 }
+
+/// Rényi entropy of order `gamma` of `softmax(z)`: `log(sum_c p_c^gamma) / (1 - gamma)`, and
+/// Shannon entropy ([`entropy`]) at `gamma = 1`.
+pub fn renyi_entropy(logits: Tensor<2>, gamma: f64) -> Tensor<1> {
+    if (gamma - 1.0).abs() < 1e-12 {
+        return entropy(logits);
+    }
+    let [b, _] = logits.dims();
+    let p = softmax(logits, 1);
+    p.powf_scalar(gamma).sum_dim(1).reshape([b]).log().div_scalar(1.0 - gamma)
+}
+
+/// SAAD sample weights from per-sample teacher entropies: `w_i = scale * (H_i - min_j H_j)` (not
+/// renormalised; the lowest-entropy sample gets 0) and `w^_i = w_i / (max_j w_j + 1e-8)` in
+/// [0,1]. Both are constants (no gradient).
+pub fn saad_weights(entropy: Tensor<1>, scale: f64) -> (Tensor<1>, Tensor<1>) {
+    let h = entropy.detach();
+    let dims = h.dims();
+    let w = (h.clone() - h.min().expand(dims)).mul_scalar(scale);
+    let w_hat = w.clone() / w.clone().max().add_scalar(1e-8).expand(dims);
+    (w, w_hat)
+}
+
+/// `softmax(z / tau)` KL as used by distillation with temperature: `KL(softmax(t/tau) || softmax(s/tau))`.
+pub fn kl_div_temperature(target_logits: Tensor<2>, input_logits: Tensor<2>, tau: f64) -> Tensor<1> {
+    kl_div(target_logits.div_scalar(tau), input_logits.div_scalar(tau))
+}

@@ -4,6 +4,7 @@ mod commands;
 mod datasets;
 mod device;
 mod fsutil;
+mod plot;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -17,10 +18,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The whole story on the built-in digits: robust training, then evaluation.
+    /// The whole story on the built-in digits: a robust teacher, students distilled with SAAD and
+    /// baselines, evaluation, transfer statistics, plots.
     Demo(commands::demo::DemoArgs),
-    /// Train a model (natural or PGD-AT), with a checkpoint every epoch.
+    /// Train a model (natural, PGD-AT, TRADES, or distillation: ARD, IAD, RSLAD, AdaAD, IGDM, SAAD).
     Train(commands::train::TrainArgs),
+    /// Per-sample transfer of student-crafted adversarial examples to a teacher (CSV/JSON).
+    Transfer(commands::transfer::TransferArgs),
     /// Evaluate a checkpoint: clean, FGSM, PGD-20, CW-inf accuracy.
     Eval(commands::eval::EvalArgs),
     /// Export a checkpoint (PyTorch safetensors state dict, or weights only).
@@ -39,6 +43,7 @@ fn main() {
         Command::Demo(a) => commands::demo::run(a),
         Command::Train(a) => commands::train::run(a).map(|_| ()),
         Command::Eval(a) => commands::eval::run(a),
+        Command::Transfer(a) => commands::transfer::run(a).map(|s| println!("{s}")),
         Command::Export(a) => commands::export::run(a),
         Command::Devices => commands::devices(),
         Command::Data(a) => commands::data::run(a),

@@ -102,9 +102,11 @@ fn checkpoints_round_trip_and_refuse_other_architectures() {
             train_config: serde_json::json!({}),
             history: vec![],
             notes: Default::default(),
+            averaged_count: 0,
         },
         model: model_bytes(&model),
         optimizer: vec![],
+        averaged: vec![],
     };
     let bytes = ckpt.encode();
     let back = Checkpoint::decode(&bytes, "c.saad").unwrap();

@@ -52,19 +52,3 @@ fn resume_continues_bit_for_bit() {
 }
 
 
-#[test]
-fn tmp_bn() {
-    let _g = serial();
-    let device = Device::flex();
-    let (spec, mut config, info, data) = setup(&device);
-    config.method = MethodKind::Natural;
-    let mut t = Trainer::new(spec, config, info, &device);
-    for _ in 0..3 { let s = t.train_epoch(&data, &mut |_, _| {}); eprintln!("train acc {}", s.accuracy); }
-    { let (x, y) = data.gather(saad_core::burn::tensor::Tensor::<1, saad_core::burn::tensor::Int>::arange(0..64, &device)); eprintln!("trainmode acc {:?}", to_vec(saad_core::losses::correct(t.model.forward(x), y).mean())); }
-    for nt in t.model.named_tensors() { if nt.key.starts_with("bn1") { eprintln!("{} {:?}", nt.key, &to_vec(nt.tensor)[..4]); } }
-    let e = t.eval_model();
-    for nt in e.named_tensors() { if nt.key.starts_with("bn1") { eprintln!("eval {} {:?}", nt.key, &to_vec(nt.tensor)[..4]); } }
-    let (x, y) = data.gather(saad_core::burn::tensor::Tensor::<1, saad_core::burn::tensor::Int>::arange(0..64, &device));
-    eprintln!("eval acc {:?}", to_vec(saad_core::losses::correct(e.forward(x.clone()), y.clone()).mean()));
-    eprintln!("logits {:?}", &to_vec(e.forward(x))[..20]);
-}

@@ -10,7 +10,7 @@ pub mod pgd;
 pub mod step;
 
 pub use fgsm::fgsm;
-pub use objective::{Objective, ObjectiveKind};
+pub use objective::{FnObjective, Objective, ObjectiveKind};
 pub use pgd::{Pgd, Start};
 
 use burn::prelude::*;

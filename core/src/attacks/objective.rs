@@ -41,3 +41,13 @@ impl Objective for ObjectiveKind {
         }
     }
 }
+
+/// An objective given as a closure `(x_adv, logits) -> per-sample loss` (the distillation
+/// methods' inner maximisations, which may run the teacher inside).
+pub struct FnObjective<F>(pub F);
+
+impl<F: Fn(&Tensor<4>, Tensor<2>) -> Tensor<1>> Objective for FnObjective<F> {
+    fn loss(&self, x_adv: &Tensor<4>, logits: Tensor<2>) -> Tensor<1> {
+        (self.0)(x_adv, logits)
+    }
+}

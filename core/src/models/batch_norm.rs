@@ -2,8 +2,8 @@
 //!
 //! burn's own `BatchNorm` updates the running variance with the biased batch variance and
 //! names its affine parameters `gamma`/`beta`; PyTorch uses the unbiased variance
-//! (`n / (n - 1)`) and `weight`/`bias`. Matching PyTorch here keeps the running statistics of a
-//! model trained here equal to what PyTorch would have, and keeps the state-dict mapping 1:1.
+//! (`n / (n - 1)`), `weight`/`bias`, and counts batches in `num_batches_tracked`. Matching PyTorch
+//! keeps the statistics of a model trained here equal to PyTorch's and the state dict 1:1.
 
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::prelude::*;
@@ -15,8 +15,13 @@ pub struct BatchNorm2d {
     pub bias: Param<Tensor<1>>,
     pub running_mean: RunningState<Tensor<1>>,
     pub running_var: RunningState<Tensor<1>>,
+    /// Batches seen in training mode (a float here; exported as PyTorch's int64 buffer).
+    pub num_batches_tracked: RunningState<Tensor<1>>,
     /// Training behaviour (batch statistics) iff this is on and the input is on an autodiff device.
     pub training: Param<Flag>,
+    /// PyTorch `momentum=None`: running statistics are the plain average over all batches seen
+    /// since `num_batches_tracked` was 0 (used to recompute the statistics of averaged weights).
+    pub cumulative: Param<Flag>,
     /// Weight of the newest batch in the running averages (PyTorch `momentum`).
     pub momentum: f64,
     pub eps: f64,
@@ -29,7 +34,9 @@ impl BatchNorm2d {
             bias: Param::from_tensor(Tensor::zeros([num_features], device)),
             running_mean: RunningState::new(Tensor::zeros([num_features], device)),
             running_var: RunningState::new(Tensor::ones([num_features], device)),
+            num_batches_tracked: RunningState::new(Tensor::zeros([1], device)),
             training: Param::from_bool(true),
+            cumulative: Param::from_bool(false),
             momentum,
             eps: 1e-5,
         }
@@ -56,18 +63,25 @@ impl BatchNorm2d {
         let n = (b * h * w) as f64;
         let device = x.device();
         let out = burn::tensor::module::batch_norm_train(x, self.weight.val(), self.bias.val(), self.eps);
-        let m = self.momentum;
         // PyTorch stores the unbiased variance in the running estimate.
         let unbiased = out.variance.detach().mul_scalar(n / (n - 1.0).max(1.0));
-        let mean = self.running_mean.value_sync().to_device(&device);
-        let var = self.running_var.value_sync().to_device(&device);
-        self.running_mean
-            .update(mean.mul_scalar(1.0 - m).add(out.mean.detach().mul_scalar(m)).detach());
-        self.running_var
-            .update(var.mul_scalar(1.0 - m).add(unbiased.mul_scalar(m)).detach());
+        let mean = self.running_mean.value_sync().to_device(&device).detach();
+        let var = self.running_var.value_sync().to_device(&device).detach();
+        let count = self.num_batches_tracked.value_sync().to_device(&device).detach().add_scalar(1.0);
+        let update = |old: Tensor<1>, new: Tensor<1>| {
+            if self.cumulative.is_enabled() {
+                // old + (new - old) / count: the mean of every batch since the reset.
+                old.clone() + (new - old) / count.clone()
+            } else {
+                old.mul_scalar(1.0 - self.momentum) + new.mul_scalar(self.momentum)
+            }
+        };
+        self.running_mean.update(update(mean, out.mean.detach()).detach());
+        self.running_var.update(update(var, unbiased).detach());
+        self.num_batches_tracked.update(count.detach());
         // `RunningState` keeps updates per thread until synced, and neither its record nor
         // `value()` sees a pending update: sync now so checkpoints and eval read the latest.
-        let _ = (self.running_mean.value_sync(), self.running_var.value_sync());
+        let _ = (self.running_mean.value_sync(), self.running_var.value_sync(), self.num_batches_tracked.value_sync());
         out.output
     }
 }

@@ -194,9 +194,9 @@ pub struct NamedTensor {
 }
 
 impl NamedTensor {
-    /// BatchNorm running statistics are buffers in PyTorch.
+    /// BatchNorm running statistics and batch counts are buffers in PyTorch.
     pub fn is_buffer(&self) -> bool {
-        self.key.ends_with("running_mean") || self.key.ends_with("running_var")
+        ["running_mean", "running_var", "num_batches_tracked"].iter().any(|b| self.key.ends_with(b))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Training configuration: every knob of a run, stored in the checkpoint so `--resume` continues
 //! the same run.
 
-use super::methods::{AttackSettings, MethodKind};
+use super::methods::{AttackSettings, MethodKind, MethodParams};
 use super::schedule::LrSchedule;
 use crate::data::Augment;
 use serde::{Deserialize, Serialize};
@@ -21,11 +21,19 @@ pub struct TrainConfig {
     pub attack: AttackSettings,
     /// Crop/flip augmentation; `None` trains on the images as they are.
     pub augment: Option<Augment>,
+    /// Method constants (reference defaults).
+    #[serde(default)]
+    pub params: MethodParams,
+    /// Average the student's weights at the end of each epoch from this (1-based) epoch on;
+    /// the average, with BatchNorm statistics recomputed, is the reported model. `None`: off.
+    #[serde(default)]
+    pub swa_start: Option<usize>,
 }
 
 impl TrainConfig {
     /// The reference recipe (METHOD.md section 3) for `method`: SGD 0.1, momentum 0.9, weight
-    /// decay 2e-4, batch 128, 200 epochs, lr x0.1 after epochs 100 and 150, crop 4 + flip.
+    /// decay 2e-4, batch 128, 200 epochs, lr x0.1 after epochs 100 and 150, crop 4 + flip, and
+    /// for SAAD weight averaging from epoch 95.
     pub fn reference(method: MethodKind) -> Self {
         Self {
             method,
@@ -38,6 +46,8 @@ impl TrainConfig {
             seed: 0,
             attack: AttackSettings::default(),
             augment: Some(Augment { pad: 4, flip: true }),
+            params: MethodParams::default(),
+            swa_start: matches!(method, MethodKind::Saad).then_some(95),
         }
     }
 }

@@ -4,8 +4,12 @@ pub mod config;
 pub mod methods;
 pub mod schedule;
 pub mod trainer;
+pub mod transfer_stats;
+pub mod weight_average;
 
 pub use config::TrainConfig;
-pub use methods::{AttackSettings, Method, MethodKind};
+pub use methods::{AttackSettings, Method, MethodKind, MethodParams};
+pub use transfer_stats::TransferStats;
+pub use weight_average::{WeightAverage, recompute_batch_norm};
 pub use schedule::LrSchedule;
 pub use trainer::{EpochStats, Trainer};

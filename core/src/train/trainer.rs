@@ -3,12 +3,15 @@
 
 use super::config::TrainConfig;
 use super::methods::{BatchContext, Method};
-use crate::checkpoint::{Checkpoint, DatasetInfo, Header, model_bytes};
+use super::transfer_stats::{SUMS_LEN, TransferBatch, TransferStats};
+use super::weight_average::{WeightAverage, recompute_batch_norm};
+use crate::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
 use crate::data::{DeviceSet, EpochOrder};
 use crate::error::DataError;
 use crate::losses;
 use crate::models::{ModelSpec, Net};
 use crate::rng::derive_seed;
+use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
@@ -21,6 +24,7 @@ pub mod stream {
     pub const ORDER: u64 = 2;
     pub const BATCH: u64 = 3;
     pub const EVAL: u64 = 4;
+    pub const BN_RECOMPUTE: u64 = 5;
 }
 
 /// What one epoch measured on its training batches.
@@ -33,6 +37,8 @@ pub struct EpochStats {
     /// Accuracy on the inputs the method trains on (adversarial for PGD-AT).
     pub accuracy: f64,
     pub images: usize,
+    /// Transfer statistics of the student-crafted adversarial examples (with a teacher).
+    pub transfer: Option<TransferStats>,
 }
 
 /// A model being trained, its optimizer and where it stands.
@@ -44,11 +50,17 @@ pub struct Trainer {
     pub model: Net,
     optim: ModuleOptimizer,
     method: Box<dyn Method>,
+    /// The frozen teacher, in eval mode on the plain device.
+    pub teacher: Option<Net>,
+    /// The running weight average (from `config.swa_start` on).
+    pub average: Option<WeightAverage>,
     /// The plain (non-autodiff) device the data lives on.
     pub device: Device,
     pub epochs_done: usize,
     /// One JSON object per completed epoch (filled by the caller, which also measures time).
     pub history: Vec<serde_json::Value>,
+    /// Carried into the checkpoint header (e.g. the teacher's path).
+    pub notes: serde_json::Map<String, serde_json::Value>,
 }
 
 fn sgd(config: &TrainConfig) -> ModuleOptimizer {
@@ -71,9 +83,12 @@ impl Trainer {
             config,
             dataset,
             model,
+            teacher: None,
+            average: None,
             device,
             epochs_done: 0,
             history: Vec::new(),
+            notes: Default::default(),
         }
     }
 
@@ -83,12 +98,17 @@ impl Trainer {
         let config: TrainConfig = serde_json::from_value(ckpt.header.train_config.clone())
             .map_err(|e| DataError::new(source, format!("the training configuration in this checkpoint is unreadable: {e}")))?;
         let model = ckpt.load_model(&device.clone().autodiff(), source)?;
-        let optim = if ckpt.optimizer.is_empty() {
+        if ckpt.optimizer.is_empty() {
             return Err(DataError::new(source, "this checkpoint holds no optimizer state (it is an exported or averaged model), so it cannot be resumed"));
+        }
+        let optim = sgd(&config)
+            .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer.clone()))
+            .map_err(|e| DataError::new(source, format!("unreadable optimizer state: {e}")))?;
+        let average = if ckpt.header.averaged_count > 0 {
+            let avg = load_weights(&ckpt.header.model, &ckpt.averaged, &device, source)?;
+            Some(WeightAverage::resume(avg, ckpt.header.averaged_count))
         } else {
-            sgd(&config)
-                .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer.clone()))
-                .map_err(|e| DataError::new(source, format!("unreadable optimizer state: {e}")))?
+            None
         };
         Ok(Self {
             spec: ckpt.header.model.clone(),
@@ -97,10 +117,19 @@ impl Trainer {
             dataset: ckpt.header.dataset.clone(),
             model,
             optim,
+            teacher: None,
+            average,
             device,
             epochs_done: ckpt.header.epochs_done,
             history: ckpt.header.history.clone(),
+            notes: ckpt.header.notes.clone(),
         })
+    }
+
+    /// Sets the frozen teacher (put in eval mode, without parameter gradients).
+    pub fn with_teacher(mut self, teacher: &Net) -> Self {
+        self.teacher = Some(teacher.valid());
+        self
     }
 
     pub fn is_done(&self) -> bool {
@@ -108,13 +137,21 @@ impl Trainer {
     }
 
     /// Trains one epoch. `on_batch(done, total)` is called after each batch (host only).
+    ///
+    /// # Panics
+    /// If the method distils from a teacher and none was set (callers check first).
     pub fn train_epoch(&mut self, data: &DeviceSet, on_batch: &mut dyn FnMut(usize, usize)) -> EpochStats {
+        assert!(
+            self.teacher.is_some() || !self.config.method.needs_teacher(),
+            "{} needs a teacher",
+            self.config.method
+        );
         let cfg = &self.config;
         let epoch = self.epochs_done; // 0-based
         let order = EpochOrder::new(data.len, cfg.batch_size, derive_seed(cfg.seed, &[stream::ORDER, epoch as u64]), &self.device);
         let nb = order.num_batches();
-        let mut loss_sum = Tensor::<1>::zeros([1], &self.device);
-        let mut correct_sum = Tensor::<1>::zeros([1], &self.device);
+        // [loss sum, correct count, transfer sums...]
+        let mut sums = Tensor::<1>::zeros([2 + SUMS_LEN], &self.device);
         let mut lr = cfg.lr;
         for b in 0..nb {
             // Every random draw of this batch (augmentation, attack start) follows from here.
@@ -126,23 +163,51 @@ impl Trainer {
             };
             let n = y.dims()[0];
             lr = cfg.schedule.lr(cfg.lr, epoch, b, nb, cfg.epochs);
-            let ctx = BatchContext { student: &self.model, x, y: y.clone(), epoch: epoch + 1, epochs: cfg.epochs, attack: &cfg.attack };
+            let ctx = BatchContext {
+                student: &self.model,
+                teacher: self.teacher.as_ref(),
+                x,
+                y: y.clone(),
+                epoch: epoch + 1,
+                epochs: cfg.epochs,
+                attack: &cfg.attack,
+                params: &cfg.params,
+            };
             let out = self.method.batch_loss(&ctx);
-            loss_sum = loss_sum + out.loss.clone().detach().without_autodiff().mul_scalar(n as f64);
-            correct_sum = correct_sum + losses::correct(out.logits.detach().without_autodiff(), y).sum();
+            let mut parts = vec![
+                out.loss.clone().detach().without_autodiff().mul_scalar(n as f64),
+                losses::correct(out.logits.clone().detach().without_autodiff(), y.clone()).sum(),
+            ];
+            let transfer = match (&self.teacher, &out.x_adv) {
+                (Some(teacher), Some(x_adv)) => {
+                    // Methods that did not evaluate the teacher on x' pay one teacher forward here.
+                    let t_adv = out.teacher_adv.clone().unwrap_or_else(|| teacher.forward(x_adv.clone()));
+                    Some(TransferBatch::new(t_adv, y.clone(), &cfg.params).sums(out.student_adv.clone().map(|s| (s, y.clone()))))
+                }
+                _ => None,
+            };
+            parts.push(transfer.unwrap_or_else(|| Tensor::zeros([SUMS_LEN], &self.device)));
+            sums = sums + Tensor::cat(parts, 0);
             let grads = GradientsParams::from_grads(out.loss.backward(), &self.model);
             self.model = self.optim.step(lr, self.model.clone(), grads);
             on_batch(b + 1, nb);
         }
         self.epochs_done += 1;
+        if cfg.swa_start.is_some_and(|s| self.epochs_done >= s) {
+            match &mut self.average {
+                Some(avg) => avg.update(&self.model),
+                None => self.average = Some(WeightAverage::new(&self.model)),
+            }
+        }
         // The one read of the epoch.
-        let sums = Tensor::cat(vec![loss_sum, correct_sum], 0).into_data().try_to_vec::<f32>().expect("f32 stats");
+        let v = sums.into_data().iter::<f32>().collect::<Vec<_>>();
         EpochStats {
             epoch: self.epochs_done,
             lr,
-            loss: sums[0] as f64 / data.len as f64,
-            accuracy: sums[1] as f64 / data.len as f64,
+            loss: v[0] as f64 / data.len as f64,
+            accuracy: v[1] as f64 / data.len as f64,
             images: data.len,
+            transfer: TransferStats::from_sums(&v[2..]),
         }
     }
 
@@ -151,19 +216,48 @@ impl Trainer {
         self.model.valid()
     }
 
+    /// The model a finished run reports: the weight average with BatchNorm statistics
+    /// recomputed on `train` when averaging is on, else the student itself. Eval mode.
+    pub fn reported_model(&self, train: &DeviceSet) -> Net {
+        match &self.average {
+            Some(avg) => recompute_batch_norm(
+                &avg.model,
+                train,
+                self.config.batch_size,
+                self.config.augment,
+                derive_seed(self.config.seed, &[stream::BN_RECOMPUTE]),
+            ),
+            None => self.eval_model(),
+        }
+    }
+
+    fn header(&self) -> Header {
+        Header {
+            model: self.spec.clone(),
+            dataset: self.dataset.clone(),
+            epochs_done: self.epochs_done,
+            train_config: serde_json::to_value(&self.config).expect("config serialises"),
+            history: self.history.clone(),
+            notes: self.notes.clone(),
+            averaged_count: self.average.as_ref().map_or(0, |a| a.count),
+        }
+    }
+
     /// Everything needed to resume this run.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            header: Header {
-                model: self.spec.clone(),
-                dataset: self.dataset.clone(),
-                epochs_done: self.epochs_done,
-                train_config: serde_json::to_value(&self.config).expect("config serialises"),
-                history: self.history.clone(),
-                notes: Default::default(),
-            },
+            header: self.header(),
             model: model_bytes(&self.model),
             optimizer: self.optim.into_bytes().expect("optimizer state encodes").to_vec(),
+            averaged: self.average.as_ref().map(|a| model_bytes(&a.model)).unwrap_or_default(),
         }
+    }
+
+    /// A model-only file (no optimizer state) holding `model`, e.g. [`reported_model`](Self::reported_model).
+    pub fn model_file(&self, model: &Net, averaged: bool) -> Checkpoint {
+        let mut header = self.header();
+        header.averaged_count = 0;
+        header.notes.insert("weights".into(), (if averaged { "weight average, BatchNorm recomputed" } else { "final student" }).into());
+        Checkpoint { header, model: model_bytes(model), optimizer: Vec::new(), averaged: Vec::new() }
     }
 }

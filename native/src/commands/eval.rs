@@ -43,6 +43,16 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    let json = args.json;
+    let report = run_json(args)?;
+    if json {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+/// Evaluates and returns the report as JSON (printing the table unless `json`).
+pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
     let q = args.quiet || args.json;
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
@@ -69,8 +79,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bar.finish();
         results.push((r.remove(0), start.elapsed().as_secs_f64()));
     }
-    if args.json {
-        let obj = json!({
+    let obj = json!({
             "checkpoint": args.checkpoint.display().to_string(),
             "model": ckpt.header.model.arch.to_string(),
             "dataset": info.name,
@@ -79,13 +88,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "seed": args.seed,
             "device": device_name,
             "results": results.iter().map(|(r, t)| json!({"attack": r.attack, "accuracy": r.accuracy, "correct": r.correct, "total": r.total, "seconds": t})).collect::<Vec<_>>(),
-        });
-        println!("{obj}");
-    } else {
+    });
+    if !args.json {
         println!("{:<10} {:>9} {:>13} {:>9}", "attack", "accuracy", "correct", "seconds");
         for (r, t) in &results {
             println!("{:<10} {:>8.2}% {:>6}/{:<6} {:>9.1}", r.attack, 100.0 * r.accuracy, r.correct, r.total, t);
         }
     }
-    Ok(())
+    Ok(obj)
 }

@@ -39,7 +39,11 @@ pub fn run(args: ExportArgs) -> Result<()> {
             ];
             to_safetensors(&state_dict(&model), &meta)
         }
-        ExportFormat::Saad => Checkpoint { header: ckpt.header.clone(), model: ckpt.model.clone(), optimizer: Vec::new() }.encode(),
+        ExportFormat::Saad => {
+            let mut header = ckpt.header.clone();
+            header.averaged_count = 0;
+            Checkpoint { header, model: ckpt.model.clone(), optimizer: Vec::new(), averaged: Vec::new() }.encode()
+        }
     };
     write_atomic(&args.out, &bytes)?;
     println!("{}", args.out.display());

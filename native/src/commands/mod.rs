@@ -5,7 +5,9 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod export;
+pub mod teacher;
 pub mod train;
+pub mod transfer;
 
 use crate::device::wgpu_adapters;
 use crate::fsutil;

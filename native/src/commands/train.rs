@@ -11,7 +11,7 @@ use saad_core::data::DeviceSet;
 use saad_core::eval::{EvalAttack, evaluate};
 use saad_core::models::{Arch, ModelSpec};
 use saad_core::train::trainer::stream;
-use saad_core::train::{AttackSettings, LrSchedule, MethodKind, TrainConfig, Trainer};
+use saad_core::train::{AttackSettings, LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -55,6 +55,22 @@ pub struct TrainArgs {
     /// Disable random crop + horizontal flip.
     #[arg(long)]
     pub no_augment: bool,
+    /// The frozen teacher of the distillation methods: a saad checkpoint, or a PyTorch state
+    /// dict (.safetensors) with --teacher-arch.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Architecture of a .safetensors teacher.
+    #[arg(long)]
+    pub teacher_arch: Option<Arch>,
+    /// Average the weights from this epoch on (SAAD's reference: 95 of 200); the average, with
+    /// BatchNorm statistics recomputed, is the reported model (model.saad).
+    #[arg(long)]
+    pub swa_start: Option<usize>,
+    /// Method constants as JSON overriding the reference values, e.g. '{"alpha_ig": 10, "saad_beta": 0.5}'
+    /// (keys: init_sigma, trades_beta, ard_tau, ard_alpha, iad_tau, iad_begin, iad_power,
+    /// rslad_adv_weight, alpha_ig, saad_scale, saad_gamma, saad_beta, saad_lambda).
+    #[arg(long, value_parser = parse_params)]
+    pub params: Option<MethodParams>,
     /// Output folder: checkpoint.saad (every epoch, atomic) and log.jsonl.
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
@@ -78,7 +94,11 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// Trains and returns the path of the final checkpoint.
+fn parse_params(s: &str) -> Result<MethodParams, String> {
+    serde_json::from_str(s).map_err(|e| format!("bad --params {s:?}: {e}"))
+}
+
+/// Trains and returns the path of the reported model (`model.saad`).
 pub fn run(args: TrainArgs) -> Result<PathBuf> {
     let q = args.quiet;
     let (device, device_name) = select(args.device)?;
@@ -131,11 +151,25 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
                 seed: args.seed,
                 attack: AttackSettings { eps: args.eps, alpha: args.alpha, steps: args.attack_steps },
                 augment: (!args.no_augment).then(|| data_args.data.augment(image_size)),
+                params: args.params.clone().unwrap_or_default(),
+                swa_start: args.swa_start,
             };
             let info = DatasetInfo { name: data_args.data.as_str().into(), image_size, num_classes: train_set.num_classes };
             Trainer::new(ModelSpec::new(args.arch.clone(), train_set.num_classes), config, info, &device)
         }
     };
+    // The teacher: from --teacher, or on resume the one the run was started with.
+    let teacher_path = args.teacher.clone().or_else(|| trainer.notes.get("teacher").and_then(|v| v.as_str()).map(PathBuf::from));
+    if let Some(path) = teacher_path {
+        let arch = args.teacher_arch.clone().or_else(|| trainer.notes.get("teacher_arch").and_then(|v| v.as_str()).and_then(|a| a.parse().ok()));
+        let (teacher, tspec) = super::teacher::load(&path, arch.as_ref(), train_set.num_classes, &device)?;
+        note(q, format!("teacher {} from {}", tspec, path.display()));
+        trainer.notes.insert("teacher".into(), json!(path.display().to_string()));
+        trainer.notes.insert("teacher_arch".into(), json!(tspec.arch.to_string()));
+        trainer = trainer.with_teacher(&teacher);
+    } else if trainer.config.method.needs_teacher() {
+        bail!("--method {} distils from a teacher: give --teacher PATH (e.g. a `saad train --method pgd-at` checkpoint)", trainer.config.method);
+    }
     let test_set = match args.eval_n {
         Some(n) => test_set.take(n),
         None => test_set,
@@ -181,6 +215,14 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
             "train_seconds": train_secs,
             "images_per_sec": stats.images as f64 / train_secs,
         });
+        if let Some(t) = &stats.transfer {
+            line["tas"] = json!(t.tas);
+            line["student_asr"] = json!(t.student_asr);
+            line["teacher_entropy_mean"] = json!(t.teacher_entropy_mean);
+            line["teacher_entropy_std"] = json!(t.teacher_entropy_std);
+            line["saad_weight_mean"] = json!(t.weight_mean);
+            line["saad_weight_hist"] = json!(t.weight_hist);
+        }
         let eval_now = trainer.is_done() || (args.eval_every > 0 && epoch % args.eval_every == 0);
         if eval_now {
             let start = Instant::now();
@@ -203,19 +245,42 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
         write_atomic(&log_path, log.as_bytes())?;
         ran += 1;
     }
-    note(q, format!("done: {}", ckpt_path.display()));
-    Ok(ckpt_path)
+    // The reported model: the weight average (BatchNorm recomputed) when averaging is on.
+    let model_path = args.out.join("model.saad");
+    let averaged = trainer.average.is_some();
+    let reported = trainer.reported_model(&train_data);
+    let mut file = trainer.model_file(&reported, averaged);
+    if averaged {
+        device.seed(saad_core::rng::derive_seed(trainer.config.seed, &[stream::EVAL, 0]));
+        let attacks = [EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }];
+        let res = evaluate(&reported, &test_data, &attacks, trainer.config.attack.eps, 256, &mut |_, _, _| {});
+        note(
+            q,
+            format!(
+                "weight average of {} epochs: test clean {:.2}%, PGD-20 {:.2}%",
+                trainer.average.as_ref().map_or(0, |a| a.count),
+                100.0 * res[0].accuracy,
+                100.0 * res[1].accuracy
+            ),
+        );
+        file.header.notes.insert("test_clean_acc".into(), json!(res[0].accuracy));
+        file.header.notes.insert("test_pgd20_acc".into(), json!(res[1].accuracy));
+    }
+    write_atomic(&model_path, &file.encode())?;
+    note(q, format!("done: {} (resume state in {})", model_path.display(), ckpt_path.display()));
+    Ok(model_path)
 }
 
 fn format_epoch(l: &serde_json::Value) -> String {
     let pct = |k: &str| l.get(k).and_then(|v| v.as_f64()).map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
     format!(
-        "epoch {:>3}  loss {:.4}  train acc {}  test clean {}  test PGD-20 {}  {:.0} img/s",
+        "epoch {:>3}  loss {:.4}  train acc {}  test clean {}  test PGD-20 {}{}  {:.0} img/s",
         l["epoch"],
         l["train_loss"].as_f64().unwrap_or(f64::NAN),
         pct("train_acc"),
         pct("test_clean_acc"),
         pct("test_pgd20_acc"),
+        l.get("tas").map(|_| format!("  TAS {}", pct("tas"))).unwrap_or_default(),
         l["images_per_sec"].as_f64().unwrap_or(0.0)
     )
 }

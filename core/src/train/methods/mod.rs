@@ -1,11 +1,23 @@
-//! Training methods. Each file states its inner maximisation (the attack that crafts the
-//! training input) and its outer loss; they share the training loop, the attack module and the
-//! per-sample losses.
+//! Training methods (METHOD.md sections 2 and 5). Each file states its inner maximisation (how
+//! the training input is crafted against the student) and its outer loss; they share the
+//! training loop, the attack module and the per-sample losses in [`crate::losses`].
+//!
+//! Reductions: every KL is summed over classes per sample and averaged over the batch
+//! (PyTorch `batchmean`), every CE is averaged over the batch.
 
+pub mod adaad;
+pub mod ard;
+pub mod iad;
+pub mod igdm;
 pub mod natural;
 pub mod pgd_at;
+pub mod rslad;
+pub mod saad;
+pub mod trades;
 
+use crate::attacks::{Objective, Pgd, Start};
 use crate::models::Net;
+use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -15,13 +27,41 @@ use std::str::FromStr;
 pub struct BatchContext<'a> {
     /// The student in training mode on an autodiff device.
     pub student: &'a Net,
+    /// The frozen teacher in eval mode without parameter gradients (distillation methods).
+    pub teacher: Option<&'a Net>,
     /// Clean images in [0,1] (plain device) and labels.
     pub x: Tensor<4>,
     pub y: Tensor<1, Int>,
-    /// 1-based epoch and total epochs (for ramps).
+    /// 1-based epoch and total epochs (for ramps and schedules).
     pub epoch: usize,
     pub epochs: usize,
     pub attack: &'a AttackSettings,
+    pub params: &'a MethodParams,
+}
+
+impl BatchContext<'_> {
+    pub fn teacher(&self) -> &Net {
+        self.teacher.expect("this method distils from a teacher; the trainer checks that one is given")
+    }
+
+    /// Linear ramp `e / E` of the input-gradient-matching term.
+    pub fn ramp(&self) -> f64 {
+        self.epoch as f64 / self.epochs.max(1) as f64
+    }
+
+    /// The inner maximisation: `attack.steps` signed-gradient steps on `objective` against the
+    /// student in eval mode (BatchNorm running statistics), from `start`.
+    pub fn inner_max(&self, objective: &dyn Objective, start: Start) -> Tensor<4> {
+        let eval = self.student.valid();
+        let a = self.attack;
+        let pgd = Pgd { eps: a.eps, alpha: a.alpha, steps: a.steps, start, restarts: 1 };
+        pgd.run(&|x| eval.forward(x), objective, &self.x)
+    }
+
+    /// The Gaussian start `x + sigma N(0, I)` of TRADES, RSLAD, AdaAD, IGDM and SAAD.
+    pub fn gaussian_start(&self) -> Start {
+        Start::Gaussian(self.params.init_sigma)
+    }
 }
 
 /// The training attack's radius, step and iterations.
@@ -38,11 +78,73 @@ impl Default for AttackSettings {
     }
 }
 
-/// One batch's result: the scalar loss to minimise and the logits whose accuracy is reported
-/// as training accuracy (on the input the method trains on).
+/// Every method constant, each defaulting to its reference value (METHOD.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MethodParams {
+    /// Standard deviation of the Gaussian start (TRADES, RSLAD, AdaAD, IGDM, SAAD): 0.001.
+    pub init_sigma: f32,
+    /// TRADES weight of the KL term: 6.
+    pub trades_beta: f64,
+    /// ARD temperature and weight of the distillation term (ARD's public defaults: 30, 1).
+    pub ard_tau: f64,
+    pub ard_alpha: f64,
+    /// IAD temperature (1), first epoch of the introspection term (60), exponent of the
+    /// teacher's true-class probability (0.1).
+    pub iad_tau: f64,
+    pub iad_begin: usize,
+    pub iad_power: f64,
+    /// RSLAD weight of the adversarial term (5/6; the clean term gets the rest).
+    pub rslad_adv_weight: f64,
+    /// Weight of the input-gradient-matching term (IGDM, SAAD): 1 for CIFAR-10, 10 for
+    /// CIFAR-100 and Tiny-ImageNet.
+    pub alpha_ig: f64,
+    /// SAAD: scale of the entropy weights (5), order of the Rényi entropy (1 = Shannon), weight
+    /// of the inverse-weighted clean term (0), and the surrogate's first-order coefficient (1).
+    pub saad_scale: f64,
+    pub saad_gamma: f64,
+    pub saad_beta: f64,
+    pub saad_lambda: f64,
+}
+
+impl Default for MethodParams {
+    fn default() -> Self {
+        Self {
+            init_sigma: 0.001,
+            trades_beta: 6.0,
+            ard_tau: 30.0,
+            ard_alpha: 1.0,
+            iad_tau: 1.0,
+            iad_begin: 60,
+            iad_power: 0.1,
+            rslad_adv_weight: 5.0 / 6.0,
+            alpha_ig: 1.0,
+            saad_scale: 5.0,
+            saad_gamma: 1.0,
+            saad_beta: 0.0,
+            saad_lambda: 1.0,
+        }
+    }
+}
+
+/// One batch's result.
 pub struct BatchLoss {
+    /// The scalar loss to minimise.
     pub loss: Tensor<1>,
+    /// Logits whose accuracy is reported as training accuracy (on the input the method trains on).
     pub logits: Tensor<2>,
+    /// The student-crafted adversarial batch, if the method crafts one.
+    pub x_adv: Option<Tensor<4>>,
+    /// Teacher logits on `x_adv`, when the method computed them anyway.
+    pub teacher_adv: Option<Tensor<2>>,
+    /// Student (train-mode) logits on `x_adv`, when the method computed them.
+    pub student_adv: Option<Tensor<2>>,
+}
+
+impl BatchLoss {
+    pub fn plain(loss: Tensor<1>, logits: Tensor<2>) -> Self {
+        Self { loss, logits, x_adv: None, teacher_adv: None, student_adv: None }
+    }
 }
 
 /// A training method.
@@ -56,13 +158,58 @@ pub trait Method {
 pub enum MethodKind {
     Natural,
     PgdAt,
+    Trades,
+    Ard,
+    Iad,
+    Rslad,
+    Adaad,
+    Igdm,
+    Saad,
 }
 
 impl MethodKind {
+    pub const ALL: [MethodKind; 9] = [
+        MethodKind::Natural,
+        MethodKind::PgdAt,
+        MethodKind::Trades,
+        MethodKind::Ard,
+        MethodKind::Iad,
+        MethodKind::Rslad,
+        MethodKind::Adaad,
+        MethodKind::Igdm,
+        MethodKind::Saad,
+    ];
+
     pub fn build(self) -> Box<dyn Method> {
         match self {
             MethodKind::Natural => Box::new(natural::Natural),
             MethodKind::PgdAt => Box::new(pgd_at::PgdAt),
+            MethodKind::Trades => Box::new(trades::Trades),
+            MethodKind::Ard => Box::new(ard::Ard),
+            MethodKind::Iad => Box::new(iad::Iad),
+            MethodKind::Rslad => Box::new(rslad::Rslad),
+            MethodKind::Adaad => Box::new(adaad::AdaAd),
+            MethodKind::Igdm => Box::new(igdm::Igdm),
+            MethodKind::Saad => Box::new(saad::Saad),
+        }
+    }
+
+    /// Whether the method distils from a teacher.
+    pub fn needs_teacher(self) -> bool {
+        !matches!(self, MethodKind::Natural | MethodKind::PgdAt | MethodKind::Trades)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodKind::Natural => "natural",
+            MethodKind::PgdAt => "pgd-at",
+            MethodKind::Trades => "trades",
+            MethodKind::Ard => "ard",
+            MethodKind::Iad => "iad",
+            MethodKind::Rslad => "rslad",
+            MethodKind::Adaad => "adaad",
+            MethodKind::Igdm => "igdm",
+            MethodKind::Saad => "saad",
         }
     }
 }
@@ -70,19 +217,15 @@ impl MethodKind {
 impl FromStr for MethodKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "natural" => Ok(MethodKind::Natural),
-            "pgd-at" => Ok(MethodKind::PgdAt),
-            _ => Err(format!("unknown method {s:?}; expected natural or pgd-at")),
-        }
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown method {s:?}; expected one of {}", names.join(", "))
+        })
     }
 }
 
 impl fmt::Display for MethodKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MethodKind::Natural => "natural",
-            MethodKind::PgdAt => "pgd-at",
-        })
+        f.write_str(self.name())
     }
 }

@@ -1,4 +1,4 @@
-//! Natural training. Inner: none. Outer: `CE(S(x), y)`, batch mean.
+//! Natural training. Inner: none. Outer: `CE(S(x), y)`.
 
 use super::{BatchContext, BatchLoss, Method};
 use crate::losses::cross_entropy;
@@ -8,6 +8,6 @@ pub struct Natural;
 impl Method for Natural {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
         let logits = ctx.student.forward(ctx.x.clone());
-        BatchLoss { loss: cross_entropy(logits.clone(), ctx.y.clone()).mean(), logits }
+        BatchLoss::plain(cross_entropy(logits.clone(), ctx.y.clone()).mean(), logits)
     }
 }

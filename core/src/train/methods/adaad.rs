@@ -1,0 +1,28 @@
+//! AdaAD (Huang et al. 2023), adaptive adversarial distillation.
+//! Inner: maximise `KL(p_T(x') || p_S(x'))` from `x + 0.001 N`, the teacher evaluated at x'
+//! every step (gradient through teacher and student).
+//! Outer: `KL(p_T(x') || p_S(x'))`.
+
+use super::{BatchContext, BatchLoss, Method};
+use crate::attacks::FnObjective;
+use crate::losses::kl_div;
+use burn::prelude::*;
+
+pub struct AdaAd;
+
+/// AdaAD's inner maximisation, shared with IGDM.
+pub fn adaad_inner(ctx: &BatchContext) -> Tensor<4> {
+    let teacher = ctx.teacher();
+    let objective = FnObjective(|x_adv: &Tensor<4>, student_logits: Tensor<2>| kl_div(teacher.forward(x_adv.clone()), student_logits));
+    ctx.inner_max(&objective, ctx.gaussian_start())
+}
+
+impl Method for AdaAd {
+    fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
+        let x_adv = adaad_inner(ctx);
+        let teacher_adv = ctx.teacher().forward(x_adv.clone());
+        let adv = ctx.student.forward(x_adv.clone());
+        let loss = kl_div(teacher_adv.clone(), adv.clone()).mean();
+        BatchLoss { loss, logits: adv.clone(), x_adv: Some(x_adv), teacher_adv: Some(teacher_adv), student_adv: Some(adv) }
+    }
+}

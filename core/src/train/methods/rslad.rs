@@ -1,0 +1,27 @@
+//! RSLAD (Zi et al. 2021), robust soft label adversarial distillation.
+//! Inner: maximise `KL(p_T(x) || p_S(x'))` from `x + 0.001 N`.
+//! Outer: `5/6 KL(p_T(x) || p_S(x')) + 1/6 KL(p_T(x) || p_S(x))`.
+
+use super::{BatchContext, BatchLoss, Method};
+use crate::attacks::ObjectiveKind;
+use crate::losses::kl_div;
+use burn::prelude::*;
+
+pub struct Rslad;
+
+/// Per-sample `w KL(p_T(x) || p_S(x')) + (1 - w) KL(p_T(x) || p_S(x))`.
+pub fn rslad_outer_loss(teacher_clean: Tensor<2>, student_adv: Tensor<2>, student_clean: Tensor<2>, w: f64) -> Tensor<1> {
+    kl_div(teacher_clean.clone(), student_adv).mul_scalar(w) + kl_div(teacher_clean, student_clean).mul_scalar(1.0 - w)
+}
+
+impl Method for Rslad {
+    fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
+        let w = ctx.params.rslad_adv_weight;
+        let teacher_clean = ctx.teacher().forward(ctx.x.clone());
+        let x_adv = ctx.inner_max(&ObjectiveKind::KlToTarget { target_logits: teacher_clean.clone() }, ctx.gaussian_start());
+        let adv = ctx.student.forward(x_adv.clone());
+        let clean = ctx.student.forward(ctx.x.clone());
+        let loss = rslad_outer_loss(teacher_clean, adv.clone(), clean, w);
+        BatchLoss { loss: loss.mean(), logits: adv.clone(), x_adv: Some(x_adv), teacher_adv: None, student_adv: Some(adv) }
+    }
+}

@@ -1,0 +1,99 @@
+//! SAAD (Lee & Chung, TMLR 2026), sample-wise adaptive adversarial distillation
+//! (METHOD.md sections 1 and 2).
+//!
+//! Inner: one teacher forward+backward on clean x gives `z_T(x)` and the true-class input
+//! gradient `g_i = d z_T,y_i(x_i) / d x_i`. From `x' = x + 0.001 N` (not uniform), K steps
+//! maximise `sum_i KL(softmax(z~_i) || softmax(z_S(x'_i)))` with the first-order teacher surrogate
+//! `z~_i = z_T(x_i) + lambda <g_i, x'_i - x_i> onehot(y_i)` (gradient flows through `<g, d>`).
+//!
+//! Outer, with d = x' - x, teacher constants `z_T0 = T(x)`, `z_T+ = T(x+d)`, `z_T- = T(x-d)` and
+//! three student forwards in train mode `z_S+ = S(x+d)`, `z_S- = S(x-d)`, `z_S0 = S(x)`:
+//! `H_i` = entropy of `p_T+` (Rényi order gamma, Shannon at 1), `w_i = 5 (H_i - min_j H_j)` (not
+//! renormalised), `w^_i = w_i / (max_j w_j + 1e-8)`;
+//! `Loss = mean_i [ w_i (KL(p_T+ || p_S+) + alpha_IG (e/E) KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-)))
+//!                 + beta (1 - w^_i) KL(p_T0 || p_S0) ]`, beta = 0 by default. Weights carry no
+//! gradient; x - d is not clipped to [0,1].
+
+use super::{BatchContext, BatchLoss, Method, MethodParams};
+use crate::attacks::{FnObjective, Pgd};
+use burn::module::Module;
+use crate::losses::{kl_div, renyi_entropy, saad_weights};
+use crate::models::Net;
+use burn::prelude::*;
+
+pub struct Saad;
+
+/// `z_T(x)` (constant) and `g_i = d z_T,y_i(x_i) / d x_i`: one teacher forward+backward, the only
+/// autodiff graph the teacher takes part in.
+pub fn teacher_true_class_gradient(teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>) -> (Tensor<2>, Tensor<4>) {
+    let leaf = x.clone().without_autodiff().autodiff().require_grad();
+    let logits = teacher.forward(leaf.clone());
+    let [b, _] = logits.dims();
+    let true_logits = logits.clone().gather(1, y.clone().reshape([b, 1])).sum();
+    let g = leaf.grad(&true_logits.backward()).expect("the input is a leaf of the teacher graph");
+    (logits.detach().without_autodiff(), g)
+}
+
+/// The first-order surrogate of the teacher's logits at `x_adv`:
+/// `z_T(x) + lambda <g, x_adv - x> onehot(y)` (only the true-class logit moves).
+pub fn surrogate_teacher_logits(z_t0: &Tensor<2>, g: &Tensor<4>, x: &Tensor<4>, x_adv: &Tensor<4>, y: &Tensor<1, Int>, lambda: f64) -> Tensor<2> {
+    let [b, c] = z_t0.dims();
+    let dot = (g.clone() * (x_adv.clone() - x.clone())).sum_dims(&[1, 2, 3]).reshape([b, 1]).expand([b, c]);
+    let onehot = y.clone().one_hot::<2>(c).float();
+    z_t0.clone() + onehot * dot.mul_scalar(lambda)
+}
+
+/// SAAD's inner maximisation against `student` (eval mode), returning `z_T(x)` and x'.
+/// Serves training and `saad transfer` alike.
+pub fn saad_inner_max(student: &Net, teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, pgd: &Pgd, lambda: f64) -> (Tensor<2>, Tensor<4>) {
+    let (t0, g) = teacher_true_class_gradient(teacher, x, y);
+    let objective = FnObjective(|x_adv: &Tensor<4>, student_logits: Tensor<2>| {
+        kl_div(surrogate_teacher_logits(&t0, &g, x, x_adv, y, lambda), student_logits)
+    });
+    let x_adv = pgd.run(&|x| student.forward(x), &objective, x);
+    (t0, x_adv)
+}
+
+impl Method for Saad {
+    fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
+        let p = ctx.params;
+        let teacher = ctx.teacher();
+        let a = ctx.attack;
+        let pgd = Pgd { eps: a.eps, alpha: a.alpha, steps: a.steps, start: ctx.gaussian_start(), restarts: 1 };
+        let (t0, x_plus) = saad_inner_max(&ctx.student.valid(), teacher, &ctx.x, &ctx.y, &pgd, p.saad_lambda);
+        let x_minus = ctx.x.clone().mul_scalar(2.0) - x_plus.clone();
+
+        let (t_plus, t_minus) = (teacher.forward(x_plus.clone()), teacher.forward(x_minus.clone()));
+        let s_plus = ctx.student.forward(x_plus.clone());
+        let s_minus = ctx.student.forward(x_minus);
+        let s0 = ctx.student.forward(ctx.x.clone());
+
+        let loss = saad_outer_loss(&SaadLogits { t0, t_plus: t_plus.clone(), t_minus, s0, s_plus: s_plus.clone(), s_minus }, p, ctx.ramp());
+        BatchLoss { loss: loss.mean(), logits: s_plus.clone(), x_adv: Some(x_plus), teacher_adv: Some(t_plus), student_adv: Some(s_plus) }
+    }
+}
+
+/// The six logit tensors of SAAD's outer loss (teacher ones are constants).
+pub struct SaadLogits {
+    pub t0: Tensor<2>,
+    pub t_plus: Tensor<2>,
+    pub t_minus: Tensor<2>,
+    pub s0: Tensor<2>,
+    pub s_plus: Tensor<2>,
+    pub s_minus: Tensor<2>,
+}
+
+/// The input-gradient-matching term `KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-))` (IGDM, SAAD).
+pub fn ig_matching(t_plus: Tensor<2>, t_minus: Tensor<2>, s_plus: Tensor<2>, s_minus: Tensor<2>) -> Tensor<1> {
+    kl_div(t_plus - t_minus, s_plus - s_minus)
+}
+
+/// Per-sample SAAD outer loss
+/// `w_i (L_adv,i + alpha_IG ramp L_IG,i) + beta (1 - w^_i) L_nat,i` (its batch mean is the loss).
+pub fn saad_outer_loss(l: &SaadLogits, p: &MethodParams, ramp: f64) -> Tensor<1> {
+    let (w, w_hat) = saad_weights(renyi_entropy(l.t_plus.clone(), p.saad_gamma), p.saad_scale);
+    let l_adv = kl_div(l.t_plus.clone(), l.s_plus.clone());
+    let l_ig = ig_matching(l.t_plus.clone(), l.t_minus.clone(), l.s_plus.clone(), l.s_minus.clone()).mul_scalar(p.alpha_ig * ramp);
+    let l_nat = kl_div(l.t0.clone(), l.s0.clone());
+    w * (l_adv + l_ig) + w_hat.neg().add_scalar(1.0).mul_scalar(p.saad_beta) * l_nat
+}

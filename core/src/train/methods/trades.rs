@@ -1,0 +1,21 @@
+//! TRADES (Zhang et al. 2019).
+//! Inner: maximise `KL(p_S(x) || p_S(x'))` from `x + 0.001 N`, with `p_S(x)` fixed.
+//! Outer: `CE(S(x), y) + beta * KL(p_S(x) || p_S(x'))`, beta = 6, gradient through both.
+
+use super::{BatchContext, BatchLoss, Method};
+use crate::attacks::ObjectiveKind;
+use crate::losses::{cross_entropy, kl_div};
+use burn::module::Module;
+
+pub struct Trades;
+
+impl Method for Trades {
+    fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
+        let clean_target = ctx.student.valid().forward(ctx.x.clone()).detach();
+        let x_adv = ctx.inner_max(&ObjectiveKind::KlToTarget { target_logits: clean_target }, ctx.gaussian_start());
+        let clean = ctx.student.forward(ctx.x.clone());
+        let adv = ctx.student.forward(x_adv.clone());
+        let loss = cross_entropy(clean.clone(), ctx.y.clone()) + kl_div(clean.clone(), adv.clone()).mul_scalar(ctx.params.trades_beta);
+        BatchLoss { loss: loss.mean(), logits: clean, x_adv: Some(x_adv), teacher_adv: None, student_adv: Some(adv) }
+    }
+}

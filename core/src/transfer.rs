@@ -1,0 +1,147 @@
+//! Transfer of student-crafted adversarial examples to the teacher, per sample: what
+//! `saad transfer` writes and the browser page shows.
+
+use crate::attacks::{ObjectiveKind, Pgd, Start, fgsm};
+use crate::data::DeviceSet;
+use crate::models::Net;
+use crate::train::methods::MethodParams;
+use crate::train::methods::saad::saad_inner_max;
+use crate::train::transfer_stats::{TransferBatch, TransferStats};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// How the student-crafted adversarial example is made.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TransferAttack {
+    /// One signed step of eps on the student's CE.
+    Fgsm,
+    /// PGD on the student's CE (uniform start, step alpha).
+    Pgd { steps: usize },
+    /// SAAD's inner maximisation (teacher surrogate, Gaussian start).
+    Saad { steps: usize },
+}
+
+impl FromStr for TransferAttack {
+    type Err = String;
+    /// `fgsm`, `pgdK` (e.g. `pgd20`), `saad` (10 steps) or `saadK`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown attack {s:?}; expected fgsm, pgdK (e.g. pgd20), saad or saadK");
+        let steps = |t: &str| t.parse::<usize>().ok().filter(|&k| k > 0).ok_or_else(bad);
+        match s {
+            "fgsm" => Ok(TransferAttack::Fgsm),
+            "saad" => Ok(TransferAttack::Saad { steps: 10 }),
+            _ if s.starts_with("pgd") => Ok(TransferAttack::Pgd { steps: steps(&s[3..])? }),
+            _ if s.starts_with("saad") => Ok(TransferAttack::Saad { steps: steps(&s[4..])? }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// One test sample's record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    pub index: usize,
+    pub label: u32,
+    pub teacher_clean: u32,
+    pub student_clean: u32,
+    pub teacher_adv: u32,
+    pub student_adv: u32,
+    /// The adversarial example fools the teacher.
+    pub transfers: bool,
+    pub student_fooled: bool,
+    /// Teacher entropy on the adversarial example, and the SAAD weight `w` (and `w^`) it gets
+    /// within its batch.
+    pub teacher_entropy: f32,
+    pub saad_weight: f32,
+    pub saad_weight_hat: f32,
+    /// `|x' - x|_inf`.
+    pub linf: f32,
+}
+
+/// Crafts the adversarial batch against `student` (eval mode).
+pub fn craft(attack: TransferAttack, student: &Net, teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, eps: f32, alpha: f32, params: &MethodParams) -> Tensor<4> {
+    let forward = |x| student.forward(x);
+    let ce = ObjectiveKind::CrossEntropy { labels: y.clone() };
+    match attack {
+        TransferAttack::Fgsm => fgsm(&forward, &ce, x, eps),
+        TransferAttack::Pgd { steps } => Pgd { eps, alpha, steps, start: Start::Uniform, restarts: 1 }.run(&forward, &ce, x),
+        TransferAttack::Saad { steps } => {
+            let pgd = Pgd { eps, alpha, steps, start: Start::Gaussian(params.init_sigma), restarts: 1 };
+            saad_inner_max(student, teacher, x, y, &pgd, params.saad_lambda).1
+        }
+    }
+}
+
+fn argmax(logits: Tensor<2>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    logits.argmax(1).reshape([b]).float()
+}
+
+/// Per-sample records over `data` in batches of `batch` (one read per batch) and the summary.
+/// Both models in eval mode.
+#[allow(clippy::too_many_arguments)]
+pub fn transfer_records(
+    teacher: &Net,
+    student: &Net,
+    data: &DeviceSet,
+    attack: TransferAttack,
+    eps: f32,
+    alpha: f32,
+    batch: usize,
+    params: &MethodParams,
+    on_batch: &mut dyn FnMut(usize, usize),
+) -> (Vec<SampleRecord>, TransferStats) {
+    let mut records = Vec::with_capacity(data.len);
+    let mut sums: Option<Tensor<1>> = None;
+    let nb = data.len.div_ceil(batch);
+    for (bi, (x, y)) in data.batches_in_order(batch).enumerate() {
+        let b = y.dims()[0];
+        let x_adv = craft(attack, student, teacher, &x, &y, eps, alpha, params);
+        let t_adv = teacher.forward(x_adv.clone());
+        let s_adv = student.forward(x_adv.clone());
+        let tb = TransferBatch::new(t_adv.clone(), y.clone(), params);
+        let batch_sums = tb.sums(Some((s_adv.clone(), y.clone())));
+        sums = Some(match sums {
+            Some(s) => s + batch_sums,
+            None => batch_sums,
+        });
+        let linf = (x_adv - x.clone()).abs().max_dims(&[1, 2, 3]).reshape([b]);
+        let cols = Tensor::stack::<2>(
+            vec![
+                y.clone().float(),
+                argmax(teacher.forward(x.clone())),
+                argmax(student.forward(x)),
+                argmax(t_adv),
+                argmax(s_adv),
+                tb.entropy,
+                tb.weight,
+                tb.weight_hat,
+                linf,
+            ],
+            1,
+        );
+        // The one read of the batch.
+        let v: Vec<f32> = cols.into_data().iter::<f32>().collect();
+        for i in 0..b {
+            let r = &v[i * 9..(i + 1) * 9];
+            records.push(SampleRecord {
+                index: bi * batch + i,
+                label: r[0] as u32,
+                teacher_clean: r[1] as u32,
+                student_clean: r[2] as u32,
+                teacher_adv: r[3] as u32,
+                student_adv: r[4] as u32,
+                transfers: r[3] != r[0],
+                student_fooled: r[4] != r[0],
+                teacher_entropy: r[5],
+                saad_weight: r[6],
+                saad_weight_hat: r[7],
+                linf: r[8],
+            });
+        }
+        on_batch(bi + 1, nb);
+    }
+    let v: Vec<f32> = sums.expect("a non-empty data set").into_data().iter::<f32>().collect();
+    (records, TransferStats::from_sums(&v).expect("samples"))
+}

@@ -1,0 +1,262 @@
+//! Distillation: every loss against hand-computed values, SAAD's weights, surrogate and inner
+//! maximisation against their definitions, weight averaging, and short training runs.
+
+use saad_core::attacks::{Pgd, Start};
+use saad_core::burn::module::Module;
+use saad_core::burn::prelude::*;
+use saad_core::burn::tensor::{Distribution, TensorData};
+use saad_core::checkpoint::DatasetInfo;
+use saad_core::data::{DeviceSet, digits};
+use saad_core::losses::{cross_entropy, cw_margin, entropy, kl_div, saad_weights};
+use saad_core::models::{ModelSpec, Net};
+use saad_core::train::methods::rslad::rslad_outer_loss;
+use saad_core::train::methods::saad::{SaadLogits, saad_inner_max, saad_outer_loss, surrogate_teacher_logits, teacher_true_class_gradient};
+use saad_core::train::{LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, WeightAverage, recompute_batch_norm};
+use saad_tests::{devices, max_abs_diff, serial, to_vec};
+
+fn t2(rows: [[f32; 3]; 2], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(rows.concat(), [2, 3]), device)
+}
+
+fn close(got: &[f32], want: &[f64], tol: f64, what: &str) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((*g as f64 - w).abs() <= tol, "{what}[{i}]: {g} vs hand-computed {w}");
+    }
+}
+
+/// Two samples, three classes; expected values computed by hand (python, float64) from the
+/// formulas of METHOD.md section 2.
+#[test]
+fn saad_loss_terms_match_hand_computed_values() {
+    let _g = serial();
+    for (name, d) in devices() {
+        let t_plus = t2([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], &d);
+        let h = to_vec(entropy(t_plus.clone()));
+        close(&h, &[0.6655726818956875, 1.0986122886651097], 1e-5, &format!("{name} entropy"));
+        let (w, w_hat) = saad_weights(entropy(t_plus.clone()), 5.0);
+        close(&to_vec(w), &[0.0, 2.165198033847111], 1e-5, "w = 5 (H - min H)");
+        close(&to_vec(w_hat), &[0.0, 0.9999999953814849], 1e-5, "w^ = w / (max w + 1e-8)");
+        let kl = to_vec(kl_div(t_plus.clone(), t2([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], &d)));
+        close(&kl, &[0.7793650531141627, 0.11949909193060798], 1e-5, "KL summed over classes");
+
+        let logits = SaadLogits {
+            t0: t2([[3.0, 0.0, 0.0], [0.0, 0.0, 1.0]], &d),
+            t_plus: t_plus.clone(),
+            t_minus: t2([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], &d),
+            s0: t2([[1.0, 1.0, 0.0], [0.0, 2.0, 0.0]], &d),
+            s_plus: t2([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], &d),
+            s_minus: t2([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]], &d),
+        };
+        // alpha_IG = 1, epoch 3 of 10 (ramp 0.3), beta = 0.5.
+        let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
+        let loss = to_vec(saad_outer_loss(&logits, &p, 3.0 / 10.0));
+        close(&loss, &[0.27033967195957265, 0.512228953173525], 1e-5, &format!("{name} SAAD per-sample loss"));
+        // The reference beta = 0 drops the clean term: sample 0 (lowest entropy) contributes 0.
+        let loss0 = to_vec(saad_outer_loss(&logits, &MethodParams::default(), 0.3));
+        close(&loss0, &[0.0, 2.165198033847111 * (0.11949909193060798 + 0.3 * 0.3902487568891655)], 1e-5, "SAAD loss, beta 0");
+
+        let r = to_vec(rslad_outer_loss(logits.t0.clone(), logits.s_plus.clone(), logits.s0.clone(), 5.0 / 6.0));
+        close(&r, &[1.0397567675745965, 0.4435350762608684], 1e-5, "RSLAD per-sample loss");
+        let y = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 0], [2]), &d);
+        let ce = to_vec(cross_entropy(t2([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]], &d), y.clone()));
+        close(&ce, &[0.40760596444438046, 3.094922956420961], 1e-5, "CE");
+        let cw = to_vec(cw_margin(t2([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]], &d), y));
+        close(&cw, &[-1.0, 3.0], 1e-6, "CW margin");
+    }
+}
+
+/// The weights are constants: the gradient of the SAAD loss with respect to the teacher's
+/// adversarial logits flows only through the KL terms, and with respect to the student logits
+/// it is `w_i (softmax(s) - softmax(t)) / B` for the adversarial term.
+#[test]
+fn saad_weights_carry_no_gradient() {
+    let _g = serial();
+    let d = Device::flex().autodiff();
+    let t_plus = t2([[2.0, 0.0, 0.0], [0.0, 0.5, 0.0]], &d).require_grad();
+    let (w, w_hat) = saad_weights(entropy(t_plus.clone()), 5.0);
+    assert!(!w.is_tracked() && !w_hat.is_tracked(), "weights must be detached");
+    let s_plus = t2([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], &d).require_grad();
+    let zeros = t2([[0.0; 3]; 2], &d);
+    let logits = SaadLogits { t0: zeros.clone(), t_plus: t_plus.clone().detach(), t_minus: t_plus.clone().detach(), s0: zeros.clone(), s_plus: s_plus.clone(), s_minus: s_plus.clone() };
+    // IG term vanishes (t+ - t- = 0, s+ - s- = 0 are equal distributions), beta = 0.
+    let loss = saad_outer_loss(&logits, &MethodParams::default(), 1.0).mean();
+    let g = to_vec(s_plus.grad(&loss.backward()).unwrap());
+    let softmax = |z: [f64; 3]| {
+        let e: Vec<f64> = z.iter().map(|v| v.exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(|v| v / s).collect::<Vec<_>>()
+    };
+    let w = to_vec(w);
+    let (pt, ps) = ([softmax([2.0, 0.0, 0.0]), softmax([0.0, 0.5, 0.0])], [softmax([0.0, 1.0, 0.0]), softmax([1.0, 0.0, 0.0])]);
+    for i in 0..2 {
+        for c in 0..3 {
+            let want = w[i] as f64 * (ps[i][c] - pt[i][c]) / 2.0;
+            assert!((g[i * 3 + c] as f64 - want).abs() < 1e-5, "grad[{i},{c}] = {} vs {want}", g[i * 3 + c]);
+        }
+    }
+}
+
+fn tiny(arch: &str, seed: u64, device: &Device) -> Net {
+    device.seed(seed);
+    ModelSpec::new(arch.parse().unwrap(), 10).init(device).valid()
+}
+
+/// The surrogate `z_T(x) + <g, d> onehot(y)` matches the teacher's true-class logit at x + d to
+/// first order: the error shrinks quadratically (halving d quarters it), and the other classes
+/// are left at `z_T(x)`.
+#[test]
+fn first_order_surrogate_matches_the_teacher_to_first_order() {
+    let _g = serial();
+    let d = Device::flex();
+    let teacher = tiny("dm-wrn-10-1", 4, &d);
+    let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Uniform(0.2, 0.8), &d);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 7], [2]), &d);
+    let (t0, g) = teacher_true_class_gradient(&teacher, &x, &y);
+    let dir = x.random_like(Distribution::Normal(0.0, 1.0));
+    let err = |h: f32| {
+        let x_adv = x.clone() + dir.clone().mul_scalar(h);
+        let sur = to_vec(surrogate_teacher_logits(&t0, &g, &x, &x_adv, &y, 1.0));
+        let truth = to_vec(teacher.forward(x_adv));
+        let base = to_vec(t0.clone());
+        let mut e = 0.0f64;
+        for (i, yi) in [3usize, 7].into_iter().enumerate() {
+            for c in 0..10 {
+                if c == yi {
+                    e = e.max((sur[i * 10 + c] - truth[i * 10 + c]).abs() as f64);
+                } else {
+                    assert_eq!(sur[i * 10 + c], base[i * 10 + c], "only the true class moves");
+                }
+            }
+        }
+        e
+    };
+    let (e1, e2) = (err(0.04), err(0.02));
+    let ratio = e1 / e2;
+    assert!((2.5..6.0).contains(&ratio), "second-order error: {e1} at h, {e2} at h/2 (ratio {ratio}, expected ~4)");
+}
+
+/// SAAD's inner maximisation raises its objective above the start and stays in the eps-ball.
+#[test]
+fn saad_inner_max_increases_its_objective_within_the_ball() {
+    let _g = serial();
+    for (name, d) in devices() {
+        let teacher = tiny("small-cnn-8", 1, &d);
+        let student = tiny("small-cnn-4", 2, &d);
+        let x = Tensor::<4>::random([6, 3, 12, 12], Distribution::Uniform(0.0, 1.0), &d);
+        let y = Tensor::<1, Int>::from_data(TensorData::new((0..6i64).collect::<Vec<_>>(), [6]), &d);
+        let eps = 8.0 / 255.0;
+        let pgd = Pgd { eps, alpha: 2.0 / 255.0, steps: 10, start: Start::Gaussian(0.001), restarts: 1 };
+        let (t0, x_adv) = saad_inner_max(&student, &teacher, &x, &y, &pgd, 1.0);
+        let (_, g) = teacher_true_class_gradient(&teacher, &x, &y);
+        let objective = |xa: &Tensor<4>| to_vec(kl_div(surrogate_teacher_logits(&t0, &g, &x, xa, &y, 1.0), student.forward(xa.clone())).sum())[0];
+        let (before, after) = (objective(&x), objective(&x_adv));
+        assert!(after > before, "{name}: objective {before} -> {after}");
+        let linf = to_vec((x_adv.clone() - x.clone()).abs().max())[0];
+        assert!(linf <= eps + 1e-6, "{name}: |d|_inf = {linf}");
+        let (lo, hi) = (to_vec(x_adv.clone().min())[0], to_vec(x_adv.max())[0]);
+        assert!(lo >= 0.0 && hi <= 1.0);
+    }
+}
+
+/// The average of three snapshots is their mean, parameter by parameter.
+#[test]
+fn weight_average_is_the_mean_of_the_snapshots() {
+    let _g = serial();
+    let d = Device::flex();
+    let snaps: Vec<Net> = (0..3).map(|s| tiny("resnet18-w2", 10 + s, &d)).collect();
+    let mut avg = WeightAverage::new(&snaps[0]);
+    avg.update(&snaps[1]);
+    avg.update(&snaps[2]);
+    assert_eq!(avg.count, 3);
+    let params = |n: &Net| n.named_tensors().into_iter().filter(|t| !t.is_buffer()).map(|t| (t.key, to_vec(t.tensor))).collect::<Vec<_>>();
+    let (a, b, c, m) = (params(&snaps[0]), params(&snaps[1]), params(&snaps[2]), params(&avg.model));
+    for i in 0..a.len() {
+        let mean: Vec<f32> = (0..a[i].1.len()).map(|j| (a[i].1[j] + b[i].1[j] + c[i].1[j]) / 3.0).collect();
+        assert!(max_abs_diff(&mean, &m[i].1) < 1e-6, "{}: not the mean", a[i].0);
+    }
+}
+
+/// Recomputed BatchNorm statistics are the plain average over the batches (PyTorch
+/// `update_bn`): the first BatchNorm's running mean equals the mean of the per-batch channel
+/// means of conv1's output.
+#[test]
+fn batch_norm_recompute_averages_over_batches() {
+    let _g = serial();
+    let d = Device::flex();
+    let model = tiny("small-cnn-4", 3, &d);
+    let images = Tensor::<4>::random([10, 3, 8, 8], Distribution::Uniform(0.0, 1.0), &d);
+    let labels = Tensor::<1, Int>::zeros([10], &d);
+    let data = DeviceSet { images: images.clone(), labels, len: 10, num_classes: 10 };
+    let recomputed = recompute_batch_norm(&model, &data, 4, None, 1);
+    let Net::SmallCnn(m) = &model else { unreachable!() };
+    let Net::SmallCnn(r) = &recomputed else { unreachable!() };
+    // Batches of 4, 4, 2 in the order drawn from seed 1.
+    let order = saad_core::data::EpochOrder::new(10, 4, 1, &d);
+    let mut means = Vec::new();
+    for b in 0..order.num_batches() {
+        let (x, _) = data.gather(order.batch_indices(b));
+        means.push(m.conv1.forward(x).mean_dims(&[0, 2, 3]).reshape([4]));
+    }
+    let want = to_vec(Tensor::stack::<2>(means, 0).mean_dim(0).reshape([4]));
+    let got = to_vec(r.bn1.running_mean.value());
+    assert!(max_abs_diff(&want, &got) < 1e-5, "{got:?} vs {want:?}");
+    assert_eq!(to_vec(r.bn1.num_batches_tracked.value()), vec![3.0]);
+}
+
+fn small_run(method: MethodKind, epochs: usize, device: &Device) -> (Trainer, DeviceSet) {
+    let (train, _) = digits::load(12).unwrap();
+    let data = DeviceSet::upload(&train.take(256), device);
+    let mut config = TrainConfig::reference(method);
+    config.epochs = epochs;
+    config.batch_size = 64;
+    config.lr = 0.05;
+    config.attack.steps = 3;
+    config.schedule = LrSchedule::Constant;
+    config.augment = None;
+    config.params.iad_begin = 1;
+    config.swa_start = None;
+    let info = DatasetInfo { name: "digits".into(), image_size: 12, num_classes: 10 };
+    (Trainer::new(ModelSpec::new("small-cnn-4".parse().unwrap(), 10), config, info, device), data)
+}
+
+/// Every method trains for an epoch on flex and wgpu with a finite loss, and the distillation
+/// methods report transfer statistics.
+#[test]
+fn every_method_runs_and_reports_transfer() {
+    let _g = serial();
+    for (name, d) in devices() {
+        let teacher = tiny("small-cnn-8", 99, &d);
+        for method in MethodKind::ALL {
+            let (trainer, data) = small_run(method, 1, &d);
+            let mut trainer = if method.needs_teacher() { trainer.with_teacher(&teacher) } else { trainer };
+            let stats = trainer.train_epoch(&data, &mut |_, _| {});
+            assert!(stats.loss.is_finite(), "{name} {method}: loss {}", stats.loss);
+            match (&stats.transfer, method.needs_teacher()) {
+                (Some(t), true) => {
+                    assert!((0.0..=1.0).contains(&t.tas), "{name} {method}: TAS {}", t.tas);
+                    assert_eq!(t.weight_hist.iter().sum::<usize>(), 256, "{name} {method}: histogram counts every sample");
+                    assert!(t.teacher_entropy_mean >= 0.0 && t.teacher_entropy_std >= 0.0);
+                }
+                (None, false) => {}
+                (t, _) => panic!("{name} {method}: transfer stats {t:?}"),
+            }
+        }
+    }
+}
+
+/// A short SAAD run on the built-in digits lowers the training loss.
+#[test]
+fn short_saad_run_lowers_the_training_loss() {
+    let _g = serial();
+    let d = Device::flex();
+    // A teacher that knows something: a few natural epochs.
+    let (mut t, data) = small_run(MethodKind::Natural, 4, &d);
+    while !t.is_done() {
+        t.train_epoch(&data, &mut |_, _| {});
+    }
+    let (s, _) = small_run(MethodKind::Saad, 5, &d);
+    let mut s = s.with_teacher(&t.eval_model());
+    let losses: Vec<f64> = (0..5).map(|_| s.train_epoch(&data, &mut |_, _| {}).loss).collect();
+    assert!(losses[4] < losses[0], "SAAD loss did not fall: {losses:?}");
+    assert!(s.model.valid().forward(data.images.clone().slice(0..2)).dims() == [2, 10]);
+}
