@@ -28,14 +28,14 @@ pub struct DemoArgs {
     /// Distillation methods of the students.
     #[arg(long, default_value = "saad,rslad,adaad", value_delimiter = ',')]
     pub methods: Vec<MethodKind>,
-    #[arg(long, default_value = "small-cnn-32")]
+    #[arg(long, default_value = "small-cnn-16")]
     pub teacher_arch: Arch,
     #[arg(long, default_value = "small-cnn-8")]
     pub student_arch: Arch,
     /// Rendering size of the digits.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     pub image_size: usize,
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 10)]
     pub teacher_epochs: usize,
     #[arg(long, default_value_t = 10)]
     pub student_epochs: usize,
@@ -54,7 +54,8 @@ fn train_args(a: &DemoArgs, method: MethodKind, arch: &Arch, epochs: usize, out:
         method,
         epochs: Some(epochs),
         batch_size: 64,
-        lr: 0.05,
+        // The reference lr 0.1 for the students; the teacher (PGD-AT from scratch) is steadier at 0.05.
+        lr: if teacher.is_some() { 0.1 } else { 0.05 },
         momentum: 0.9,
         weight_decay: 2e-4,
         schedule: LrSchedule::Cosine,
