@@ -196,8 +196,13 @@ pub struct NamedTensor {
 impl NamedTensor {
     /// BatchNorm running statistics and batch counts are buffers in PyTorch.
     pub fn is_buffer(&self) -> bool {
-        ["running_mean", "running_var", "num_batches_tracked"].iter().any(|b| self.key.ends_with(b))
+        is_buffer_key(&self.key)
     }
+}
+
+/// Whether a state-dict key names a buffer (BatchNorm statistics) rather than a parameter.
+pub fn is_buffer_key(key: &str) -> bool {
+    ["running_mean", "running_var", "num_batches_tracked"].iter().any(|b| key.ends_with(b))
 }
 
 #[derive(Default)]

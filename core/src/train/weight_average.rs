@@ -4,8 +4,8 @@
 //! all batches, `momentum=None`). The averaged model is the reported one.
 
 use crate::data::{Augment, DeviceSet, EpochOrder};
-use crate::models::Net;
-use burn::module::{Flag, Module, ModuleMapper, ModuleVisitor, Param};
+use crate::models::{Net, is_buffer_key};
+use burn::module::{Flag, Module, ModuleMapper, Param};
 use burn::prelude::*;
 use std::collections::HashMap;
 
@@ -16,31 +16,6 @@ pub struct WeightAverage {
     pub model: Net,
     /// How many snapshots it averages.
     pub count: usize,
-}
-
-fn is_buffer(path: &str) -> bool {
-    ["running_mean", "running_var", "num_batches_tracked"].iter().any(|b| path.ends_with(b))
-}
-
-/// Flattened float tensors of a module by path.
-#[derive(Default)]
-struct Collect {
-    path: Vec<String>,
-    out: HashMap<String, Tensor<1>>,
-}
-
-impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.into());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        let n = t.shape().num_elements();
-        self.out.insert(self.path.join("."), t.reshape([n]));
-    }
 }
 
 /// `avg + (new - avg) / (count + 1)` on every trainable tensor.
@@ -58,11 +33,12 @@ impl ModuleMapper for Blend {
         self.path.pop();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.path.join(".");
-        if is_buffer(&path) {
+        // The key without the `Net` variant, as `Net::named_tensors` names it.
+        let key = self.path[1..].join(".");
+        if is_buffer_key(&key) {
             return param;
         }
-        let new = self.new.remove(&path).expect("snapshots of one architecture");
+        let new = self.new.remove(&key).expect("snapshots of one architecture");
         let k = self.count as f64 + 1.0;
         param.map(|avg| {
             let dims = avg.dims();
@@ -84,9 +60,8 @@ impl WeightAverage {
 
     /// Adds one snapshot with the same weight as every earlier one.
     pub fn update(&mut self, model: &Net) {
-        let mut c = Collect::default();
-        model.visit(&mut c);
-        let mut blend = Blend { path: Vec::new(), new: c.out, count: self.count };
+        let new = model.named_tensors().into_iter().map(|t| (t.key, t.tensor)).collect();
+        let mut blend = Blend { path: Vec::new(), new, count: self.count };
         self.model = self.model.clone().map(&mut blend);
         self.count += 1;
     }
