@@ -42,7 +42,7 @@ pub fn parse_safetensors(bytes: &[u8], source: &str) -> Result<StateDict, DataEr
 }
 
 /// IEEE half to f32.
-fn half_to_f32(h: u16) -> f32 {
+pub fn half_to_f32(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;
     let exp = ((h >> 10) & 0x1f) as u32;
     let frac = (h & 0x3ff) as u32;
@@ -59,15 +59,20 @@ fn half_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-/// Strips common wrappers of state-dict keys: `module.` (DataParallel) and `model.`/`state_dict.`
-/// prefixes when every key carries them.
+/// Unwraps the usual containers of a state dict: a checkpoint dictionary holding the weights
+/// under `state_dict`, `model_state_dict` or `model` (other entries, such as optimizer state,
+/// are dropped), and the `module.` prefix of DataParallel, repeatedly.
 pub fn strip_prefixes(mut dict: StateDict) -> StateDict {
-    for prefix in ["module.", "model.", "state_dict."] {
-        if !dict.is_empty() && dict.keys().all(|k| k.starts_with(prefix)) {
-            dict = dict.into_iter().map(|(k, v)| (k[prefix.len()..].to_string(), v)).collect();
-        }
+    loop {
+        let nested = ["state_dict.", "model_state_dict.", "model.", "net."].into_iter().find(|p| dict.keys().any(|k| k.starts_with(p)));
+        let all_module = !dict.is_empty() && dict.keys().all(|k| k.starts_with("module."));
+        let prefix = match (nested, all_module) {
+            (_, true) => "module.",
+            (Some(p), false) => p,
+            (None, false) => return dict,
+        };
+        dict = dict.into_iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v))).collect();
     }
-    dict
 }
 
 /// Keys some published checkpoints carry that the architecture does not use (TRADES WRNs keep

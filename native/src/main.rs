@@ -1,13 +1,7 @@
 //! `saad`: adversarially robust training and adversarial distillation on any GPU (wgpu) or CPU.
 
-mod commands;
-mod datasets;
-mod device;
-mod fsutil;
-mod plot;
-mod progress;
-
 use clap::{Parser, Subcommand};
+use saad_native::commands;
 
 #[derive(Parser)]
 #[command(name = "saad", version, about = "Adversarial distillation (SAAD) and robust training on any GPU vendor or CPU")]
@@ -27,6 +21,8 @@ enum Command {
     Transfer(commands::transfer::TransferArgs),
     /// Evaluate a checkpoint: clean, FGSM, PGD-20, CW-inf accuracy.
     Eval(commands::eval::EvalArgs),
+    /// Import a PyTorch checkpoint (.pt/.safetensors; RobustBench ids) as a saad model.
+    Import(commands::import::ImportArgs),
     /// Export a checkpoint (PyTorch safetensors state dict, or weights only).
     Export(commands::export::ExportArgs),
     /// List the compute devices (flex CPU and wgpu adapters).
@@ -45,6 +41,7 @@ fn main() {
         Command::Eval(a) => commands::eval::run(a),
         Command::Transfer(a) => commands::transfer::run(a).map(|s| println!("{s}")),
         Command::Export(a) => commands::export::run(a),
+        Command::Import(a) => commands::import::run(a),
         Command::Devices => commands::devices(),
         Command::Data(a) => commands::data::run(a),
         Command::Bench(a) => commands::bench::run(a),

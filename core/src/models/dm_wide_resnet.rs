@@ -15,10 +15,6 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, silu};
 use burn::tensor::ops::PadMode;
 
-/// CIFAR-10 mean/std used by the DM RobustBench models.
-pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
-pub const CIFAR10_STD: [f32; 3] = [0.2471, 0.2435, 0.2616];
-
 #[derive(Module, Debug)]
 pub struct DmBlock {
     pub batchnorm_0: BatchNorm2d,

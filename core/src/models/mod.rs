@@ -10,6 +10,7 @@ pub mod preact_resnet;
 pub mod resnet;
 pub mod small_cnn;
 pub mod wide_resnet;
+pub mod zoo;
 
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
@@ -107,16 +108,47 @@ impl From<Arch> for String {
     }
 }
 
+/// Input normalisation inside a model: `(x - mean) / std` per channel.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    pub const CIFAR10: Normalization = Normalization { mean: [0.4914, 0.4822, 0.4465], std: [0.2471, 0.2435, 0.2616] };
+    pub const CIFAR100: Normalization = Normalization { mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762] };
+    pub const TINY_IMAGENET: Normalization = Normalization { mean: [0.4802, 0.4481, 0.3975], std: [0.2302, 0.2265, 0.2262] };
+
+    /// The statistics DM models use for a dataset (`cifar10`, `cifar100`, `tiny-imagenet`).
+    pub fn for_dataset(name: &str) -> Option<Normalization> {
+        match name {
+            "cifar10" => Some(Self::CIFAR10),
+            "cifar100" => Some(Self::CIFAR100),
+            "tiny-imagenet" => Some(Self::TINY_IMAGENET),
+            _ => None,
+        }
+    }
+}
+
 /// Everything needed to rebuild a model before loading its weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     pub arch: Arch,
     pub num_classes: usize,
+    /// Normalisation inside the model (DM WideResNets; CIFAR-10 statistics when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<Normalization>,
 }
 
 impl ModelSpec {
     pub fn new(arch: Arch, num_classes: usize) -> Self {
-        Self { arch, num_classes }
+        Self { arch, num_classes, normalization: None }
+    }
+
+    pub fn with_normalization(mut self, n: Option<Normalization>) -> Self {
+        self.normalization = n;
+        self
     }
 
     /// A freshly initialised model (draws from the device RNG: seed it first).
@@ -128,15 +160,10 @@ impl ModelSpec {
             Arch::PreActResNet18 { width } => Net::PreActResNet(PreActResNet::preact_resnet18(c, width, device)),
             Arch::MobileNetV2 => Net::MobileNetV2(MobileNetV2::new(c, device)),
             Arch::WideResNet { depth, width } => Net::WideResNet(WideResNet::new(depth, width, c, device)),
-            Arch::DmWideResNet { depth, width, silu } => Net::DmWideResNet(DmWideResNet::new(
-                depth,
-                width,
-                c,
-                silu,
-                dm_wide_resnet::CIFAR10_MEAN,
-                dm_wide_resnet::CIFAR10_STD,
-                device,
-            )),
+            Arch::DmWideResNet { depth, width, silu } => {
+                let n = self.normalization.unwrap_or(Normalization::CIFAR10);
+                Net::DmWideResNet(DmWideResNet::new(depth, width, c, silu, n.mean, n.std, device))
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod export;
+pub mod import;
 pub mod teacher;
 pub mod train;
 pub mod transfer;

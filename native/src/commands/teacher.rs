@@ -1,27 +1,49 @@
-//! Loading a teacher: a saad checkpoint, or a PyTorch state dict as safetensors with its
-//! architecture named by `--teacher-arch`.
+//! Loading a teacher: a saad checkpoint, or a PyTorch state dict (`.pt`/`.pth` or
+//! `.safetensors`) with its architecture named by `--teacher-arch` (an architecture id such as
+//! `dm-wrn-28-10`, or a published model id such as `Gowal2021Improving_28_10_ddpm_100m`).
 
 use super::read_checkpoint;
-use crate::fsutil;
-use anyhow::{Context, Result, bail};
+use crate::{fsutil, pytorch};
+use anyhow::{Context, Result, anyhow, bail};
+use saad_core::burn::module::Module;
 use saad_core::burn::prelude::*;
-use saad_core::import::{load_state_dict, parse_safetensors};
-use saad_core::models::{Arch, ModelSpec, Net};
+use saad_core::import::{StateDict, load_state_dict, parse_safetensors};
+use saad_core::models::{Arch, ModelSpec, Net, Normalization, zoo};
 use std::path::Path;
 
-/// The teacher at `path` for a dataset of `num_classes` classes, in eval mode.
-pub fn load(path: &Path, arch: Option<&Arch>, num_classes: usize, device: &Device) -> Result<(Net, ModelSpec)> {
+/// A PyTorch state dict read from `.pt`/`.pth` or `.safetensors`, if `path` is one.
+pub fn read_state_dict(path: &Path) -> Result<Option<StateDict>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    Ok(match ext.as_str() {
+        "pt" | "pth" | "bin" | "ckpt" => Some(pytorch::read_pt(path)?),
+        "safetensors" => Some(parse_safetensors(&fsutil::read(path)?, &path.display().to_string())?),
+        _ => None,
+    })
+}
+
+/// A PyTorch checkpoint as a model of the architecture (or published model) `id`. For an
+/// architecture id, a DM WideResNet normalises with the statistics of `dataset`.
+pub fn import(path: &Path, id: &str, num_classes: usize, dataset: &str, device: &Device) -> Result<(Net, ModelSpec)> {
     let source = path.display().to_string();
-    let bytes = fsutil::read(path)?;
-    let (model, spec) = if bytes.starts_with(b"SAADCKPT") {
+    let dict = read_state_dict(path)?.ok_or_else(|| anyhow!("{source}: expected a .pt, .pth or .safetensors PyTorch state dict"))?;
+    let mut spec = zoo::resolve(id, num_classes).map_err(|e| anyhow!("{e}"))?;
+    if spec.normalization.is_none() && matches!(spec.arch, Arch::DmWideResNet { .. }) {
+        spec.normalization = Normalization::for_dataset(dataset);
+    }
+    Ok((load_state_dict(&spec, dict, device, &source)?, spec))
+}
+
+/// The teacher at `path` for `dataset` of `num_classes` classes, in eval mode.
+pub fn load(path: &Path, arch: Option<&str>, dataset: &str, num_classes: usize, device: &Device) -> Result<(Net, ModelSpec)> {
+    let source = path.display().to_string();
+    let (model, spec) = if fsutil::read(path)?.starts_with(b"SAADCKPT") {
         let ckpt = read_checkpoint(path)?;
         (ckpt.load_model(device, &source)?, ckpt.header.model)
-    } else if path.extension().is_some_and(|e| e == "safetensors") {
-        let arch = arch.with_context(|| format!("{source} is a PyTorch state dict: name its architecture with --teacher-arch (e.g. dm-wrn-28-10)"))?;
-        let spec = ModelSpec::new(arch.clone(), num_classes);
-        (load_state_dict(&spec, parse_safetensors(&bytes, &source)?, device, &source)?, spec)
     } else {
-        bail!("{source}: not a saad checkpoint nor a .safetensors state dict (PyTorch .pt files: convert with safetensors.torch.save_file)");
+        let arch = arch.with_context(|| {
+            format!("{source} is not a saad checkpoint: if it is a PyTorch state dict, name its architecture with --teacher-arch (e.g. dm-wrn-28-10 or Gowal2021Improving_28_10_ddpm_100m)")
+        })?;
+        import(path, arch, num_classes, dataset, device)?
     };
     if spec.num_classes != num_classes {
         bail!("{source}: the teacher has {} classes, the data {num_classes}", spec.num_classes);

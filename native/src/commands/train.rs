@@ -61,7 +61,7 @@ pub struct TrainArgs {
     pub teacher: Option<PathBuf>,
     /// Architecture of a .safetensors teacher.
     #[arg(long)]
-    pub teacher_arch: Option<Arch>,
+    pub teacher_arch: Option<String>,
     /// Average the weights from this epoch on (SAAD's reference: 95 of 200); the average, with
     /// BatchNorm statistics recomputed, is the reported model (model.saad).
     #[arg(long)]
@@ -161,8 +161,8 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
     // The teacher: from --teacher, or on resume the one the run was started with.
     let teacher_path = args.teacher.clone().or_else(|| trainer.notes.get("teacher").and_then(|v| v.as_str()).map(PathBuf::from));
     if let Some(path) = teacher_path {
-        let arch = args.teacher_arch.clone().or_else(|| trainer.notes.get("teacher_arch").and_then(|v| v.as_str()).and_then(|a| a.parse().ok()));
-        let (teacher, tspec) = super::teacher::load(&path, arch.as_ref(), train_set.num_classes, &device)?;
+        let arch = args.teacher_arch.clone().or_else(|| trainer.notes.get("teacher_arch").and_then(|v| v.as_str()).map(String::from));
+        let (teacher, tspec) = super::teacher::load(&path, arch.as_deref(), &trainer.dataset.name, train_set.num_classes, &device)?;
         note(q, format!("teacher {} from {}", tspec, path.display()));
         trainer.notes.insert("teacher".into(), json!(path.display().to_string()));
         trainer.notes.insert("teacher_arch".into(), json!(tspec.arch.to_string()));

@@ -9,7 +9,6 @@ use crate::progress::{Progress, note};
 use anyhow::{Context, Result, bail};
 use saad_core::burn::module::Module;
 use saad_core::data::DeviceSet;
-use saad_core::models::Arch;
 use saad_core::train::MethodParams;
 use saad_core::transfer::{SampleRecord, TransferAttack, transfer_records};
 use serde_json::json;
@@ -21,7 +20,7 @@ pub struct TransferArgs {
     #[arg(long)]
     pub teacher: PathBuf,
     #[arg(long)]
-    pub teacher_arch: Option<Arch>,
+    pub teacher_arch: Option<String>,
     /// The student (a saad checkpoint); its dataset is the one evaluated.
     #[arg(long)]
     pub student: PathBuf,
@@ -80,7 +79,7 @@ pub fn run(args: TransferArgs) -> Result<serde_json::Value> {
         Some(n) => test.take(n),
         None => test,
     };
-    let (teacher, tspec) = teacher::load(&args.teacher, args.teacher_arch.as_ref(), test.num_classes, &device)?;
+    let (teacher, tspec) = teacher::load(&args.teacher, args.teacher_arch.as_deref(), &info.name, test.num_classes, &device)?;
     note(q, format!("teacher {tspec}, student {}, {} test images of {}, attack {:?}, device {device_name}", ckpt.header.model, test.len(), info.name, args.attack));
     let set = DeviceSet::upload(&test, &device);
     let params: MethodParams = serde_json::from_value(ckpt.header.train_config.get("params").cloned().unwrap_or(json!({}))).unwrap_or_default();
