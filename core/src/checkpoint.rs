@@ -8,6 +8,7 @@
 
 use crate::models::{ModelSpec, Net};
 use crate::error::DataError;
+use burn::module::Module;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
@@ -93,9 +94,11 @@ impl Checkpoint {
         Ok(Self { header, model, optimizer, averaged })
     }
 
-    /// Rebuilds the model described by the header and loads the weights.
+    /// Rebuilds the model described by the header, loads the weights and puts it in eval mode
+    /// (BatchNorm on running statistics even for autodiff inputs, as attacks need). Training
+    /// code loads with [`load_weights`] instead.
     pub fn load_model(&self, device: &Device, source: &str) -> Result<Net, DataError> {
-        load_weights(&self.header.model, &self.model, device, source)
+        Ok(load_weights(&self.header.model, &self.model, device, source)?.valid())
     }
 }
 

@@ -69,3 +69,34 @@ pub fn saad_weights(entropy: Tensor<1>, scale: f64) -> (Tensor<1>, Tensor<1>) {
 pub fn kl_div_temperature(target_logits: Tensor<2>, input_logits: Tensor<2>, tau: f64) -> Tensor<1> {
     kl_div(target_logits.div_scalar(tau), input_logits.div_scalar(tau))
 }
+
+/// Logits sorted in descending order along classes.
+fn sorted_desc(logits: Tensor<2>) -> Tensor<2> {
+    logits.sort_descending(1)
+}
+
+/// The DLR loss of Croce & Hein (2020): `-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3 + 1e-12)`,
+/// with `z_pi` the logits in decreasing order (needs at least 3 classes).
+pub fn dlr(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [b, c] = logits.dims();
+    assert!(c >= 3, "the DLR loss needs at least 3 classes");
+    let sorted = sorted_desc(logits.clone());
+    let col = |k: usize| sorted.clone().slice([0..b, k..k + 1]).reshape([b]);
+    let (first, second, third) = (col(0), col(1), col(2));
+    let z_y = logits.clone().gather(1, labels.clone().reshape([b, 1])).reshape([b]);
+    // The best other class: the runner-up if y is on top, else the top.
+    let y_on_top = logits.argmax(1).reshape([b]).equal(labels);
+    let best_other = first.clone().mask_where(y_on_top, second);
+    (z_y - best_other).neg() / (first - third).add_scalar(1e-12)
+}
+
+/// The targeted DLR loss: `-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)`; with fewer
+/// than 4 classes the last logit stands in for the missing ones.
+pub fn dlr_targeted(logits: Tensor<2>, labels: Tensor<1, Int>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let [b, c] = logits.dims();
+    let sorted = sorted_desc(logits.clone());
+    let col = |k: usize| sorted.clone().slice([0..b, k.min(c - 1)..k.min(c - 1) + 1]).reshape([b]);
+    let z_y = logits.clone().gather(1, labels.reshape([b, 1])).reshape([b]);
+    let z_t = logits.gather(1, targets.reshape([b, 1])).reshape([b]);
+    (z_y - z_t).neg() / (col(0) - (col(2) + col(3)).mul_scalar(0.5)).add_scalar(1e-12)
+}

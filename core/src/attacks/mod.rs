@@ -4,9 +4,13 @@
 //! model in eval mode without parameter gradients, e.g. `|x| model.valid().forward(x)`) and an
 //! [`Objective`] that turns logits into a per-sample loss to maximise.
 
+pub mod apgd;
+pub mod autoattack;
+pub mod fab;
 pub mod fgsm;
 pub mod objective;
 pub mod pgd;
+pub mod square;
 pub mod step;
 
 pub use fgsm::fgsm;
@@ -21,9 +25,21 @@ pub type Forward<'a> = &'a dyn Fn(Tensor<4>) -> Tensor<2>;
 /// Gradient of `sum_i loss_i(x_i)` with respect to `x`, with `x` as a fresh leaf.
 /// Samples are independent in eval mode, so this is the per-sample input gradient.
 pub fn input_gradient(forward: Forward, objective: &dyn Objective, x: &Tensor<4>) -> Tensor<4> {
+    loss_and_gradient(forward, objective, x).2
+}
+
+/// Per-sample loss (constant), logits (constant) and input gradient at `x` in one
+/// forward+backward. A model that cuts the graph to its input (masked gradients) gets a zero
+/// gradient, as PyTorch would report.
+pub fn loss_and_gradient(forward: Forward, objective: &dyn Objective, x: &Tensor<4>) -> (Tensor<1>, Tensor<2>, Tensor<4>) {
     let leaf = x.clone().without_autodiff().autodiff().require_grad();
     let logits = forward(leaf.clone());
-    let loss = objective.loss(&leaf, logits).sum();
-    let grads = loss.backward();
-    leaf.grad(&grads).expect("the input is a leaf of the attack graph")
+    let loss = objective.loss(&leaf, logits.clone());
+    let out = (loss.clone().detach().without_autodiff(), logits.detach().without_autodiff());
+    if !loss.is_tracked() {
+        return (out.0, out.1, x.zeros_like().without_autodiff());
+    }
+    let grads = loss.sum().backward();
+    let grad = leaf.grad(&grads).unwrap_or_else(|| x.zeros_like().without_autodiff());
+    (out.0, out.1, grad)
 }

@@ -88,8 +88,7 @@ impl Pgd {
             let old = best.clone().select(0, idx.clone());
             let old_loss = sub.loss(&old, forward(old.clone())).detach();
             let better = cand_wrong.bool_or(cand_loss.greater(old_loss)).reshape([k, 1, 1, 1]).expand(xs.dims());
-            let delta = old.clone().mask_where(better, cand) - old;
-            best = best.select_assign(0, idx, delta, IndexingUpdateOp::Add);
+            best = best.select_assign(0, idx, old.mask_where(better, cand), IndexingUpdateOp::Assign);
         }
         best
     }

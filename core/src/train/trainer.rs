@@ -97,7 +97,7 @@ impl Trainer {
         let device = device.clone().without_autodiff();
         let config: TrainConfig = serde_json::from_value(ckpt.header.train_config.clone())
             .map_err(|e| DataError::new(source, format!("the training configuration in this checkpoint is unreadable: {e}")))?;
-        let model = ckpt.load_model(&device.clone().autodiff(), source)?;
+        let model = load_weights(&ckpt.header.model, &ckpt.model, &device.clone().autodiff(), source)?;
         if ckpt.optimizer.is_empty() {
             return Err(DataError::new(source, "this checkpoint holds no optimizer state (it is an exported or averaged model), so it cannot be resumed"));
         }

@@ -5,7 +5,7 @@
 //! measured on the test set; a table with TAS per method is printed; everything (checkpoints,
 //! logs, per-sample transfer records, summary.json, SVG plots) goes to one folder.
 
-use super::eval::{EvalArgs, run_json as eval_json};
+use super::eval::{EvalArgs, EvalItem, run_json as eval_json};
 use super::train::{TrainArgs, run as train_run};
 use super::transfer::{TransferArgs, run as transfer_run};
 use crate::datasets::{DataArgs, DatasetName};
@@ -84,7 +84,7 @@ fn eval(a: &DemoArgs, model: &Path) -> Result<Value> {
     eval_json(EvalArgs {
         checkpoint: model.to_path_buf(),
         data_dir: "data".into(),
-        attacks: vec![EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }, EvalAttack::Cw { steps: 50, restarts: 10 }],
+        attacks: [EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }, EvalAttack::Cw { steps: 50, restarts: 10 }].into_iter().map(EvalItem::WhiteBox).collect(),
         eps: 8.0 / 255.0,
         n: None,
         batch_size: 256,

@@ -6,7 +6,10 @@ use crate::device::{DeviceChoice, select};
 use crate::progress::{Progress, note};
 use anyhow::{Context, Result, bail};
 use saad_core::data::DeviceSet;
+use saad_core::attacks::autoattack::{AutoAttack, AutoAttackConfig, Version};
 use saad_core::eval::{EvalAttack, evaluate};
+use saad_core::models::Net;
+use std::str::FromStr;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,9 +22,11 @@ pub struct EvalArgs {
     /// Folder with the official dataset files (the dataset itself is the checkpoint's).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
-    /// Comma-separated attacks: clean, fgsm, pgd20 (pgdK[xR]), cw-inf (cwK[xR]).
-    #[arg(long, default_value = "clean,fgsm,pgd20,cw-inf", value_delimiter = ',')]
-    pub attacks: Vec<EvalAttack>,
+    /// Comma-separated attacks: clean, fgsm, pgd20 (pgdK[xR]), cw-inf (cwK[xR]), and
+    /// autoattack (the standard ensemble), autoattack-fast (APGD-CE + APGD-T, not standard) or
+    /// autoattack:apgd-ce+square (a custom subset).
+    #[arg(long, alias = "attack", default_value = "clean,fgsm,pgd20,cw-inf", value_delimiter = ',')]
+    pub attacks: Vec<EvalItem>,
     /// L-infinity radius.
     #[arg(long, default_value = "8/255", value_parser = parse_eps)]
     pub eps: f32,
@@ -40,6 +45,27 @@ pub struct EvalArgs {
     pub device: DeviceChoice,
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// One requested evaluation: a white-box attack or an AutoAttack composition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EvalItem {
+    WhiteBox(EvalAttack),
+    AutoAttack(Version),
+}
+
+impl FromStr for EvalItem {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "autoattack" | "aa" => Ok(EvalItem::AutoAttack(Version::Standard)),
+            "autoattack-fast" => Ok(EvalItem::AutoAttack(Version::Fast)),
+            _ => match s.strip_prefix("autoattack:") {
+                Some(list) => Ok(EvalItem::AutoAttack(Version::Custom(list.split('+').map(str::parse).collect::<Result<_, _>>()?))),
+                None => s.parse().map(EvalItem::WhiteBox),
+            },
+        }
+    }
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -71,7 +97,15 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
     let data = DeviceSet::upload(&test, &device);
     let nb = data.len.div_ceil(args.batch_size);
     let mut results = Vec::new();
-    for attack in &args.attacks {
+    let mut autoattack = Vec::new();
+    for item in &args.attacks {
+        let attack = match item {
+            EvalItem::WhiteBox(a) => a,
+            EvalItem::AutoAttack(version) => {
+                autoattack.push(run_autoattack(&model, &data, version.clone(), &args, q));
+                continue;
+            }
+        };
         device.seed(args.seed);
         let bar = Progress::new(q, nb as u64, &attack.to_string(), "batches");
         let start = Instant::now();
@@ -79,7 +113,7 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
         bar.finish();
         results.push((r.remove(0), start.elapsed().as_secs_f64()));
     }
-    let obj = json!({
+    let mut obj = json!({
             "checkpoint": args.checkpoint.display().to_string(),
             "model": ckpt.header.model.arch.to_string(),
             "dataset": info.name,
@@ -89,11 +123,66 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
             "device": device_name,
             "results": results.iter().map(|(r, t)| json!({"attack": r.attack, "accuracy": r.accuracy, "correct": r.correct, "total": r.total, "seconds": t})).collect::<Vec<_>>(),
     });
+    if !autoattack.is_empty() {
+        obj["autoattack"] = json!(autoattack);
+    }
     if !args.json {
-        println!("{:<10} {:>9} {:>13} {:>9}", "attack", "accuracy", "correct", "seconds");
-        for (r, t) in &results {
-            println!("{:<10} {:>8.2}% {:>6}/{:<6} {:>9.1}", r.attack, 100.0 * r.accuracy, r.correct, r.total, t);
+        if !results.is_empty() {
+            println!("{:<10} {:>9} {:>13} {:>9}", "attack", "accuracy", "correct", "seconds");
+            for (r, t) in &results {
+                println!("{:<10} {:>8.2}% {:>6}/{:<6} {:>9.1}", r.attack, 100.0 * r.accuracy, r.correct, r.total, t);
+            }
+        }
+        for aa in &autoattack {
+            print_autoattack(aa);
         }
     }
     Ok(obj)
+}
+
+/// Runs an AutoAttack composition with a progress bar per attack; the report as JSON.
+fn run_autoattack(model: &Net, data: &DeviceSet, version: Version, args: &EvalArgs, q: bool) -> serde_json::Value {
+    let forward = |x| model.forward(x);
+    let config = AutoAttackConfig { seed: args.seed, batch: args.batch_size, version: version.clone(), ..AutoAttackConfig::standard(args.eps) };
+    let n = data.len;
+    let start = Instant::now();
+    let mut aa = AutoAttack::new(&forward, data.images.clone(), data.labels.clone(), config);
+    let clean_seconds = start.elapsed().as_secs_f64();
+    let mut steps = Vec::new();
+    for attack in version.attacks() {
+        let robust_before = aa.robust_count();
+        if robust_before == 0 {
+            break;
+        }
+        let bar = Progress::new(q, robust_before.div_ceil(args.batch_size) as u64, attack.name(), "batches");
+        let t0 = Instant::now();
+        let step = aa.run_attack(attack, &mut |b, _| bar.set(b as u64));
+        bar.finish();
+        steps.push(json!({
+            "attack": attack.name(), "broken": step.broken, "robust": step.robust,
+            "robust_acc": step.robust as f64 / n as f64, "seconds": t0.elapsed().as_secs_f64(),
+        }));
+    }
+    let (recheck_correct, max_linf) = aa.recheck();
+    let robust = aa.robust_count();
+    json!({
+        "version": version.to_string(), "standard": version.is_standard(), "eps": args.eps, "n": n, "seed": args.seed,
+        "clean_acc": aa.clean_correct as f64 / n as f64, "clean_seconds": clean_seconds,
+        "steps": steps, "robust_acc": robust as f64 / n as f64, "robust": robust,
+        "recheck_acc": recheck_correct as f64 / n as f64, "recheck_agrees": recheck_correct == robust,
+        "max_linf": max_linf, "flags": aa.flags, "seconds": start.elapsed().as_secs_f64(),
+    })
+}
+
+fn print_autoattack(r: &serde_json::Value) {
+    let pct = |v: &serde_json::Value| format!("{:.2}%", 100.0 * v.as_f64().unwrap_or(f64::NAN));
+    println!("AutoAttack {} (eps {:.5}, {} points, seed {})", r["version"].as_str().unwrap_or(""), r["eps"].as_f64().unwrap_or(0.0), r["n"], r["seed"]);
+    println!("  {:<10} {:>9}", "clean", pct(&r["clean_acc"]));
+    for s in r["steps"].as_array().into_iter().flatten() {
+        println!("  {:<10} {:>9}  (broke {:>4}, {:>7.1} s)", s["attack"].as_str().unwrap_or(""), pct(&s["robust_acc"]), s["broken"], s["seconds"].as_f64().unwrap_or(0.0));
+    }
+    println!("  {:<10} {:>9}  (re-checked on the returned examples: {}; max Linf {:.5})", "robust", pct(&r["robust_acc"]), pct(&r["recheck_acc"]), r["max_linf"].as_f64().unwrap_or(0.0));
+    for f in r["flags"].as_array().into_iter().flatten() {
+        println!("  WARNING: {}", f.as_str().unwrap_or(""));
+    }
 }

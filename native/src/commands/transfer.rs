@@ -7,7 +7,6 @@ use crate::device::{DeviceChoice, select};
 use crate::fsutil::write_atomic;
 use crate::progress::{Progress, note};
 use anyhow::{Context, Result, bail};
-use saad_core::burn::module::Module;
 use saad_core::data::DeviceSet;
 use saad_core::train::MethodParams;
 use saad_core::transfer::{SampleRecord, TransferAttack, transfer_records};
@@ -71,7 +70,7 @@ pub fn run(args: TransferArgs) -> Result<serde_json::Value> {
     }
     let (device, device_name) = select(args.device)?;
     let ckpt = read_checkpoint(&args.student)?;
-    let student = ckpt.load_model(&device, &args.student.display().to_string())?.valid();
+    let student = ckpt.load_model(&device, &args.student.display().to_string())?;
     let info = &ckpt.header.dataset;
     let data = DatasetName::parse(&info.name).with_context(|| format!("unknown dataset {:?} in {}", info.name, args.student.display()))?;
     let (_, test) = datasets::load(&DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size })?;

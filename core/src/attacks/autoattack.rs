@@ -1,0 +1,279 @@
+//! AutoAttack (Croce & Hein 2020): the standard ensemble APGD-CE, APGD-T (DLR, the top-9
+//! non-true classes of the clean logits), FAB-T (9 targets), Square (5000 queries), each run
+//! only on the points every earlier attack left robust; robust accuracy is the point-wise worst
+//! case. The runner keeps the robust flags on the host (one read per attack and batch) and the
+//! adversarial batch on the device, and re-checks the returned examples at the end.
+//!
+//! `standard` is the composition of the reference; `fast` (APGD-CE + APGD-T) is a lab preset
+//! and is labelled as not standard; `custom` runs a chosen subset in the standard order.
+
+use super::apgd::Apgd;
+use super::fab::Fab;
+use super::objective::ObjectiveKind;
+use super::square::Square;
+use super::{Forward, loss_and_gradient};
+use crate::losses::correct;
+use crate::rng::derive_seed;
+use burn::prelude::*;
+use burn::tensor::{IndexingUpdateOp, TensorData};
+use std::fmt;
+use std::str::FromStr;
+
+/// One attack of the ensemble.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AaAttack {
+    ApgdCe,
+    ApgdT,
+    FabT,
+    Square,
+}
+
+impl AaAttack {
+    pub const STANDARD: [AaAttack; 4] = [AaAttack::ApgdCe, AaAttack::ApgdT, AaAttack::FabT, AaAttack::Square];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AaAttack::ApgdCe => "apgd-ce",
+            AaAttack::ApgdT => "apgd-t",
+            AaAttack::FabT => "fab-t",
+            AaAttack::Square => "square",
+        }
+    }
+}
+
+impl FromStr for AaAttack {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::STANDARD.into_iter().find(|a| a.name() == s).ok_or_else(|| format!("unknown AutoAttack attack {s:?}; expected apgd-ce, apgd-t, fab-t or square"))
+    }
+}
+
+/// Which composition to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Version {
+    Standard,
+    /// APGD-CE + APGD-T: a quick lab preset, not the standard evaluation.
+    Fast,
+    Custom(Vec<AaAttack>),
+}
+
+impl Version {
+    pub fn attacks(&self) -> Vec<AaAttack> {
+        match self {
+            Version::Standard => AaAttack::STANDARD.to_vec(),
+            Version::Fast => vec![AaAttack::ApgdCe, AaAttack::ApgdT],
+            Version::Custom(list) => AaAttack::STANDARD.into_iter().filter(|a| list.contains(a)).collect(),
+        }
+    }
+
+    pub fn is_standard(&self) -> bool {
+        *self == Version::Standard || matches!(self, Version::Custom(l) if AaAttack::STANDARD.iter().all(|a| l.contains(a)))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Version::Standard => write!(f, "standard"),
+            Version::Fast => write!(f, "fast (APGD-CE + APGD-T; NOT the standard AutoAttack)"),
+            Version::Custom(l) => write!(f, "custom ({})", l.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")),
+        }
+    }
+}
+
+/// AutoAttack settings (the reference's defaults but eps and seed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoAttackConfig {
+    pub eps: f32,
+    pub version: Version,
+    pub seed: u64,
+    pub batch: usize,
+    pub apgd_iter: usize,
+    pub fab_iter: usize,
+    pub square_queries: usize,
+    /// Target classes of APGD-T and FAB-T (9; at most classes - 1).
+    pub n_target_classes: usize,
+}
+
+impl AutoAttackConfig {
+    pub fn standard(eps: f32) -> Self {
+        Self { eps, version: Version::Standard, seed: 0, batch: 256, apgd_iter: 100, fab_iter: 100, square_queries: 5000, n_target_classes: 9 }
+    }
+}
+
+/// Robust accuracy after one attack of the ensemble.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttackStep {
+    pub attack: AaAttack,
+    /// Points this attack broke.
+    pub broken: usize,
+    /// Robust points after it.
+    pub robust: usize,
+}
+
+/// The state of an evaluation: the data, the adversarial examples so far, the robust flags.
+pub struct AutoAttack<'a> {
+    pub config: AutoAttackConfig,
+    forward: Forward<'a>,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    /// Adversarial examples: the clean image where no attack succeeded.
+    pub x_adv: Tensor<4>,
+    /// Per point: still robust.
+    pub robust: Vec<bool>,
+    pub clean_correct: usize,
+    pub steps: Vec<AttackStep>,
+    pub flags: Vec<String>,
+    num_classes: usize,
+}
+
+impl<'a> AutoAttack<'a> {
+    /// Clean accuracy and the sanity checks of the reference on the first batch: randomness in
+    /// the forward pass and zero input gradients.
+    pub fn new(forward: Forward<'a>, x: Tensor<4>, y: Tensor<1, Int>, config: AutoAttackConfig) -> Self {
+        let n = y.dims()[0];
+        let mut correct_flags = Vec::with_capacity(n);
+        let mut num_classes = 0;
+        for start in (0..n).step_by(config.batch.max(1)) {
+            let end = (start + config.batch).min(n);
+            let logits = forward(x.clone().slice(start..end));
+            num_classes = logits.dims()[1];
+            correct_flags.extend(correct(logits, y.clone().slice(start..end)).into_data().iter::<f32>().map(|v| v > 0.5));
+        }
+        let clean_correct = correct_flags.iter().filter(|c| **c).count();
+        let mut me = Self { x_adv: x.clone(), x, y, forward, robust: correct_flags, clean_correct, steps: Vec::new(), flags: Vec::new(), num_classes, config };
+        me.check_model();
+        if me.config.n_target_classes + 1 > me.num_classes {
+            me.flags.push(format!(
+                "only {} classes: APGD-T and FAB-T use {} target classes instead of {}",
+                me.num_classes,
+                me.num_classes - 1,
+                me.config.n_target_classes
+            ));
+        }
+        me
+    }
+
+    fn check_model(&mut self) {
+        let end = self.config.batch.min(self.y.dims()[0]);
+        if end == 0 {
+            return;
+        }
+        let xb = self.x.clone().slice(0..end);
+        let yb = self.y.clone().slice(0..end);
+        let a = (self.forward)(xb.clone());
+        let b = (self.forward)(xb.clone());
+        let diff = (a - b).abs().max().into_scalar::<f32>();
+        if diff > 0.0 {
+            self.flags.push(format!(
+                "the forward pass is not deterministic (two runs differ by up to {diff:.3e}): randomised defences need EOT, which the standard version does not use"
+            ));
+        }
+        let (_, _, g) = loss_and_gradient(self.forward, &ObjectiveKind::CrossEntropy { labels: yb }, &xb);
+        let zero = g.abs().sum_dims(&[1, 2, 3]).reshape([end]).equal_elem(0.0).int().sum().into_scalar::<i64>();
+        if zero > 0 {
+            self.flags.push(format!(
+                "{zero} of {end} points have an all-zero input gradient: a sign of gradient masking; white-box results may overestimate robustness"
+            ));
+        }
+    }
+
+    pub fn robust_count(&self) -> usize {
+        self.robust.iter().filter(|r| **r).count()
+    }
+
+    fn targets(&self) -> usize {
+        self.config.n_target_classes.min(self.num_classes.saturating_sub(1))
+    }
+
+    /// Runs one attack on the points still robust; `on_batch(done, total)` reports progress.
+    pub fn run_attack(&mut self, attack: AaAttack, on_batch: &mut dyn FnMut(usize, usize)) -> AttackStep {
+        let device = self.x.device();
+        let idx: Vec<usize> = (0..self.robust.len()).filter(|&i| self.robust[i]).collect();
+        let total = idx.len().div_ceil(self.config.batch.max(1));
+        let eps = self.config.eps;
+        let mut broken = 0;
+        for (bi, chunk) in idx.chunks(self.config.batch.max(1)).enumerate() {
+            let seed = derive_seed(self.config.seed, &[attack as u64, bi as u64]);
+            device.seed(seed);
+            let ix = Tensor::<1, Int>::from_data(TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [chunk.len()]), &device);
+            let xb = self.x.clone().select(0, ix.clone());
+            let yb = self.y.clone().select(0, ix.clone());
+            let adv = match attack {
+                AaAttack::ApgdCe => Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }.run_ce(self.forward, &xb, &yb).0,
+                AaAttack::ApgdT => self.targeted(&xb, &yb, |x, y, t| Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }.run_targeted(self.forward, x, y, t)),
+                AaAttack::FabT => self.targeted(&xb, &yb, |x, y, t| Fab { n_iter: self.config.fab_iter, ..Fab::new(eps) }.run_targeted(self.forward, x, y, t)),
+                AaAttack::Square => Square { n_queries: self.config.square_queries, ..Square::new(eps, seed) }.run(self.forward, &xb, &yb).0,
+            };
+            // Accept only points the model really misclassifies (as the reference checks).
+            let fooled: Vec<bool> = correct((self.forward)(adv.clone()), yb).into_data().iter::<f32>().map(|c| c < 0.5).collect();
+            let sel: Vec<i64> = fooled.iter().enumerate().filter(|(_, f)| **f).map(|(k, _)| k as i64).collect();
+            if !sel.is_empty() {
+                let local = Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
+                let global: Vec<i64> = sel.iter().map(|&k| chunk[k as usize] as i64).collect();
+                let gix = Tensor::<1, Int>::from_data(TensorData::new(global.clone(), [global.len()]), &device);
+                self.x_adv = self.x_adv.clone().select_assign(0, gix, adv.select(0, local), IndexingUpdateOp::Assign);
+                for g in global {
+                    self.robust[g as usize] = false;
+                }
+                broken += sel.len();
+            }
+            on_batch(bi + 1, total);
+        }
+        let step = AttackStep { attack, broken, robust: self.robust_count() };
+        if attack == AaAttack::Square && broken > 0 && self.steps.iter().any(|s| s.attack != AaAttack::Square) {
+            self.flags.push(format!(
+                "Square (black-box) broke {broken} points the white-box attacks did not: a sign of gradient masking; the white-box evaluation is unreliable"
+            ));
+        }
+        self.steps.push(step.clone());
+        step
+    }
+
+    /// APGD-T / FAB-T over the top non-true classes of the clean logits: the k-th run targets
+    /// the (k+1)-th largest clean logit, on the points earlier targets left robust.
+    fn targeted(&self, x: &Tensor<4>, y: &Tensor<1, Int>, run: impl Fn(&Tensor<4>, &Tensor<1, Int>, &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>)) -> Tensor<4> {
+        let device = x.device();
+        let n = y.dims()[0];
+        let order = (self.forward)(x.clone()).argsort_descending(1);
+        let mut adv = x.clone();
+        let mut live: Vec<i64> = (0..n as i64).collect();
+        for k in 1..=self.targets() {
+            if live.is_empty() {
+                break;
+            }
+            let ix = Tensor::<1, Int>::from_data(TensorData::new(live.clone(), [live.len()]), &device);
+            let t = order.clone().select(0, ix.clone()).slice([0..live.len(), k..k + 1]).reshape([live.len()]);
+            let (xs, ys) = (x.clone().select(0, ix.clone()), y.clone().select(0, ix.clone()));
+            let (a, fooled) = run(&xs, &ys, &t);
+            let fooled: Vec<bool> = fooled.into_data().iter::<f32>().map(|f| f > 0.5).collect();
+            let sel: Vec<i64> = fooled.iter().enumerate().filter(|(_, f)| **f).map(|(j, _)| j as i64).collect();
+            if !sel.is_empty() {
+                let local = Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
+                let global: Vec<i64> = sel.iter().map(|&j| live[j as usize]).collect();
+                let gix = Tensor::<1, Int>::from_data(TensorData::new(global, [sel.len()]), &device);
+                adv = adv.select_assign(0, gix, a.select(0, local), IndexingUpdateOp::Assign);
+            }
+            live = live.iter().zip(&fooled).filter(|(_, f)| !**f).map(|(i, _)| *i).collect();
+        }
+        adv
+    }
+
+    /// Re-checks the returned examples: accuracy of the model on `x_adv` (must equal the
+    /// robust accuracy) and the largest L-infinity distance to the clean images.
+    pub fn recheck(&self) -> (usize, f32) {
+        let n = self.y.dims()[0];
+        let mut correct_count = 0usize;
+        let mut max_linf = 0f32;
+        for start in (0..n).step_by(self.config.batch.max(1)) {
+            let end = (start + self.config.batch).min(n);
+            let xa = self.x_adv.clone().slice(start..end);
+            let c = correct((self.forward)(xa.clone()), self.y.clone().slice(start..end)).sum();
+            let d = (xa - self.x.clone().slice(start..end)).abs().max();
+            let v: Vec<f32> = Tensor::cat(vec![c, d], 0).into_data().iter::<f32>().collect();
+            correct_count += v[0] as usize;
+            max_linf = max_linf.max(v[1]);
+        }
+        (correct_count, max_linf)
+    }
+}
