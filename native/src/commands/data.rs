@@ -16,6 +16,17 @@ pub struct DataCommand {
 pub enum DataAction {
     /// Read a dataset and print its size (checks that the files are complete).
     Check(DataArgs),
+    /// Write a split in the CIFAR-10 binary format (32x32x3 images, at most 256 classes), e.g.
+    /// the rendered digits for tools that read CIFAR files (the page, PyTorch scripts).
+    Export {
+        #[command(flatten)]
+        data: DataArgs,
+        /// train or test.
+        #[arg(long, default_value = "test")]
+        split: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Download the official CIFAR archive with curl, verify its MD5, extract it into --data-dir.
     Download {
         #[arg(value_enum)]
@@ -42,6 +53,20 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             Ok(())
         }
         DataAction::Download { name, data_dir } => download(name, &data_dir),
+        DataAction::Export { data, split, out } => {
+            let (train, test) = datasets::load(&data)?;
+            let set = match split.as_str() {
+                "train" => train,
+                "test" => test,
+                other => bail!("--split {other:?}: expected train or test"),
+            };
+            if (set.channels, set.height, set.width) != (3, 32, 32) || set.num_classes > 256 {
+                bail!("the CIFAR-10 format holds 3x32x32 images with byte labels; this split is {}x{}x{} with {} classes", set.channels, set.height, set.width, set.num_classes);
+            }
+            crate::fsutil::write_atomic(&out, &saad_core::data::cifar::encode(&set, CifarKind::Cifar10))?;
+            println!("{} images -> {}", set.len(), out.display());
+            Ok(())
+        }
     }
 }
 
