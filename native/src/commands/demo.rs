@@ -134,7 +134,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         eprintln!("== student: {method} distillation of {} from the teacher", a.student_arch);
         let dir = a.out.join(method.name());
         let model = train_run(train_args(&a, method, &a.student_arch, a.student_epochs, dir.clone(), Some(teacher.clone())))?;
-        eprintln!("== {method}: evaluating (clean, PGD-20, CW-inf) and measuring transfer on the test set");
+        eprintln!("== {method}: evaluating (clean, PGD-20, AutoAttack) and measuring transfer on the test set");
         let report = eval(&a, &model)?;
         let records = dir.join("transfer.csv");
         let transfer = transfer_run(TransferArgs {

@@ -1,0 +1,32 @@
+// Fused projected signed-gradient step of every L-infinity attack, one invocation per element:
+//   out = active ? clip_[0,1](clip_[x - eps, x + eps](x_adv + alpha * sign(grad))) : x_adv
+// with per-sample eps, alpha and active mask (samples already broken can be frozen on the
+// device). The twin in plain tensor ops is `attacks::step::pgd_update` (saad-core).
+// Bindings: 7 storage buffers + 1 for sizes (WebGPU allows 8 per stage).
+
+@group(0) @binding(0) var<storage, read> x_adv: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> eps: array<f32>;     // [batch]
+@group(0) @binding(4) var<storage, read> alpha: array<f32>;   // [batch]
+@group(0) @binding(5) var<storage, read> active: array<f32>;  // [batch], 1 = step, 0 = keep
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read> sizes: array<u32>;   // [total elements, elements per sample, workgroups along x]
+
+// sign() of WGSL is 0 at 0, as torch.sign.
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * sizes[2] * 256u;
+    if (i >= sizes[0]) {
+        return;
+    }
+    let s = i / sizes[1];
+    let v = x_adv[i];
+    if (active[s] == 0.0) {
+        out[i] = v;
+        return;
+    }
+    let e = eps[s];
+    let stepped = v + alpha[s] * sign(grad[i]);
+    out[i] = clamp(clamp(stepped, x[i] - e, x[i] + e), 0.0, 1.0);
+}
