@@ -9,6 +9,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod import;
+pub mod kernels;
 pub mod losses;
 pub mod models;
 pub mod rng;

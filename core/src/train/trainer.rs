@@ -3,11 +3,12 @@
 
 use super::config::TrainConfig;
 use super::methods::{BatchContext, Method};
-use super::transfer_stats::{SUMS_LEN, TransferBatch, TransferStats};
+use super::transfer_stats::{SUMS_LEN, TransferStats};
 use super::weight_average::{WeightAverage, recompute_batch_norm};
 use crate::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
 use crate::data::{DeviceSet, EpochOrder};
 use crate::error::DataError;
+use crate::kernels::{self, Route};
 use crate::losses;
 use crate::models::{ModelSpec, Net};
 use crate::rng::derive_seed;
@@ -182,7 +183,7 @@ impl Trainer {
                 (Some(teacher), Some(x_adv)) => {
                     // Methods that did not evaluate the teacher on x' pay one teacher forward here.
                     let t_adv = out.teacher_adv.clone().unwrap_or_else(|| teacher.forward(x_adv.clone()));
-                    Some(TransferBatch::new(t_adv, y.clone(), &cfg.params).sums(out.student_adv.clone().map(|s| (s, y.clone()))))
+                    Some(kernels::transfer_sums(Route::Auto, t_adv, out.student_adv.clone(), y.clone(), &cfg.params))
                 }
                 _ => None,
             };

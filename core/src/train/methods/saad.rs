@@ -18,6 +18,7 @@ use super::{BatchContext, BatchLoss, Method, MethodParams};
 use crate::attacks::{FnObjective, Pgd};
 use burn::module::Module;
 use crate::losses::{kl_div, renyi_entropy, saad_weights};
+use crate::kernels::{self, Route};
 use crate::models::Net;
 use burn::prelude::*;
 
@@ -68,8 +69,10 @@ impl Method for Saad {
         let s_minus = ctx.student.forward(x_minus);
         let s0 = ctx.student.forward(ctx.x.clone());
 
-        let loss = saad_outer_loss(&SaadLogits { t0, t_plus: t_plus.clone(), t_minus, s0, s_plus: s_plus.clone(), s_minus }, p, ctx.ramp());
-        BatchLoss { loss: loss.mean(), logits: s_plus.clone(), x_adv: Some(x_plus), teacher_adv: Some(t_plus), student_adv: Some(s_plus) }
+        // Two fused dispatches forward and one backward on wgpu (shaders/saad_loss_*.wgsl).
+        let logits = SaadLogits { t0, t_plus: t_plus.clone(), t_minus, s0, s_plus: s_plus.clone(), s_minus };
+        let loss = kernels::saad_loss(Route::Auto, &logits, p, ctx.ramp()).loss;
+        BatchLoss { loss, logits: s_plus.clone(), x_adv: Some(x_plus), teacher_adv: Some(t_plus), student_adv: Some(s_plus) }
     }
 }
 

@@ -1,0 +1,154 @@
+//! Launching the WGSL sources on the cubecl backend.
+
+use super::SaadKernels;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::DType;
+use burn_cubecl::CubeBackend;
+use burn_cubecl::cubecl::prelude::KernelId;
+use burn_cubecl::cubecl::server::KernelArguments;
+use burn_cubecl::cubecl::{CubeCount, CubeDim};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::template::{KernelSource, SourceKernel, SourceTemplate};
+use burn_cubecl::tensor::CubeTensor;
+
+/// Workgroup size of every kernel (WebGPU's default limit is 256 invocations).
+const WORKGROUP: u32 = 256;
+
+macro_rules! wgsl_kernel {
+    ($name:ident, $file:literal) => {
+        struct $name;
+        impl KernelSource for $name {
+            fn source(&self) -> SourceTemplate {
+                SourceTemplate::new(include_str!(concat!("../../../shaders/", $file)))
+            }
+            fn id(&self) -> KernelId {
+                KernelId::new::<Self>()
+            }
+            fn lang(&self) -> &'static str {
+                "wgsl"
+            }
+        }
+    };
+}
+
+wgsl_kernel!(PgdStep, "pgd_step.wgsl");
+wgsl_kernel!(SaadLossTerms, "saad_loss_terms.wgsl");
+wgsl_kernel!(SaadLossReduce, "saad_loss_reduce.wgsl");
+wgsl_kernel!(SaadLossBackward, "saad_loss_backward.wgsl");
+wgsl_kernel!(TransferStats, "transfer_stats.wgsl");
+
+
+/// A 1-D launch over `n` invocations, folded into 2-D past WebGPU's 65535 workgroups per axis;
+/// returns the count and the workgroups along x.
+fn grid(n: usize) -> (CubeCount, u32) {
+    let groups = (n as u32).div_ceil(WORKGROUP).max(1);
+    let x = groups.min(65535);
+    (CubeCount::Static(x, groups.div_ceil(x), 1), x)
+}
+
+fn f32_contiguous(t: CubeTensor) -> CubeTensor {
+    assert_eq!(t.dtype, DType::F32, "saad kernels take f32 tensors");
+    into_contiguous(t)
+}
+
+impl SaadKernels for CubeBackend {
+    fn pgd_step(
+        x_adv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        eps: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        active: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [x_adv, grad, x, eps, alpha, active] = [x_adv, grad, x, eps, alpha, active].map(f32_contiguous);
+        let shape = x_adv.meta.shape().clone();
+        let n = shape.num_elements();
+        let per_sample = n / shape[0].max(1);
+        let client = x_adv.client.clone();
+        let out = empty_device_dtype(client.clone(), x_adv.device.clone(), shape, DType::F32);
+        let (count, gx) = grid(n);
+        let sizes = client.create_from_slice(bytemuck::cast_slice(&[n as u32, per_sample as u32, gx]));
+        let args = KernelArguments::new().with_buffers(vec![
+            x_adv.handle.binding(),
+            grad.handle.binding(),
+            x.handle.binding(),
+            eps.handle.binding(),
+            alpha.handle.binding(),
+            active.handle.binding(),
+            out.handle.clone().binding(),
+            sizes.binding(),
+        ]);
+        client.launch(Box::new(SourceKernel::new(PgdStep, CubeDim::new_1d(WORKGROUP))), count, args);
+        out
+    }
+
+    fn saad_loss(teacher: FloatTensor<Self>, student: FloatTensor<Self>, gamma: f32, scale: f32, ig: f32, beta: f32) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [teacher, student] = [teacher, student].map(f32_contiguous);
+        let shape = student.meta.shape().clone();
+        let (b, c) = (shape[1], shape[2]);
+        let client = student.client.clone();
+        let device = student.device.clone();
+        let params = client.create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, gamma, scale, ig, beta]));
+        let terms = empty_device_dtype(client.clone(), device.clone(), [b, 4].into(), DType::F32);
+        let out = empty_device_dtype(client.clone(), device.clone(), [2 * b + 1].into(), DType::F32);
+        client.launch(
+            Box::new(SourceKernel::new(SaadLossTerms, CubeDim::new_1d(WORKGROUP))),
+            CubeCount::Static((b as u32).div_ceil(WORKGROUP), 1, 1),
+            KernelArguments::new().with_buffers(vec![teacher.handle.binding(), student.handle.binding(), params.clone().binding(), terms.handle.clone().binding()]),
+        );
+        client.launch(
+            Box::new(SourceKernel::new(SaadLossReduce, CubeDim::new_1d(WORKGROUP))),
+            CubeCount::Static(1, 1, 1),
+            KernelArguments::new().with_buffers(vec![terms.handle.binding(), params.binding(), out.handle.clone().binding()]),
+        );
+        let loss = burn_cubecl::kernel::slice(out.clone(), &[2 * b..2 * b + 1]);
+        (loss, out)
+    }
+
+    fn saad_loss_backward(teacher: FloatTensor<Self>, student: FloatTensor<Self>, weights: FloatTensor<Self>, upstream: FloatTensor<Self>, ig: f32, beta: f32) -> FloatTensor<Self> {
+        let [teacher, student, weights, upstream] = [teacher, student, weights, upstream].map(f32_contiguous);
+        let shape = student.meta.shape().clone();
+        let (b, c) = (shape[1], shape[2]);
+        let client = student.client.clone();
+        let params = client.create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, 1.0f32, 0.0, ig, beta]));
+        let grad = empty_device_dtype(client.clone(), student.device.clone(), shape, DType::F32);
+        client.launch(
+            Box::new(SourceKernel::new(SaadLossBackward, CubeDim::new_1d(WORKGROUP))),
+            CubeCount::Static((b as u32).div_ceil(WORKGROUP), 1, 1),
+            KernelArguments::new().with_buffers(vec![
+                teacher.handle.binding(),
+                student.handle.binding(),
+                weights.handle.binding(),
+                params.binding(),
+                upstream.handle.binding(),
+                grad.handle.clone().binding(),
+            ]),
+        );
+        grad
+    }
+
+    fn transfer_stats(teacher_adv: FloatTensor<Self>, student_adv: FloatTensor<Self>, labels: FloatTensor<Self>, gamma: f32, scale: f32, has_student: bool) -> FloatTensor<Self> {
+        let [teacher, student, labels] = [teacher_adv, student_adv, labels].map(f32_contiguous);
+        let shape = teacher.meta.shape().clone();
+        let (b, c) = (shape[0], shape[1]);
+        let client = teacher.client.clone();
+        let device = teacher.device.clone();
+        let params = client.create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, gamma, scale, if has_student { 1.0 } else { 0.0 }]));
+        let scratch = empty_device_dtype(client.clone(), device.clone(), [b].into(), DType::F32);
+        let sums = empty_device_dtype(client.clone(), device, [crate::train::transfer_stats::SUMS_LEN].into(), DType::F32);
+        client.launch(
+            Box::new(SourceKernel::new(TransferStats, CubeDim::new_1d(WORKGROUP))),
+            CubeCount::Static(1, 1, 1),
+            KernelArguments::new().with_buffers(vec![
+                teacher.handle.binding(),
+                student.handle.binding(),
+                labels.handle.binding(),
+                params.binding(),
+                scratch.handle.binding(),
+                sums.handle.clone().binding(),
+            ]),
+        );
+        sums
+    }
+}

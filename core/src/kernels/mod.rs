@@ -1,0 +1,168 @@
+//! The WGSL kernels (`shaders/*.wgsl`) as burn custom operations on the wgpu backend (Vulkan,
+//! Metal, DX12 and the browser's WebGPU all run WGSL), each with a twin in plain tensor ops that
+//! every other backend (flex) runs: same function, same results. The public functions here pick
+//! the kernel on a cubecl (wgpu) device and the twin elsewhere; `Route` forces either, for tests
+//! and benchmarks.
+
+mod autodiff;
+mod cube;
+
+use crate::losses::{renyi_entropy, saad_weights};
+use crate::train::methods::MethodParams;
+use crate::train::methods::saad::{SaadLogits, saad_outer_loss};
+use crate::train::transfer_stats::TransferBatch;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::prelude::*;
+use burn::tensor::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The custom operations. Only the cubecl backend (and autodiff over it) implements them; the
+/// wrappers below never route another backend here.
+#[backend_extension(Cube: cfg(all()), Autodiff)]
+pub trait SaadKernels: Backend {
+    /// `pgd_step.wgsl`: see [`pgd_update`].
+    fn pgd_step(
+        x_adv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        eps: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        active: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `saad_loss_terms.wgsl` + `saad_loss_reduce.wgsl`: the SAAD batch loss `[1]` and the
+    /// weights `[w (batch), w^ (batch), loss]` from logits stacked `[3, batch, classes]`.
+    fn saad_loss(
+        teacher: FloatTensor<Self>,
+        student: FloatTensor<Self>,
+        gamma: f32,
+        scale: f32,
+        ig: f32,
+        beta: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `saad_loss_backward.wgsl`: d loss / d student logits, `[3, batch, classes]`.
+    fn saad_loss_backward(
+        teacher: FloatTensor<Self>,
+        student: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        upstream: FloatTensor<Self>,
+        ig: f32,
+        beta: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `transfer_stats.wgsl`: the transfer sums of one batch (see [`transfer_sums`]).
+    fn transfer_stats(
+        teacher_adv: FloatTensor<Self>,
+        student_adv: FloatTensor<Self>,
+        labels: FloatTensor<Self>,
+        gamma: f32,
+        scale: f32,
+        has_student: bool,
+    ) -> FloatTensor<Self>;
+}
+
+static KERNELS_ON: AtomicBool = AtomicBool::new(true);
+
+/// Turns the automatic use of the kernels on or off for the whole process (to compare training
+/// with and without them, and for the benchmark).
+pub fn set_kernels_enabled(on: bool) {
+    KERNELS_ON.store(on, Ordering::SeqCst);
+}
+
+/// Which implementation to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The WGSL kernel on a wgpu device, the tensor-op twin elsewhere.
+    Auto,
+    /// Always the tensor-op twin.
+    TensorOps,
+    /// Always the kernel (panics off wgpu).
+    Kernel,
+}
+
+/// Whether a device runs our WGSL kernels (a cubecl device compiling WGSL: wgpu / WebGPU).
+pub fn has_kernels(device: &Device) -> bool {
+    matches!(device.clone().without_autodiff().as_dispatch(), burn::backend::DispatchDevice::Cube(_))
+}
+
+fn use_kernel(route: Route, device: &Device) -> bool {
+    match route {
+        Route::Auto => KERNELS_ON.load(Ordering::SeqCst) && has_kernels(device),
+        Route::TensorOps => false,
+        Route::Kernel => true,
+    }
+}
+
+/// The projected signed-gradient step with per-sample `eps`, `alpha` and `active` (`[batch]`,
+/// 1 = step, 0 = keep the sample as it is):
+/// `x' = active ? clip_[0,1](clip_[x-eps, x+eps](x_adv + alpha * sign(grad))) : x_adv`.
+pub fn pgd_update(route: Route, x_adv: Tensor<4>, grad: Tensor<4>, x: &Tensor<4>, eps: Tensor<1>, alpha: Tensor<1>, active: Tensor<1>) -> Tensor<4> {
+    if use_kernel(route, &x_adv.device()) {
+        return Tensor::from_dispatch(<burn::backend::Dispatch as SaadKernels>::pgd_step(
+            x_adv.into_dispatch(),
+            grad.into_dispatch(),
+            x.clone().into_dispatch(),
+            eps.into_dispatch(),
+            alpha.into_dispatch(),
+            active.into_dispatch(),
+        ));
+    }
+    let [b, c, h, w] = x_adv.dims();
+    let per = |t: Tensor<1>| t.reshape([b, 1, 1, 1]).expand([b, c, h, w]);
+    let eps = per(eps);
+    let stepped = (x_adv.clone() + grad.sign() * per(alpha))
+        .max_pair(x.clone() - eps.clone())
+        .min_pair(x.clone() + eps)
+        .clamp(0.0, 1.0);
+    x_adv.mask_where(per(active).equal_elem(0.0).bool_not(), stepped)
+}
+
+/// SAAD's outer loss over a batch and its weights: `loss` `[1]` (the batch mean of
+/// [`saad_outer_loss`]), `w` and `w^` `[batch]`. The kernel route computes it in two dispatches
+/// and its gradient with respect to the student logits in one.
+pub struct SaadLoss {
+    pub loss: Tensor<1>,
+    pub w: Tensor<1>,
+    pub w_hat: Tensor<1>,
+}
+
+pub fn saad_loss(route: Route, l: &SaadLogits, p: &MethodParams, ramp: f64) -> SaadLoss {
+    let [b, _] = l.t_plus.dims();
+    if use_kernel(route, &l.s_plus.device()) {
+        let teacher = Tensor::stack::<3>(vec![l.t0.clone(), l.t_plus.clone(), l.t_minus.clone()], 0).detach();
+        let student = Tensor::stack::<3>(vec![l.s0.clone(), l.s_plus.clone(), l.s_minus.clone()], 0);
+        let (loss, weights) = <Dispatch as SaadKernels>::saad_loss(
+            teacher.into_dispatch(),
+            student.into_dispatch(),
+            p.saad_gamma as f32,
+            p.saad_scale as f32,
+            (p.alpha_ig * ramp) as f32,
+            p.saad_beta as f32,
+        );
+        let weights = Tensor::<1>::from_dispatch(weights).detach();
+        return SaadLoss { loss: Tensor::from_dispatch(loss), w: weights.clone().slice(0..b), w_hat: weights.slice(b..2 * b) };
+    }
+    let (w, w_hat) = saad_weights(renyi_entropy(l.t_plus.clone(), p.saad_gamma), p.saad_scale);
+    SaadLoss { loss: saad_outer_loss(l, p, ramp).mean(), w, w_hat }
+}
+
+/// The transfer sums of one batch ([`TransferBatch::sums`]): samples, teacher fooled, student
+/// fooled, student seen, entropy sum and square sum, SAAD weight sum, 10-bin histogram of w^.
+pub fn transfer_sums(route: Route, teacher_adv: Tensor<2>, student_adv: Option<Tensor<2>>, labels: Tensor<1, Int>, p: &MethodParams) -> Tensor<1> {
+    let teacher_adv = teacher_adv.detach().without_autodiff();
+    if use_kernel(route, &teacher_adv.device()) {
+        let has_student = student_adv.is_some();
+        let student = student_adv.map(|s| s.detach().without_autodiff()).unwrap_or_else(|| teacher_adv.clone());
+        return Tensor::from_dispatch(<Dispatch as SaadKernels>::transfer_stats(
+            teacher_adv.into_dispatch(),
+            student.into_dispatch(),
+            labels.float().into_dispatch(),
+            p.saad_gamma as f32,
+            p.saad_scale as f32,
+            has_student,
+        ));
+    }
+    TransferBatch::new(teacher_adv, labels.clone(), p).sums(student_adv.map(|s| (s, labels)))
+}

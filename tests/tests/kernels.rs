@@ -1,0 +1,196 @@
+//! The WGSL kernels against their tensor-op twins on the wgpu backend (lavapipe), on random
+//! inputs of several shapes, including sizes that do not fill a workgroup.
+
+use saad_core::burn::prelude::*;
+use saad_core::burn::tensor::Distribution;
+use saad_core::kernels::{Route, pgd_update};
+use saad_tests::{max_abs_diff, serial, to_vec, wgpu_device};
+
+#[test]
+fn pgd_step_kernel_equals_the_tensor_op_twin() {
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    d.seed(4);
+    for shape in [[1, 1, 1, 1], [3, 3, 5, 7], [17, 3, 8, 8], [128, 3, 32, 32]] {
+        let b = shape[0];
+        let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &d);
+        let x_adv = (x.clone() + x.random_like(Distribution::Uniform(-0.05, 0.05))).clamp(0.0, 1.0);
+        // Some exact zeros in the gradient: sign(0) = 0 on both paths.
+        let grad = x.random_like(Distribution::Normal(0.0, 1.0)).mask_fill(x.random_like(Distribution::Uniform(0.0, 1.0)).lower_elem(0.1), 0.0);
+        let eps = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.06), &d);
+        let alpha = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.02), &d);
+        let active = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), &d).greater_elem(0.3).float();
+        let twin = pgd_update(Route::TensorOps, x_adv.clone(), grad.clone(), &x, eps.clone(), alpha.clone(), active.clone());
+        let kernel = pgd_update(Route::Kernel, x_adv, grad, &x, eps, alpha, active);
+        let diff = max_abs_diff(&to_vec(twin), &to_vec(kernel));
+        assert!(diff <= 1e-7, "{shape:?}: kernel and twin differ by {diff}");
+    }
+}
+
+use saad_core::kernels::{saad_loss, transfer_sums};
+use saad_core::burn::tensor::{Int, TensorData};
+use saad_core::train::MethodParams;
+use saad_core::train::methods::saad::SaadLogits;
+
+/// Every `.wgsl` file parses and validates with naga (the compiler wgpu uses).
+#[test]
+fn every_shader_validates_with_naga() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wgsl") {
+            let src = std::fs::read_to_string(&path).unwrap();
+            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            // WebGPU defaults: <= 256 invocations per workgroup, <= 8 storage buffers per stage.
+            let ep = &module.entry_points[0];
+            assert!(ep.workgroup_size.iter().product::<u32>() <= 256, "{}", path.display());
+            let storage = module.global_variables.iter().filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. })).count();
+            assert!(storage <= 8, "{}: {storage} storage buffers", path.display());
+            n += 1;
+        }
+    }
+    assert_eq!(n, 5, "expected the five kernels");
+}
+
+fn logits(d: &Device, b: usize, c: usize, scale: f64) -> Tensor<2> {
+    Tensor::<2>::random([b, c], Distribution::Normal(0.0, scale), d)
+}
+
+fn saad_logits(d: &Device, b: usize, c: usize) -> SaadLogits {
+    SaadLogits {
+        t0: logits(d, b, c, 2.0),
+        t_plus: logits(d, b, c, 2.0),
+        t_minus: logits(d, b, c, 2.0),
+        s0: logits(d, b, c, 1.0),
+        s_plus: logits(d, b, c, 1.0),
+        s_minus: logits(d, b, c, 1.0),
+    }
+}
+
+/// Forward: loss and weights equal the tensor-op twin (relative 1e-5) for odd and large batch
+/// sizes, 10 and 100 classes, Shannon and Renyi-2 entropies, beta 0 and 0.5.
+#[test]
+fn saad_loss_kernel_equals_the_twin() {
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    d.seed(6);
+    for (b, c) in [(1, 3), (7, 10), (300, 10), (33, 100)] {
+        for (gamma, beta) in [(1.0, 0.0), (2.0, 0.5)] {
+            let l = saad_logits(&d, b, c);
+            let p = MethodParams { saad_gamma: gamma, saad_beta: beta, ..MethodParams::default() };
+            let twin = saad_loss(Route::TensorOps, &l, &p, 0.3);
+            let kern = saad_loss(Route::Kernel, &l, &p, 0.3);
+            let (lt, lk) = (to_vec(twin.loss)[0], to_vec(kern.loss)[0]);
+            assert!((lt - lk).abs() <= 1e-5 * lt.abs().max(1.0), "b={b} c={c} gamma={gamma}: loss {lk} vs twin {lt}");
+            assert!(max_abs_diff(&to_vec(twin.w), &to_vec(kern.w)) <= 1e-4, "b={b} c={c}: weights differ");
+            assert!(max_abs_diff(&to_vec(twin.w_hat), &to_vec(kern.w_hat)) <= 1e-5, "b={b} c={c}: w^ differ");
+        }
+    }
+}
+
+/// Backward: the custom backward equals the gradient autodiff computes for the twin, and both
+/// match central finite differences of the loss.
+#[test]
+fn saad_loss_kernel_backward_equals_autodiff_and_finite_differences() {
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    let ad = d.clone().autodiff();
+    d.seed(8);
+    let (b, c) = (9, 10);
+    let base = saad_logits(&d, b, c);
+    let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
+    let grads = |route: Route| {
+        let s: Vec<Tensor<2>> = [&base.s0, &base.s_plus, &base.s_minus].iter().map(|t| (*t).clone().autodiff().require_grad()).collect();
+        let l = SaadLogits { t0: base.t0.clone(), t_plus: base.t_plus.clone(), t_minus: base.t_minus.clone(), s0: s[0].clone(), s_plus: s[1].clone(), s_minus: s[2].clone() };
+        let out = saad_loss(route, &l, &p, 0.4);
+        let g = out.loss.backward();
+        s.iter().map(|t| to_vec(t.grad(&g).unwrap())).collect::<Vec<_>>()
+    };
+    let (twin, kern) = (grads(Route::TensorOps), grads(Route::Kernel));
+    for k in 0..3 {
+        let scale = twin[k].iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        assert!(max_abs_diff(&twin[k], &kern[k]) <= 1e-4 * scale, "student logits {k}: kernel gradient differs from autodiff");
+    }
+    // Central differences on s_plus entries (the weights are constants of the teacher).
+    let loss_at = |s_plus: Tensor<2>| {
+        let l = SaadLogits { s_plus, ..SaadLogits { t0: base.t0.clone(), t_plus: base.t_plus.clone(), t_minus: base.t_minus.clone(), s0: base.s0.clone(), s_plus: base.s_plus.clone(), s_minus: base.s_minus.clone() } };
+        to_vec(saad_loss(Route::Kernel, &l, &p, 0.4).loss)[0] as f64
+    };
+    let h = 1e-2f32;
+    let sp = to_vec(base.s_plus.clone());
+    for idx in [0usize, 13, 47, 89] {
+        let bump = |delta: f32| {
+            let mut v = sp.clone();
+            v[idx] += delta;
+            Tensor::<2>::from_data(TensorData::new(v, [b, c]), &d)
+        };
+        let fd = (loss_at(bump(h)) - loss_at(bump(-h))) / (2.0 * h as f64);
+        let an = kern[1][idx] as f64;
+        assert!((fd - an).abs() <= 2e-3 + 2e-2 * an.abs(), "entry {idx}: finite difference {fd} vs kernel gradient {an}");
+    }
+    let _ = ad;
+}
+
+/// The transfer sums of a batch equal the twin, with and without student logits.
+#[test]
+fn transfer_stats_kernel_equals_the_twin() {
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    d.seed(9);
+    for (b, c) in [(5, 10), (257, 10), (64, 200)] {
+        let t = logits(&d, b, c, 2.0);
+        let s = logits(&d, b, c, 1.0);
+        let y = Tensor::<1, Int>::from_data(TensorData::new((0..b as i64).map(|i| i % c as i64).collect::<Vec<_>>(), [b]), &d);
+        let p = MethodParams::default();
+        for student in [Some(s.clone()), None] {
+            let twin = to_vec(transfer_sums(Route::TensorOps, t.clone(), student.clone(), y.clone(), &p));
+            let kern = to_vec(transfer_sums(Route::Kernel, t.clone(), student, y.clone(), &p));
+            for (i, (a, k)) in twin.iter().zip(&kern).enumerate() {
+                assert!((a - k).abs() <= 1e-3 * a.abs().max(1.0), "b={b} c={c}: sum {i} kernel {k} vs twin {a}");
+            }
+        }
+    }
+}
+
+/// SAAD training with the kernels and without them (same seed, wgpu) gives the same loss curve
+/// for the first steps (f32 summation orders differ: relative 1e-4) and the same TAS.
+#[test]
+fn training_with_and_without_kernels_gives_the_same_loss_curve() {
+    use saad_core::checkpoint::DatasetInfo;
+    use saad_core::data::{DeviceSet, digits};
+    use saad_core::kernels::set_kernels_enabled;
+    use saad_core::models::ModelSpec;
+    use saad_core::train::{LrSchedule, MethodKind, TrainConfig, Trainer};
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    let (train, _) = digits::load(8).unwrap();
+    let data = DeviceSet::upload(&train.take(128), &d);
+    let run = |kernels: bool| {
+        set_kernels_enabled(kernels);
+        d.seed(1);
+        let teacher = ModelSpec::new("small-cnn-4".parse().unwrap(), 10).init(&d);
+        let mut config = TrainConfig::reference(MethodKind::Saad);
+        config.epochs = 3;
+        config.batch_size = 32;
+        config.attack.steps = 2;
+        config.schedule = LrSchedule::Constant;
+        config.augment = None;
+        config.swa_start = None;
+        let info = DatasetInfo { name: "digits".into(), image_size: 8, num_classes: 10 };
+        let mut t = Trainer::new(ModelSpec::new("small-cnn-4".parse().unwrap(), 10), config, info, &d).with_teacher(&teacher);
+        let stats: Vec<_> = (0..3).map(|_| t.train_epoch(&data, &mut |_, _| {})).collect();
+        set_kernels_enabled(true);
+        stats
+    };
+    let (with, without) = (run(true), run(false));
+    for (a, b) in with.iter().zip(&without) {
+        assert!((a.loss - b.loss).abs() <= 1e-4 * b.loss.abs().max(1e-3), "epoch {}: loss {} with kernels, {} without", a.epoch, a.loss, b.loss);
+        let (ta, tb) = (a.transfer.as_ref().unwrap(), b.transfer.as_ref().unwrap());
+        assert_eq!(ta.weight_hist.iter().sum::<usize>(), tb.weight_hist.iter().sum::<usize>());
+        assert!((ta.tas - tb.tas).abs() < 1e-9, "epoch {}: TAS {} vs {}", a.epoch, ta.tas, tb.tas);
+    }
+}
