@@ -166,3 +166,11 @@ pub fn transfer_sums(route: Route, teacher_adv: Tensor<2>, student_adv: Option<T
     }
     TransferBatch::new(teacher_adv, labels.clone(), p).sums(student_adv.map(|s| (s, labels)))
 }
+
+/// How many distinct kernels `f` launches on cubecl devices (cubecl's launch collector): a lower
+/// bound on its dispatches, equal to them when no kernel is launched twice.
+pub fn distinct_kernels_launched(f: impl FnOnce()) -> usize {
+    let collect = burn_cubecl::cubecl::launched::LaunchedKernels::new();
+    f();
+    collect.finish().len()
+}

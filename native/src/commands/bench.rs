@@ -34,6 +34,12 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Benchmark the WGSL kernels against their tensor-op twins instead (use a wgpu device).
+    #[arg(long)]
+    pub kernels: bool,
+    /// Calls per timing of the kernel benchmark.
+    #[arg(long, default_value_t = 20)]
+    pub calls: usize,
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in bytes.
@@ -66,10 +72,13 @@ fn time_steps(method: MethodKind, args: &BenchArgs, data: &DeviceSet, device: &D
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.steps == 0 || args.batch_size == 0 {
-        bail!("--steps and --batch-size must be at least 1");
+    if args.steps == 0 || args.batch_size == 0 || args.calls == 0 {
+        bail!("--steps, --calls and --batch-size must be at least 1");
     }
     let (device, device_name) = select(args.device)?;
+    if args.kernels {
+        return bench_kernels(&args, &device, &device_name);
+    }
     let (b, s) = (args.batch_size, args.image_size);
     let images = Tensor::<4>::random([b, 3, s, s], Distribution::Uniform(0.0, 1.0), &device);
     let labels = Tensor::<1, Int>::from_data(TensorData::new((0..b as i64).map(|i| i % args.classes as i64).collect::<Vec<_>>(), [b]), &device);
@@ -102,6 +111,84 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if let Some(m) = device_mem {
             println!("device memory   {:.0} MiB reserved by the allocator", m as f64 / 1048576.0);
         }
+    }
+    Ok(())
+}
+
+/// Seconds per call of `f` (after one warm-up call), the device drained before and after.
+fn per_call(device: &Device, calls: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    device.sync().ok();
+    let start = Instant::now();
+    for _ in 0..calls {
+        f();
+    }
+    device.sync().ok();
+    start.elapsed().as_secs_f64() / calls as f64
+}
+
+/// The fused kernels against the tensor-op twins at training shapes, same device, same run.
+fn bench_kernels(args: &BenchArgs, device: &Device, device_name: &str) -> Result<()> {
+    use saad_core::kernels::{Route, distinct_kernels_launched, has_kernels, pgd_update, saad_loss};
+    use saad_core::train::MethodParams;
+    use saad_core::train::methods::saad::SaadLogits;
+    if !has_kernels(device) {
+        bail!("the WGSL kernels run on wgpu: pass --device wgpu");
+    }
+    let b = args.batch_size;
+    let s = args.image_size;
+    let mut rows = Vec::new();
+    let x = Tensor::<4>::random([b, 3, s, s], Distribution::Uniform(0.0, 1.0), device);
+    let x_adv = (x.clone() + x.random_like(Distribution::Uniform(-0.03, 0.03))).clamp(0.0, 1.0);
+    let g = x.random_like(Distribution::Normal(0.0, 1.0));
+    let ones = |v: f32| Tensor::<1>::full([b], v, device);
+    for route in [Route::TensorOps, Route::Kernel] {
+        let call = || {
+            let _ = pgd_update(route, x_adv.clone(), g.clone(), &x, ones(8.0 / 255.0), ones(2.0 / 255.0), ones(1.0));
+        };
+        let kernels = distinct_kernels_launched(call);
+        let t = per_call(device, args.calls, call);
+        rows.push(json!({"op": "pgd_update", "shape": [b, 3, s, s], "route": format!("{route:?}"), "seconds_per_call": t, "kernels_per_call": kernels}));
+    }
+    for classes in [10usize, 100] {
+        let l = |scale: f64| Tensor::<2>::random([b, classes], Distribution::Normal(0.0, scale), device);
+        let logits = SaadLogits { t0: l(2.0), t_plus: l(2.0), t_minus: l(2.0), s0: l(1.0), s_plus: l(1.0), s_minus: l(1.0) };
+        let p = MethodParams::default();
+        for route in [Route::TensorOps, Route::Kernel] {
+            let fwd = || {
+                let _ = saad_loss(route, &logits, &p, 0.5).loss;
+            };
+            let fwd_bwd = || {
+                let s: Vec<Tensor<2>> = [&logits.s0, &logits.s_plus, &logits.s_minus].iter().map(|t| (*t).clone().autodiff().require_grad()).collect();
+                let ad = SaadLogits { t0: logits.t0.clone(), t_plus: logits.t_plus.clone(), t_minus: logits.t_minus.clone(), s0: s[0].clone(), s_plus: s[1].clone(), s_minus: s[2].clone() };
+                let grads = saad_loss(route, &ad, &p, 0.5).loss.backward();
+                let _ = s[1].grad(&grads);
+            };
+            let (k_fwd, k_all) = (distinct_kernels_launched(fwd), distinct_kernels_launched(fwd_bwd));
+            let (t_fwd, t_all) = (per_call(device, args.calls, fwd), per_call(device, args.calls, fwd_bwd));
+            rows.push(json!({"op": "saad_loss forward", "shape": [b, classes], "route": format!("{route:?}"), "seconds_per_call": t_fwd, "kernels_per_call": k_fwd}));
+            rows.push(json!({"op": "saad_loss forward+backward", "shape": [b, classes], "route": format!("{route:?}"), "seconds_per_call": t_all, "kernels_per_call": k_all}));
+        }
+    }
+    if args.json {
+        println!("{}", json!({"device": device_name, "calls": args.calls, "rows": rows}));
+        return Ok(());
+    }
+    println!("device {device_name}, {} calls per timing; kernels = distinct kernels launched per call", args.calls);
+    println!("{:<28} {:<16} {:<10} {:>12} {:>8} {:>10}", "op", "shape", "route", "ms/call", "kernels", "speed-up");
+    for pair in rows.chunks(1) {
+        let r = &pair[0];
+        let twin = rows.iter().find(|o| o["op"] == r["op"] && o["shape"] == r["shape"] && o["route"] == "TensorOps").unwrap();
+        let speedup = twin["seconds_per_call"].as_f64().unwrap() / r["seconds_per_call"].as_f64().unwrap();
+        println!(
+            "{:<28} {:<16} {:<10} {:>12.3} {:>8} {:>9.2}x",
+            r["op"].as_str().unwrap(),
+            r["shape"].to_string(),
+            r["route"].as_str().unwrap(),
+            1e3 * r["seconds_per_call"].as_f64().unwrap(),
+            r["kernels_per_call"],
+            speedup
+        );
     }
     Ok(())
 }
