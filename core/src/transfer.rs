@@ -78,6 +78,68 @@ fn argmax(logits: Tensor<2>) -> Tensor<1> {
     logits.argmax(1).reshape([b]).float()
 }
 
+/// Number of per-sample columns of [`batch_columns`].
+pub const COLUMNS: usize = 9;
+
+/// One batch, nothing read back: the per-sample columns `[batch, 9]` (label, teacher clean,
+/// student clean, teacher adv, student adv predictions, teacher entropy, w, w^, Linf) and the
+/// transfer sums of the batch. Both models in eval mode.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_columns(
+    teacher: &Net,
+    student: &Net,
+    x: &Tensor<4>,
+    y: &Tensor<1, Int>,
+    attack: TransferAttack,
+    eps: f32,
+    alpha: f32,
+    params: &MethodParams,
+) -> (Tensor<2>, Tensor<1>, Tensor<4>) {
+    let b = y.dims()[0];
+    let x_adv = craft(attack, student, teacher, x, y, eps, alpha, params);
+    let t_adv = teacher.forward(x_adv.clone());
+    let s_adv = student.forward(x_adv.clone());
+    let tb = TransferBatch::new(t_adv.clone(), y.clone(), params);
+    let sums = tb.sums(Some((s_adv.clone(), y.clone())));
+    let linf = (x_adv.clone() - x.clone()).abs().max_dims(&[1, 2, 3]).reshape([b]);
+    let cols = Tensor::stack::<2>(
+        vec![
+            y.clone().float(),
+            argmax(teacher.forward(x.clone())),
+            argmax(student.forward(x.clone())),
+            argmax(t_adv),
+            argmax(s_adv),
+            tb.entropy,
+            tb.weight,
+            tb.weight_hat,
+            linf,
+        ],
+        1,
+    );
+    (cols, sums, x_adv)
+}
+
+/// Records from the values of [`batch_columns`], numbered from `first`.
+pub fn records_from_columns(v: &[f32], first: usize) -> Vec<SampleRecord> {
+    v.chunks_exact(COLUMNS)
+        .enumerate()
+        .map(|(i, r)| SampleRecord {
+            index: first + i,
+            label: r[0] as u32,
+            teacher_clean: r[1] as u32,
+            student_clean: r[2] as u32,
+            teacher_adv: r[3] as u32,
+            student_adv: r[4] as u32,
+            transfers: r[3] != r[0],
+            student_fooled: r[4] != r[0],
+            teacher_entropy: r[5],
+            saad_weight: r[6],
+            saad_weight_hat: r[7],
+            linf: r[8],
+        })
+        .collect()
+}
+
 /// Per-sample records over `data` in batches of `batch` (one read per batch) and the summary.
 /// Both models in eval mode.
 #[allow(clippy::too_many_arguments)]
@@ -96,50 +158,14 @@ pub fn transfer_records(
     let mut sums: Option<Tensor<1>> = None;
     let nb = data.len.div_ceil(batch);
     for (bi, (x, y)) in data.batches_in_order(batch).enumerate() {
-        let b = y.dims()[0];
-        let x_adv = craft(attack, student, teacher, &x, &y, eps, alpha, params);
-        let t_adv = teacher.forward(x_adv.clone());
-        let s_adv = student.forward(x_adv.clone());
-        let tb = TransferBatch::new(t_adv.clone(), y.clone(), params);
-        let batch_sums = tb.sums(Some((s_adv.clone(), y.clone())));
+        let (cols, batch_sums, _) = batch_columns(teacher, student, &x, &y, attack, eps, alpha, params);
         sums = Some(match sums {
             Some(s) => s + batch_sums,
             None => batch_sums,
         });
-        let linf = (x_adv - x.clone()).abs().max_dims(&[1, 2, 3]).reshape([b]);
-        let cols = Tensor::stack::<2>(
-            vec![
-                y.clone().float(),
-                argmax(teacher.forward(x.clone())),
-                argmax(student.forward(x)),
-                argmax(t_adv),
-                argmax(s_adv),
-                tb.entropy,
-                tb.weight,
-                tb.weight_hat,
-                linf,
-            ],
-            1,
-        );
         // The one read of the batch.
         let v: Vec<f32> = cols.into_data().iter::<f32>().collect();
-        for i in 0..b {
-            let r = &v[i * 9..(i + 1) * 9];
-            records.push(SampleRecord {
-                index: bi * batch + i,
-                label: r[0] as u32,
-                teacher_clean: r[1] as u32,
-                student_clean: r[2] as u32,
-                teacher_adv: r[3] as u32,
-                student_adv: r[4] as u32,
-                transfers: r[3] != r[0],
-                student_fooled: r[4] != r[0],
-                teacher_entropy: r[5],
-                saad_weight: r[6],
-                saad_weight_hat: r[7],
-                linf: r[8],
-            });
-        }
+        records.extend(records_from_columns(&v, bi * batch));
         on_batch(bi + 1, nb);
     }
     let v: Vec<f32> = sums.expect("a non-empty data set").into_data().iter::<f32>().collect();

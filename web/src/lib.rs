@@ -1,13 +1,336 @@
-//! saad-web: the browser build of saad-core (the page comes with a later issue). For now it
-//! proves that the core compiles for `wasm32-unknown-unknown` and exposes one smoke function.
+//! saad-web: the browser page's engine, a thin wasm-bindgen layer over saad-core. Every read of
+//! a tensor is asynchronous (WebGPU has no synchronous reads); the attacks, models, losses and
+//! the training loop are the core's own.
+//!
+//! `Lab` (main thread): models, images, one-image attacks with their iterates, batch transfer
+//! views. `TrainingLab` (Web Worker): a short distillation with per-epoch statistics.
 
-use saad_core::models::{Arch, ModelSpec};
+mod render;
+
+use render::{delta_rgba, image_rgba};
+use saad_core::attacks::{ObjectiveKind, Pgd, Start, input_gradient, step};
+use saad_core::burn::prelude::*;
+use saad_core::burn::tensor::TensorData;
+use saad_core::checkpoint::{Checkpoint, DatasetInfo};
+use saad_core::data::{DeviceSet, ImageSet, cifar, digits};
+use saad_core::losses::{cross_entropy, cw_margin};
+use saad_core::models::{ModelSpec, Net};
+use saad_core::train::methods::saad::SaadObjective;
+use saad_core::train::{LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, TransferStats};
+use saad_core::transfer::{COLUMNS, TransferAttack, batch_columns, records_from_columns};
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+
+fn err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// A device for `backend`: "webgpu" (the browser's adapter) or "cpu" (flex in wasm).
+async fn device_for(backend: &str) -> Result<(Device, String), JsError> {
+    match backend {
+        "cpu" => Ok((Device::flex(), "CPU (flex, wasm)".into())),
+        "webgpu" => {
+            let device = Device::wgpu_options().init_async().await.map_err(|e| err(format!("WebGPU is not available: {e}")))?;
+            let name = device.identity().map(|i| i.name).unwrap_or_else(|| "adapter".into());
+            Ok((device, format!("WebGPU ({name})")))
+        }
+        other => Err(err(format!("unknown backend {other:?}: expected webgpu or cpu"))),
+    }
+}
+
+async fn read(t: Tensor<1>) -> Result<Vec<f32>, JsError> {
+    Ok(t.into_data_async().await.map_err(err)?.iter::<f32>().collect())
+}
+
+fn softmax_row(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().cloned().fold(f32::MIN, f32::max);
+    let e: Vec<f32> = logits.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold((0, f32::MIN), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
+}
+
+fn load_model(bytes: &[u8], name: &str, device: &Device) -> Result<(Net, ModelSpec, DatasetInfo), JsError> {
+    let ckpt = Checkpoint::decode(bytes, name).map_err(err)?;
+    let model = ckpt.load_model(device, name).map_err(err)?;
+    Ok((model, ckpt.header.model.clone(), ckpt.header.dataset.clone()))
+}
+
+/// The page's state on the main thread.
+#[wasm_bindgen]
+pub struct Lab {
+    device: Device,
+    backend: String,
+    teacher: Option<(Net, ModelSpec)>,
+    student: Option<(Net, ModelSpec, DatasetInfo)>,
+    images: Option<ImageSet>,
+    data: Option<DeviceSet>,
+}
+
+#[wasm_bindgen]
+impl Lab {
+    /// A lab on "webgpu" or "cpu".
+    pub async fn create(backend: String) -> Result<Lab, JsError> {
+        let (device, backend) = device_for(&backend).await?;
+        Ok(Lab { device, backend, teacher: None, student: None, images: None, data: None })
+    }
+
+    /// The backend in use, in words.
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// Loads the teacher from a saad model file; returns a description.
+    pub fn load_teacher(&mut self, bytes: &[u8], name: &str) -> Result<String, JsError> {
+        let (m, spec, info) = load_model(bytes, name, &self.device)?;
+        let d = format!("{spec}, trained on {}", info.name);
+        self.teacher = Some((m, spec));
+        Ok(d)
+    }
+
+    /// Loads the student from a saad model file; returns a description.
+    pub fn load_student(&mut self, bytes: &[u8], name: &str) -> Result<String, JsError> {
+        let (m, spec, info) = load_model(bytes, name, &self.device)?;
+        let d = format!("{spec}, trained on {} ({}x{})", info.name, info.image_size, info.image_size);
+        self.student = Some((m, spec, info));
+        Ok(d)
+    }
+
+    /// The built-in digits test split rendered at `size`; returns the number of images.
+    pub fn use_digits(&mut self, size: usize) -> Result<usize, JsError> {
+        let (_, test) = digits::load(size).map_err(err)?;
+        self.set_images(test)
+    }
+
+    /// A CIFAR-10 binary batch (e.g. `test_batch.bin`); returns the number of images.
+    pub fn use_cifar10(&mut self, bytes: &[u8], name: &str) -> Result<usize, JsError> {
+        let set = cifar::parse(bytes, cifar::CifarKind::Cifar10, name).map_err(err)?;
+        self.set_images(set)
+    }
+
+    fn set_images(&mut self, set: ImageSet) -> Result<usize, JsError> {
+        if let Some((_, spec, info)) = &self.student {
+            if set.num_classes != spec.num_classes || set.height != info.image_size {
+                return Err(err(format!(
+                    "these images ({} classes, {}x{}) do not fit the student ({} classes, {}x{}): load matching models first",
+                    set.num_classes, set.height, set.width, spec.num_classes, info.image_size, info.image_size
+                )));
+            }
+        }
+        let n = set.len();
+        self.data = Some(DeviceSet::upload(&set, &self.device));
+        self.images = Some(set);
+        Ok(n)
+    }
+
+    /// The image size the student was trained at (0 without a student).
+    pub fn student_image_size(&self) -> usize {
+        self.student.as_ref().map_or(0, |s| s.2.image_size)
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.images.as_ref().map_or(0, |s| s.height)
+    }
+
+    pub fn label(&self, index: usize) -> u32 {
+        self.images.as_ref().map_or(0, |s| s.labels[index])
+    }
+
+    /// Class names as JSON.
+    pub fn class_names(&self) -> String {
+        json!(self.images.as_ref().map(|s| s.class_names.clone()).unwrap_or_default()).to_string()
+    }
+
+    /// RGBA pixels of image `index` (for a canvas).
+    pub fn thumbnail(&self, index: usize) -> Vec<u8> {
+        let s = self.images.as_ref().expect("images loaded");
+        let len = s.image_len();
+        let px: Vec<f32> = s.pixels[index * len..(index + 1) * len].iter().map(|&p| p as f32 / 255.0).collect();
+        image_rgba(&px, s.height, s.width)
+    }
+
+    fn models(&self) -> Result<(&Net, &Net), JsError> {
+        let t = self.teacher.as_ref().ok_or_else(|| err("load a teacher first"))?;
+        let s = self.student.as_ref().ok_or_else(|| err("load a student first"))?;
+        Ok((&t.0, &s.0))
+    }
+
+    fn example(&self, index: usize) -> Result<(Tensor<4>, Tensor<1, Int>), JsError> {
+        let data = self.data.as_ref().ok_or_else(|| err("load images first"))?;
+        if index >= data.len {
+            return Err(err(format!("image {index} out of range (0..{})", data.len)));
+        }
+        let ix = Tensor::<1, Int>::from_data(TensorData::new(vec![index as i64], [1]), &self.device);
+        Ok(data.gather(ix))
+    }
+
+    /// Attacks image `index` with the student as the attacked model: `attack` is fgsm, pgd or
+    /// saad (SAAD's inner maximisation against the teacher surrogate). Returns JSON with the
+    /// clean, adversarial and perturbation images (RGBA), every iterate and the loss / margin
+    /// trace, teacher and student probabilities on both inputs, whether the example transfers,
+    /// the teacher's entropy and the Linf norm.
+    pub async fn attack(&self, index: usize, attack: String, eps: f32, alpha: f32, steps: usize, seed: u32) -> Result<String, JsError> {
+        let (teacher, student) = self.models()?;
+        let (x, y) = self.example(index)?;
+        self.device.seed(seed as u64);
+        let forward = |t| student.forward(t);
+        let ce = ObjectiveKind::CrossEntropy { labels: y.clone() };
+        let (x_adv, iterates) = match attack.as_str() {
+            "fgsm" => {
+                let g = input_gradient(&forward, &ce, &x);
+                let adv = step::pgd_update(x.clone(), g, &x, eps, eps);
+                (adv.clone(), vec![x.clone(), adv])
+            }
+            "pgd" => Pgd { eps, alpha, steps, start: Start::Uniform, restarts: 1 }.run_traced(&forward, &ce, &x, true),
+            "saad" => {
+                let objective = SaadObjective::new(teacher, &x, &y, 1.0);
+                Pgd { eps, alpha, steps, start: Start::Gaussian(0.001), restarts: 1 }.run_traced(&forward, &objective, &x, true)
+            }
+            other => return Err(err(format!("unknown attack {other:?}: expected fgsm, pgd or saad"))),
+        };
+        // Loss and margin of the student along the way (one read for all iterates).
+        let all = Tensor::cat(iterates.clone(), 0);
+        let k = iterates.len();
+        let logits = student.forward(all.clone());
+        let yk = y.clone().expand([k]);
+        let trace = read(Tensor::cat(vec![cross_entropy(logits.clone(), yk.clone()), cw_margin(logits, yk).neg()], 0)).await?;
+        let frames = read(all.reshape([-1])).await?;
+        let probe = Tensor::cat(vec![x.clone(), x_adv.clone()], 0);
+        let t_logits = read(teacher.forward(probe.clone()).reshape([-1])).await?;
+        let s_logits = read(student.forward(probe).reshape([-1])).await?;
+        let c = t_logits.len() / 2;
+        let (h, w) = (self.image_size(), self.image_size());
+        let per = 3 * h * w;
+        let clean = &frames[..per];
+        let adv = &frames[(k - 1) * per..];
+        let linf = clean.iter().zip(adv).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let (pt_clean, pt_adv) = (softmax_row(&t_logits[..c]), softmax_row(&t_logits[c..]));
+        let (ps_clean, ps_adv) = (softmax_row(&s_logits[..c]), softmax_row(&s_logits[c..]));
+        let entropy: f32 = -pt_adv.iter().map(|p| p * (p + 1e-12).ln()).sum::<f32>();
+        let label = self.label(index) as usize;
+        Ok(json!({
+            "index": index, "label": label, "attack": attack, "eps": eps, "alpha": alpha, "steps": steps,
+            "linf": linf,
+            "clean": image_rgba(clean, h, w), "adv": image_rgba(adv, h, w), "delta": delta_rgba(clean, adv, h, w, eps),
+            "frames": (0..k).map(|i| image_rgba(&frames[i * per..(i + 1) * per], h, w)).collect::<Vec<_>>(),
+            "deltas": (0..k).map(|i| delta_rgba(clean, &frames[i * per..(i + 1) * per], h, w, eps)).collect::<Vec<_>>(),
+            "loss": trace[..k], "margin": trace[k..],
+            "teacher_clean": pt_clean, "teacher_adv": pt_adv, "student_clean": ps_clean, "student_adv": ps_adv,
+            "teacher_pred_clean": argmax(&pt_clean), "teacher_pred_adv": argmax(&pt_adv),
+            "student_pred_clean": argmax(&ps_clean), "student_pred_adv": argmax(&ps_adv),
+            "transfers": argmax(&pt_adv) != label, "student_fooled": argmax(&ps_adv) != label,
+            "teacher_entropy": entropy,
+        })
+        .to_string())
+    }
+
+    /// The batch view: images `start..start + count` attacked together; per-sample transfer
+    /// records (with SAAD weights relative to this batch), TAS and the weight histogram.
+    pub async fn batch(&self, start: usize, count: usize, attack: String, eps: f32, alpha: f32, steps: usize, seed: u32) -> Result<String, JsError> {
+        let (teacher, student) = self.models()?;
+        let data = self.data.as_ref().ok_or_else(|| err("load images first"))?;
+        let end = (start + count).min(data.len);
+        if start >= end {
+            return Err(err("empty batch"));
+        }
+        let attack = match attack.as_str() {
+            "fgsm" => TransferAttack::Fgsm,
+            "pgd" => TransferAttack::Pgd { steps },
+            "saad" => TransferAttack::Saad { steps },
+            other => return Err(err(format!("unknown attack {other:?}"))),
+        };
+        self.device.seed(seed as u64);
+        let x = data.images.clone().slice(start..end);
+        let y = data.labels.clone().slice(start..end);
+        let params = MethodParams::default();
+        let (cols, sums, _) = batch_columns(teacher, student, &x, &y, attack, eps, alpha, &params);
+        let n = end - start;
+        let v = read(Tensor::cat(vec![cols.reshape([n * COLUMNS]), sums], 0)).await?;
+        let records = records_from_columns(&v[..n * COLUMNS], start);
+        let stats = TransferStats::from_sums(&v[n * COLUMNS..]).ok_or_else(|| err("no samples"))?;
+        Ok(json!({"records": records, "stats": stats}).to_string())
+    }
+}
+
+/// A short distillation run for the page's training lab (meant for a Web Worker).
+#[wasm_bindgen]
+pub struct TrainingLab {
+    trainer: Trainer,
+    train: DeviceSet,
+    test: DeviceSet,
+    backend: String,
+}
+
+#[wasm_bindgen]
+impl TrainingLab {
+    /// A run on `backend` ("webgpu" or "cpu"): `method` (saad, rslad, adaad, pgd-at, ...) of a
+    /// fresh `arch` student on the digits at the teacher's image size, distilled from the
+    /// teacher file (ignored by pgd-at), `epochs` epochs, attack of `steps` steps.
+    pub async fn create(backend: String, teacher: Vec<u8>, method: String, arch: String, epochs: usize, steps: usize, seed: u32) -> Result<TrainingLab, JsError> {
+        let (device, backend) = device_for(&backend).await?;
+        let (t, tspec, info) = load_model(&teacher, "teacher", &device)?;
+        let method: MethodKind = method.parse().map_err(err)?;
+        let arch = arch.parse().map_err(err)?;
+        let (train_set, test_set) = digits::load(info.image_size).map_err(err)?;
+        let mut config = TrainConfig::reference(method);
+        config.epochs = epochs.max(1);
+        config.batch_size = 64;
+        config.lr = 0.05;
+        config.schedule = LrSchedule::Cosine;
+        config.seed = seed as u64;
+        config.attack.steps = steps.max(1);
+        config.augment = None;
+        config.swa_start = None;
+        let data_info = DatasetInfo { name: "digits".into(), image_size: info.image_size, num_classes: tspec.num_classes };
+        let mut trainer = Trainer::new(ModelSpec::new(arch, tspec.num_classes), config, data_info, &device);
+        if method.needs_teacher() {
+            trainer = trainer.with_teacher(&t);
+        }
+        Ok(TrainingLab { train: DeviceSet::upload(&train_set, &device), test: DeviceSet::upload(&test_set.take(200), &device), trainer, backend })
+    }
+
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.trainer.is_done()
+    }
+
+    /// One epoch; returns JSON: loss, training accuracy, transfer statistics, clean and PGD-10
+    /// accuracy on 200 test images.
+    pub async fn epoch(&mut self) -> Result<String, JsError> {
+        let pending = self.trainer.train_epoch_pending(&self.train, &mut |_, _| {});
+        let stats = pending.finish(&read(pending.sums.clone()).await?);
+        let model = self.trainer.eval_model();
+        let forward = |t| model.forward(t);
+        let (x, y) = (self.test.images.clone(), self.test.labels.clone());
+        let eps = self.trainer.config.attack.eps;
+        let x_adv = Pgd { steps: 10, ..Pgd::pgd20(eps) }.run(&forward, &ObjectiveKind::CrossEntropy { labels: y.clone() }, &x);
+        let correct = |logits: Tensor<2>| saad_core::losses::correct(logits, y.clone()).mean();
+        let acc = read(Tensor::cat(vec![correct(model.forward(x)), correct(model.forward(x_adv))], 0)).await?;
+        Ok(json!({
+            "epoch": stats.epoch, "epochs": self.trainer.config.epochs, "loss": stats.loss, "train_acc": stats.accuracy,
+            "tas": stats.transfer.as_ref().map(|t| t.tas), "test_clean_acc": acc[0], "test_pgd10_acc": acc[1],
+        })
+        .to_string())
+    }
+
+    /// The student as a saad model file (weights only), for download.
+    pub fn save_student(&self) -> Vec<u8> {
+        self.trainer.model_file(&self.trainer.eval_model(), false).encode()
+    }
+}
 
 /// The number of trainable parameters of an architecture id (e.g. `resnet18`), or 0 for an
-/// unknown id; lets the page check that the core is alive.
+/// unknown id.
+#[wasm_bindgen]
 pub fn param_count(arch: &str, classes: usize) -> usize {
-    match arch.parse::<Arch>() {
-        Ok(arch) => ModelSpec::new(arch, classes).init(&saad_core::burn::prelude::Device::flex()).num_trainable_params(),
+    match arch.parse::<saad_core::models::Arch>() {
+        Ok(arch) => ModelSpec::new(arch, classes).init(&Device::flex()).num_trainable_params(),
         Err(_) => 0,
     }
 }

@@ -56,12 +56,25 @@ impl Pgd {
 
     /// One run: start, then `steps` projected signed-gradient ascent steps on `objective`.
     pub fn run(&self, forward: Forward, objective: &dyn Objective, x: &Tensor<4>) -> Tensor<4> {
+        self.run_traced(forward, objective, x, false).0
+    }
+
+    /// [`run`](Self::run), also returning the start and every iterate when `keep` is set (for
+    /// the page's step-through view; nothing is read back here).
+    pub fn run_traced(&self, forward: Forward, objective: &dyn Objective, x: &Tensor<4>, keep: bool) -> (Tensor<4>, Vec<Tensor<4>>) {
         let mut x_adv = self.start_point(x);
+        let mut iterates = Vec::new();
+        if keep {
+            iterates.push(x_adv.clone());
+        }
         for _ in 0..self.steps {
             let grad = input_gradient(forward, objective, &x_adv);
             x_adv = step::pgd_update(x_adv, grad, x, self.eps, self.alpha);
+            if keep {
+                iterates.push(x_adv.clone());
+            }
         }
-        x_adv
+        (x_adv, iterates)
     }
 
     /// `restarts` runs keeping the worst point per sample: a misclassified point beats a correct

@@ -42,6 +42,29 @@ pub struct EpochStats {
     pub transfer: Option<TransferStats>,
 }
 
+/// An epoch whose statistics are still on the device.
+pub struct PendingEpoch {
+    /// `[loss sum, correct count, transfer sums...]`.
+    pub sums: Tensor<1>,
+    pub epoch: usize,
+    pub lr: f64,
+    pub images: usize,
+}
+
+impl PendingEpoch {
+    /// The statistics from the values of [`sums`](Self::sums).
+    pub fn finish(&self, v: &[f32]) -> EpochStats {
+        EpochStats {
+            epoch: self.epoch,
+            lr: self.lr,
+            loss: v[0] as f64 / self.images as f64,
+            accuracy: v[1] as f64 / self.images as f64,
+            images: self.images,
+            transfer: TransferStats::from_sums(&v[2..]),
+        }
+    }
+}
+
 /// A model being trained, its optimizer and where it stands.
 pub struct Trainer {
     pub spec: ModelSpec,
@@ -137,11 +160,20 @@ impl Trainer {
         self.epochs_done >= self.config.epochs
     }
 
-    /// Trains one epoch. `on_batch(done, total)` is called after each batch (host only).
+    /// Trains one epoch and reads its statistics (one read). `on_batch(done, total)` is called
+    /// after each batch (host only).
     ///
     /// # Panics
     /// If the method distils from a teacher and none was set (callers check first).
     pub fn train_epoch(&mut self, data: &DeviceSet, on_batch: &mut dyn FnMut(usize, usize)) -> EpochStats {
+        let pending = self.train_epoch_pending(data, on_batch);
+        let v: Vec<f32> = pending.sums.clone().into_data().iter::<f32>().collect();
+        pending.finish(&v)
+    }
+
+    /// Trains one epoch without reading anything back: the statistics stay on the device in
+    /// [`PendingEpoch::sums`] for the caller to read (asynchronously in the browser).
+    pub fn train_epoch_pending(&mut self, data: &DeviceSet, on_batch: &mut dyn FnMut(usize, usize)) -> PendingEpoch {
         assert!(
             self.teacher.is_some() || !self.config.method.needs_teacher(),
             "{} needs a teacher",
@@ -200,16 +232,7 @@ impl Trainer {
                 None => self.average = Some(WeightAverage::new(&self.model)),
             }
         }
-        // The one read of the epoch.
-        let v = sums.into_data().iter::<f32>().collect::<Vec<_>>();
-        EpochStats {
-            epoch: self.epochs_done,
-            lr,
-            loss: v[0] as f64 / data.len as f64,
-            accuracy: v[1] as f64 / data.len as f64,
-            images: data.len,
-            transfer: TransferStats::from_sums(&v[2..]),
-        }
+        PendingEpoch { sums, epoch: self.epochs_done, lr, images: data.len }
     }
 
     /// The student in eval mode (BatchNorm running statistics, no parameter gradients).

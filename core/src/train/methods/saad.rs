@@ -15,7 +15,7 @@
 //! gradient; x - d is not clipped to [0,1].
 
 use super::{BatchContext, BatchLoss, Method, MethodParams};
-use crate::attacks::{FnObjective, Pgd};
+use crate::attacks::{Objective, Pgd};
 use burn::module::Module;
 use crate::losses::{kl_div, renyi_entropy, saad_weights};
 use crate::kernels::{self, Route};
@@ -44,15 +44,35 @@ pub fn surrogate_teacher_logits(z_t0: &Tensor<2>, g: &Tensor<4>, x: &Tensor<4>, 
     z_t0.clone() + onehot * dot.mul_scalar(lambda)
 }
 
+/// SAAD's inner objective `KL(softmax(z~(x')) || softmax(z_S(x')))` with the first-order teacher
+/// surrogate, built from one teacher forward+backward at x.
+pub struct SaadObjective {
+    pub t0: Tensor<2>,
+    pub g: Tensor<4>,
+    pub x: Tensor<4>,
+    pub y: Tensor<1, Int>,
+    pub lambda: f64,
+}
+
+impl SaadObjective {
+    pub fn new(teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, lambda: f64) -> Self {
+        let (t0, g) = teacher_true_class_gradient(teacher, x, y);
+        Self { t0, g, x: x.clone(), y: y.clone(), lambda }
+    }
+}
+
+impl Objective for SaadObjective {
+    fn loss(&self, x_adv: &Tensor<4>, student_logits: Tensor<2>) -> Tensor<1> {
+        kl_div(surrogate_teacher_logits(&self.t0, &self.g, &self.x, x_adv, &self.y, self.lambda), student_logits)
+    }
+}
+
 /// SAAD's inner maximisation against `student` (eval mode), returning `z_T(x)` and x'.
-/// Serves training and `saad transfer` alike.
+/// Serves training, `saad transfer` and the page alike.
 pub fn saad_inner_max(student: &Net, teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, pgd: &Pgd, lambda: f64) -> (Tensor<2>, Tensor<4>) {
-    let (t0, g) = teacher_true_class_gradient(teacher, x, y);
-    let objective = FnObjective(|x_adv: &Tensor<4>, student_logits: Tensor<2>| {
-        kl_div(surrogate_teacher_logits(&t0, &g, x, x_adv, y, lambda), student_logits)
-    });
+    let objective = SaadObjective::new(teacher, x, y, lambda);
     let x_adv = pgd.run(&|x| student.forward(x), &objective, x);
-    (t0, x_adv)
+    (objective.t0, x_adv)
 }
 
 impl Method for Saad {
