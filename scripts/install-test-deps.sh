@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian/Ubuntu: a software Vulkan device (lavapipe) so the
-# wgpu backend is tested without a GPU, and the wasm32 target the browser build needs.
+# wgpu backend is tested without a GPU, the wasm32 target the browser build needs, and for the
+# page's browser test Debian's chromium, node/npm and playwright-core (tests/web, npm ci).
 # Idempotent; uses sudo when not root.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need=()
-for pkg in mesa-vulkan-drivers libvulkan1; do
+for pkg in mesa-vulkan-drivers libvulkan1 chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+# Any node >= 18 will do (a NodeSource nodejs already carries npm).
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -16,4 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
+fi
+if [ ! -d tests/web/node_modules/playwright-core ]; then
+  (cd tests/web && npm ci --no-audit --no-fund)
 fi

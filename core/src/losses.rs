@@ -19,11 +19,21 @@ pub fn kl_div(target_logits: Tensor<2>, input_logits: Tensor<2>) -> Tensor<1> {
     (log_p.clone().exp() * (log_p - log_q)).sum_dim(1).reshape([b])
 }
 
+/// `onehot[i, c] = (labels[i] == c)`, built on the device. burn's `one_hot` checks its indices
+/// by reading them back to the host (a synchronous read: a stall on a GPU, a panic in the
+/// browser), so the hot loops use this instead.
+pub fn one_hot(labels: Tensor<1, Int>, classes: usize) -> Tensor<2, Bool> {
+    let [b] = labels.dims();
+    let device = labels.device();
+    let class_ids = Tensor::<1, Int>::arange(0..classes as i64, &device).reshape([1, classes]).expand([b, classes]);
+    labels.reshape([b, 1]).expand([b, classes]).equal(class_ids)
+}
+
 /// The Carlini-Wagner margin used as a loss to maximise: `max_{j != y} z_j - z_y`
 /// (positive exactly when the sample is misclassified).
 pub fn cw_margin(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     let [b, c] = logits.dims();
-    let onehot = labels.clone().one_hot::<2>(c).bool();
+    let onehot = one_hot(labels.clone(), c);
     let true_logit = logits.clone().gather(1, labels.reshape([b, 1])).reshape([b]);
     // Push the true class far below every other logit before taking the max.
     let others = logits.mask_fill(onehot, -1.0e30);

@@ -7,7 +7,7 @@ use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::{Distribution, TensorData};
 use saad_core::checkpoint::DatasetInfo;
 use saad_core::data::{DeviceSet, digits};
-use saad_core::losses::{cross_entropy, cw_margin, entropy, kl_div, saad_weights};
+use saad_core::losses::{cross_entropy, cw_margin, entropy, kl_div, one_hot, saad_weights};
 use saad_core::models::{ModelSpec, Net};
 use saad_core::train::methods::rslad::rslad_outer_loss;
 use saad_core::train::methods::saad::{SaadLogits, saad_inner_max, saad_outer_loss, surrogate_teacher_logits, teacher_true_class_gradient};
@@ -62,6 +62,18 @@ fn saad_loss_terms_match_hand_computed_values() {
         close(&ce, &[0.40760596444438046, 3.094922956420961], 1e-5, "CE");
         let cw = to_vec(cw_margin(t2([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]], &d), y));
         close(&cw, &[-1.0, 3.0], 1e-6, "CW margin");
+    }
+}
+
+/// The device-side one-hot equals burn's own (which reads its indices back to the host).
+#[test]
+fn device_one_hot_matches_burns() {
+    for (name, d) in devices() {
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 0, 4, 4, 1], [5]), &d);
+        let ours = to_vec(one_hot(labels.clone(), 5).float().reshape([-1]));
+        let burns = to_vec(labels.one_hot::<2>(5).float().reshape([-1]));
+        assert_eq!(ours, burns, "{name}");
+        assert_eq!(ours.iter().sum::<f32>(), 5.0);
     }
 }
 

@@ -5,7 +5,8 @@ use saad_core::burn::tensor::Distribution;
 use saad_core::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
 use saad_core::export::{state_dict, to_safetensors};
 use saad_core::models::{Arch, ModelSpec};
-use saad_tests::{max_abs_diff, serial, to_vec};
+use saad_core::host_copy::{model_on_host, owned};
+use saad_tests::{devices, max_abs_diff, serial, to_vec};
 
 fn count(arch: &str, classes: usize) -> usize {
     ModelSpec::new(arch.parse().unwrap(), classes).init(&Device::flex()).num_trainable_params()
@@ -124,6 +125,24 @@ fn checkpoints_round_trip_and_refuse_other_architectures() {
     assert!(err.contains("not a saad checkpoint"), "{err}");
 }
 
+/// The asynchronous copy to the CPU (how the page saves a student trained on WebGPU) holds the
+/// same weights and buffers: the same encoded bytes, the same logits.
+#[test]
+fn model_on_host_is_the_same_model_on_the_cpu() {
+    let _g = serial();
+    for (name, device) in devices() {
+        device.seed(5);
+        let model = ModelSpec::new("dm-wrn-10-1".parse().unwrap(), 10).init(&device).valid();
+        let host = saad_core::burn::tensor::read_sync(model_on_host(&model)).unwrap();
+        assert!(model_bytes(&model) == model_bytes(&host), "{name}: the encoded weights differ");
+        let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
+        let host_x = Tensor::<4>::from_data(owned(x.to_data()), &Device::flex());
+        let (a, b) = (to_vec(model.forward(x)), to_vec(host.forward(host_x)));
+        let scale = a.iter().fold(1f32, |m, v| m.max(v.abs()));
+        assert!(max_abs_diff(&a, &b) < 1e-4 * scale, "{name}: {a:?} vs {b:?}");
+    }
+}
+
 #[test]
 fn architecture_ids_parse_and_print() {
     for id in ["small-cnn-32", "resnet18", "resnet18-w16", "preact-resnet18", "mobilenetv2", "wrn-34-10", "dm-wrn-28-10", "dm-wrn-70-16-relu"] {
@@ -134,3 +153,4 @@ fn architecture_ids_parse_and_print() {
     assert!("wrn-33-10".parse::<Arch>().unwrap_err().contains("6n+4"));
     assert!("vgg16".parse::<Arch>().unwrap_err().contains("expected one of"));
 }
+

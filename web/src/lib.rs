@@ -21,6 +21,24 @@ use saad_core::transfer::{COLUMNS, TransferAttack, batch_columns, records_from_c
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(message: &str);
+    type Error;
+    #[wasm_bindgen(constructor)]
+    fn new() -> Error;
+    #[wasm_bindgen(method, getter)]
+    fn stack(this: &Error) -> String;
+}
+
+/// Runs when the module is instantiated (page and worker): a Rust panic becomes a wasm trap
+/// ("unreachable") with no message, so print the message first.
+#[wasm_bindgen(start)]
+pub fn on_start() {
+    std::panic::set_hook(Box::new(|info| console_error(&format!("saad-web panicked: {info}\n{}", Error::new().stack()))));
+}
+
 fn err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -191,13 +209,13 @@ impl Lab {
             }
             other => return Err(err(format!("unknown attack {other:?}: expected fgsm, pgd or saad"))),
         };
-        // Loss and margin of the student along the way (one read for all iterates).
-        let all = Tensor::cat(iterates.clone(), 0);
+        // Loss and margin of the student along the way; the clean image first (the iterates
+        // start from a random point, so the perturbation is measured against x itself).
         let k = iterates.len();
-        let logits = student.forward(all.clone());
+        let logits = student.forward(Tensor::cat(iterates.clone(), 0));
         let yk = y.clone().expand([k]);
         let trace = read(Tensor::cat(vec![cross_entropy(logits.clone(), yk.clone()), cw_margin(logits, yk).neg()], 0)).await?;
-        let frames = read(all.reshape([-1])).await?;
+        let frames = read(Tensor::cat([vec![x.clone()], iterates].concat(), 0).reshape([-1])).await?;
         let probe = Tensor::cat(vec![x.clone(), x_adv.clone()], 0);
         let t_logits = read(teacher.forward(probe.clone()).reshape([-1])).await?;
         let s_logits = read(student.forward(probe).reshape([-1])).await?;
@@ -205,7 +223,8 @@ impl Lab {
         let (h, w) = (self.image_size(), self.image_size());
         let per = 3 * h * w;
         let clean = &frames[..per];
-        let adv = &frames[(k - 1) * per..];
+        let frame = |i: usize| &frames[(i + 1) * per..(i + 2) * per];
+        let adv = frame(k - 1);
         let linf = clean.iter().zip(adv).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let (pt_clean, pt_adv) = (softmax_row(&t_logits[..c]), softmax_row(&t_logits[c..]));
         let (ps_clean, ps_adv) = (softmax_row(&s_logits[..c]), softmax_row(&s_logits[c..]));
@@ -215,8 +234,8 @@ impl Lab {
             "index": index, "label": label, "attack": attack, "eps": eps, "alpha": alpha, "steps": steps,
             "linf": linf,
             "clean": image_rgba(clean, h, w), "adv": image_rgba(adv, h, w), "delta": delta_rgba(clean, adv, h, w, eps),
-            "frames": (0..k).map(|i| image_rgba(&frames[i * per..(i + 1) * per], h, w)).collect::<Vec<_>>(),
-            "deltas": (0..k).map(|i| delta_rgba(clean, &frames[i * per..(i + 1) * per], h, w, eps)).collect::<Vec<_>>(),
+            "frames": (0..k).map(|i| image_rgba(frame(i), h, w)).collect::<Vec<_>>(),
+            "deltas": (0..k).map(|i| delta_rgba(clean, frame(i), h, w, eps)).collect::<Vec<_>>(),
             "loss": trace[..k], "margin": trace[k..],
             "teacher_clean": pt_clean, "teacher_adv": pt_adv, "student_clean": ps_clean, "student_adv": ps_adv,
             "teacher_pred_clean": argmax(&pt_clean), "teacher_pred_adv": argmax(&pt_adv),
@@ -320,8 +339,9 @@ impl TrainingLab {
     }
 
     /// The student as a saad model file (weights only), for download.
-    pub fn save_student(&self) -> Vec<u8> {
-        self.trainer.model_file(&self.trainer.eval_model(), false).encode()
+    pub async fn save_student(&self) -> Result<Vec<u8>, JsError> {
+        let host = saad_core::host_copy::model_on_host(&self.trainer.eval_model()).await.map_err(err)?;
+        Ok(self.trainer.model_file(&host, false).encode())
     }
 }
 

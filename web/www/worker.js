@@ -1,5 +1,7 @@
 // The training lab's worker: a short distillation in its own wasm instance, one message per
 // epoch, stopped between epochs on request.
+// Rust panics print their stack (saad-web's panic hook); keep enough frames to be useful.
+Error.stackTraceLimit = 64;
 import init, { TrainingLab } from './pkg/saad_web.js';
 
 let stop = false;
@@ -25,7 +27,7 @@ self.onmessage = async (ev) => {
       stats.batches = batches;
       self.postMessage({ type: 'epoch', stats });
     }
-    const bytes = lab.save_student();
+    const bytes = await lab.save_student();
     self.postMessage({ type: 'done', stopped: stop, bytes }, [bytes.buffer]);
   } catch (e) {
     self.postMessage({ type: 'error', message: String((e && e.message) || e) });

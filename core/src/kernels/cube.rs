@@ -52,6 +52,21 @@ fn f32_contiguous(t: CubeTensor) -> CubeTensor {
     into_contiguous(t)
 }
 
+/// The kernels' inputs, contiguous and in distinct memory. Every binding is read_write (see
+/// the shaders), and WebGPU rejects a dispatch that binds one memory range writable twice
+/// (Chromium: "writable storage buffer binding aliasing"; the dispatch is dropped and the
+/// output is garbage), which is what a caller passing the same tensor twice would do: FGSM
+/// steps from x itself, transfer statistics without a student pass the teacher twice. Native
+/// Vulkan does not check, so such an input is copied on every backend.
+fn kernel_inputs<const N: usize>(tensors: [CubeTensor; N]) -> [CubeTensor; N] {
+    let mut out: Vec<CubeTensor> = Vec::with_capacity(N);
+    for t in tensors.map(f32_contiguous) {
+        let shared = out.iter().any(|o| std::ptr::eq(o.handle.memory.descriptor(), t.handle.memory.descriptor()));
+        out.push(if shared { t.copy() } else { t });
+    }
+    out.try_into().unwrap_or_else(|_| unreachable!("N tensors in, N out"))
+}
+
 impl SaadKernels for CubeBackend {
     fn pgd_step(
         x_adv: FloatTensor<Self>,
@@ -61,7 +76,7 @@ impl SaadKernels for CubeBackend {
         alpha: FloatTensor<Self>,
         active: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let [x_adv, grad, x, eps, alpha, active] = [x_adv, grad, x, eps, alpha, active].map(f32_contiguous);
+        let [x_adv, grad, x, eps, alpha, active] = kernel_inputs([x_adv, grad, x, eps, alpha, active]);
         let shape = x_adv.meta.shape().clone();
         let n = shape.num_elements();
         let per_sample = n / shape[0].max(1);
@@ -84,7 +99,7 @@ impl SaadKernels for CubeBackend {
     }
 
     fn saad_loss(teacher: FloatTensor<Self>, student: FloatTensor<Self>, gamma: f32, scale: f32, ig: f32, beta: f32) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let [teacher, student] = [teacher, student].map(f32_contiguous);
+        let [teacher, student] = kernel_inputs([teacher, student]);
         let shape = student.meta.shape().clone();
         let (b, c) = (shape[1], shape[2]);
         let client = student.client.clone();
@@ -107,7 +122,7 @@ impl SaadKernels for CubeBackend {
     }
 
     fn saad_loss_backward(teacher: FloatTensor<Self>, student: FloatTensor<Self>, weights: FloatTensor<Self>, upstream: FloatTensor<Self>, ig: f32, beta: f32) -> FloatTensor<Self> {
-        let [teacher, student, weights, upstream] = [teacher, student, weights, upstream].map(f32_contiguous);
+        let [teacher, student, weights, upstream] = kernel_inputs([teacher, student, weights, upstream]);
         let shape = student.meta.shape().clone();
         let (b, c) = (shape[1], shape[2]);
         let client = student.client.clone();
@@ -129,7 +144,7 @@ impl SaadKernels for CubeBackend {
     }
 
     fn transfer_stats(teacher_adv: FloatTensor<Self>, student_adv: FloatTensor<Self>, labels: FloatTensor<Self>, gamma: f32, scale: f32, has_student: bool) -> FloatTensor<Self> {
-        let [teacher, student, labels] = [teacher_adv, student_adv, labels].map(f32_contiguous);
+        let [teacher, student, labels] = kernel_inputs([teacher_adv, student_adv, labels]);
         let shape = teacher.meta.shape().clone();
         let (b, c) = (shape[0], shape[1]);
         let client = teacher.client.clone();

@@ -4,7 +4,7 @@
 //! device batch by batch and read once per epoch.
 
 use super::methods::MethodParams;
-use crate::losses::{correct, renyi_entropy, saad_weights};
+use crate::losses::{self, correct, renyi_entropy, saad_weights};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +44,7 @@ impl TransferBatch {
             None => (Tensor::zeros([1], &device), 0.0),
         };
         let bins = self.weight_hat.clone().mul_scalar(WEIGHT_BINS as f64).floor().clamp(0.0, WEIGHT_BINS as f64 - 1.0).int();
-        let hist = bins.one_hot::<2>(WEIGHT_BINS).float().sum_dim(0).reshape([WEIGHT_BINS]);
+        let hist = losses::one_hot(bins, WEIGHT_BINS).float().sum_dim(0).reshape([WEIGHT_BINS]);
         Tensor::cat(
             vec![
                 Tensor::from_floats([n as f32], &device),

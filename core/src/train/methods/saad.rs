@@ -17,7 +17,7 @@
 use super::{BatchContext, BatchLoss, Method, MethodParams};
 use crate::attacks::{Objective, Pgd};
 use burn::module::Module;
-use crate::losses::{kl_div, renyi_entropy, saad_weights};
+use crate::losses::{self, kl_div, renyi_entropy, saad_weights};
 use crate::kernels::{self, Route};
 use crate::models::Net;
 use burn::prelude::*;
@@ -40,7 +40,7 @@ pub fn teacher_true_class_gradient(teacher: &Net, x: &Tensor<4>, y: &Tensor<1, I
 pub fn surrogate_teacher_logits(z_t0: &Tensor<2>, g: &Tensor<4>, x: &Tensor<4>, x_adv: &Tensor<4>, y: &Tensor<1, Int>, lambda: f64) -> Tensor<2> {
     let [b, c] = z_t0.dims();
     let dot = (g.clone() * (x_adv.clone() - x.clone())).sum_dims(&[1, 2, 3]).reshape([b, 1]).expand([b, c]);
-    let onehot = y.clone().one_hot::<2>(c).float();
+    let onehot = losses::one_hot(y.clone(), c).float();
     z_t0.clone() + onehot * dot.mul_scalar(lambda)
 }
 
