@@ -99,6 +99,10 @@ test('the page attacks, trains and rejects bad files on every available backend'
       const tas = Number(await page.evaluate(() => document.getElementById('batch-summary').dataset.tas));
       assert.ok(tas >= 0 && tas <= 1, `TAS ${tas}`);
       assert.equal(await page.locator('#batch-grid canvas').count(), 32);
+      // With a batch to weigh it against, the selected image shows its SAAD weight.
+      const weight = await page.textContent('#result-weight');
+      const hat = Number((weight.match(/ŵ = ([0-9.]+)/) || [])[1]);
+      assert.ok(hat >= 0 && hat <= 1, `SAAD weight: "${weight}"`);
 
       // One epoch of SAAD training in the worker.
       await page.fill('#train-epochs', '1');
@@ -109,6 +113,19 @@ test('the page attacks, trains and rejects bad files on every available backend'
       timings[`${backend} SAAD training step, batch 64, 3 attack steps (ms)`] = Number(await page.evaluate(() => document.getElementById('train-status').dataset.stepMs));
 
       await page.screenshot({ path: path.join(out, `page-${backend}.png`), fullPage: true });
+
+      if (backend === 'cpu') {
+        // Stop: a long run ends after the epoch in progress and still offers the student.
+        await page.fill('#train-epochs', '50');
+        await page.fill('#train-steps', '1');
+        await page.click('#train-start');
+        await page.waitForFunction(() => /^epoch \d+\/50/.test(document.getElementById('train-status').textContent), null, { timeout: 300_000 });
+        await page.click('#train-stop');
+        await page.waitForFunction(() => !document.getElementById('train-save').hidden, null, { timeout: 300_000 });
+        const status = await page.textContent('#train-status');
+        assert.match(status, /stopped\.$/);
+        assert.ok(Number(await page.evaluate(() => document.getElementById('train-status').dataset.epoch)) < 50, status);
+      }
 
       // A bad file: a clear message naming it, and the loaded teacher stays.
       await page.setInputFiles('#teacher-file', { name: 'broken.saad', mimeType: 'application/octet-stream', buffer: Buffer.from('this is not a checkpoint') });

@@ -49,8 +49,9 @@ async fn device_for(backend: &str) -> Result<(Device, String), JsError> {
         "cpu" => Ok((Device::flex(), "CPU (flex, wasm)".into())),
         "webgpu" => {
             let device = Device::wgpu_options().init_async().await.map_err(|e| err(format!("WebGPU is not available: {e}")))?;
-            let name = device.identity().map(|i| i.name).unwrap_or_else(|| "adapter".into());
-            Ok((device, format!("WebGPU ({name})")))
+            // Browsers may hide the adapter's name.
+            let name = device.identity().map(|i| i.name).unwrap_or_default();
+            Ok((device, if name.trim().is_empty() { "WebGPU".into() } else { format!("WebGPU ({name})") }))
         }
         other => Err(err(format!("unknown backend {other:?}: expected webgpu or cpu"))),
     }
@@ -319,11 +320,21 @@ impl TrainingLab {
         self.trainer.is_done()
     }
 
-    /// One epoch; returns JSON: loss, training accuracy, transfer statistics, clean and PGD-10
-    /// accuracy on 200 test images.
-    pub async fn epoch(&mut self) -> Result<String, JsError> {
+    /// One epoch of training; returns JSON: epoch, batches, loss, training accuracy, TAS. The
+    /// worker times this call alone for the time of a training step.
+    pub async fn train_epoch(&mut self) -> Result<String, JsError> {
         let pending = self.trainer.train_epoch_pending(&self.train, &mut |_, _| {});
         let stats = pending.finish(&read(pending.sums.clone()).await?);
+        Ok(json!({
+            "epoch": stats.epoch, "epochs": self.trainer.config.epochs,
+            "batches": self.train.len.div_ceil(self.trainer.config.batch_size),
+            "loss": stats.loss, "train_acc": stats.accuracy, "tas": stats.transfer.as_ref().map(|t| t.tas),
+        })
+        .to_string())
+    }
+
+    /// Clean and PGD-10 accuracy of the student on 200 test images; JSON.
+    pub async fn evaluate(&self) -> Result<String, JsError> {
         let model = self.trainer.eval_model();
         let forward = |t| model.forward(t);
         let (x, y) = (self.test.images.clone(), self.test.labels.clone());
@@ -331,11 +342,7 @@ impl TrainingLab {
         let x_adv = Pgd { steps: 10, ..Pgd::pgd20(eps) }.run(&forward, &ObjectiveKind::CrossEntropy { labels: y.clone() }, &x);
         let correct = |logits: Tensor<2>| saad_core::losses::correct(logits, y.clone()).mean();
         let acc = read(Tensor::cat(vec![correct(model.forward(x)), correct(model.forward(x_adv))], 0)).await?;
-        Ok(json!({
-            "epoch": stats.epoch, "epochs": self.trainer.config.epochs, "loss": stats.loss, "train_acc": stats.accuracy,
-            "tas": stats.transfer.as_ref().map(|t| t.tas), "test_clean_acc": acc[0], "test_pgd10_acc": acc[1],
-        })
-        .to_string())
+        Ok(json!({"test_clean_acc": acc[0], "test_pgd10_acc": acc[1]}).to_string())
     }
 
     /// The student as a saad model file (weights only), for download.

@@ -9,6 +9,8 @@ let selected = 0;
 let classes = [];
 let last = null;
 let timer = null;
+// The last batch view: SAAD weights are relative to a batch (w = 5 (H - min H), w^ = w / max w).
+let lastBatch = null;
 const files = { teacher: null, student: null, cifar: null };
 
 function showError(msg) {
@@ -168,6 +170,7 @@ async function runAttack() {
   $('result-linf').textContent = r.linf.toFixed(5);
   $('result-linf255').textContent = (r.linf * 255).toFixed(2);
   $('result-time').textContent = ms.toFixed(0);
+  $('result-weight').textContent = weightText(r.teacher_entropy);
   Object.assign($('result').dataset, {
     label: r.label, predAdv: r.student_pred_adv, teacherPredAdv: r.teacher_pred_adv,
     linf: r.linf, eps: c.eps, ms: ms.toFixed(1), attack: c.attack, steps: c.steps, backend: document.body.dataset.backend,
@@ -185,6 +188,14 @@ function playSteps() {
     k += 1;
     if (k >= last.frames.length) clearInterval(timer);
   }, 250);
+}
+
+// This image's SAAD weight if it were in the last batch attacked (METHOD.md: scale 5, Shannon).
+function weightText(h) {
+  if (!lastBatch) return '— (relative to a batch: run the batch view)';
+  const w = 5 * Math.max(0, h - lastBatch.minH);
+  const hat = Math.min(1, w / (lastBatch.maxW + 1e-8));
+  return `w = ${w.toFixed(3)}, ŵ = ${hat.toFixed(3)} (against the last batch of ${lastBatch.n})`;
 }
 
 async function runBatch() {
@@ -211,6 +222,9 @@ async function runBatch() {
     hist.fillText(`${(i / 10).toFixed(1)}`, 12 + i * 30, cv.height - 3);
   });
   hist.fillText('histogram of SAAD weights w^', 160, 10);
+  const hs = r.records.map((rec) => rec.teacher_entropy);
+  lastBatch = { n: hs.length, minH: Math.min(...hs), maxW: 5 * (Math.max(...hs) - Math.min(...hs)) };
+  if (last) $('result-weight').textContent = weightText(last.teacher_entropy);
   const recs = r.records.slice();
   if ($('batch-sort').checked) recs.sort((a, b) => b.saad_weight_hat - a.saad_weight_hat);
   const g = $('batch-grid');
@@ -242,6 +256,8 @@ function drawTrain() {
     pts.forEach(([e, v], i) => (i ? ctx.lineTo(x(e), y(v)) : ctx.moveTo(x(e), y(v))));
     ctx.stroke();
     ctx.fillStyle = color;
+    pts.forEach(([e, v]) => ctx.fillRect(x(e) - 2, y(v) - 2, 4, 4));
+    ctx.fillStyle = color;
     ctx.fillText(name, cv.width - 100, 14 + 13 * k);
   });
 }
@@ -254,6 +270,7 @@ function startTraining() {
   $('train-start').disabled = true;
   $('train-stop').disabled = false;
   $('train-save').hidden = true;
+  delete $('train-status').dataset.epoch;
   $('train-status').textContent = 'starting the worker…';
   worker.onmessage = (ev) => {
     const m = ev.data;
@@ -263,9 +280,10 @@ function startTraining() {
       const s = m.stats;
       $('train-status').textContent = `epoch ${s.epoch}/${s.epochs}: loss ${s.loss.toFixed(4)}, train acc ${(100 * s.train_acc).toFixed(1)}%, ` +
         `test clean ${(100 * s.test_clean_acc).toFixed(1)}%, PGD-10 ${(100 * s.test_pgd10_acc).toFixed(1)}%` +
-        (s.tas != null ? `, TAS ${(100 * s.tas).toFixed(1)}%` : '') + ` (${s.seconds.toFixed(1)} s, ${(1000 * s.seconds / s.batches).toFixed(0)} ms per training step)`;
+        (s.tas != null ? `, TAS ${(100 * s.tas).toFixed(1)}%` : '') +
+        ` (training ${s.train_seconds.toFixed(1)} s = ${(1000 * s.train_seconds / s.batches).toFixed(0)} ms per step of batch 64; evaluation ${s.eval_seconds.toFixed(1)} s)`;
       $('train-status').dataset.epoch = s.epoch;
-      $('train-status').dataset.stepMs = (1000 * s.seconds / s.batches).toFixed(1);
+      $('train-status').dataset.stepMs = (1000 * s.train_seconds / s.batches).toFixed(1);
       drawTrain();
     }
     if (m.type === 'done' || m.type === 'error') {

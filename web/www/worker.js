@@ -18,14 +18,16 @@ self.onmessage = async (ev) => {
     await init();
     const lab = await TrainingLab.create(m.backend, m.teacher, m.method, m.arch, m.epochs, m.steps, 0);
     self.postMessage({ type: 'started', backend: lab.backend() });
-    // 1438 training digits in batches of 64.
-    const batches = Math.ceil(1438 / 64);
     while (!lab.is_done() && !stop) {
       const t0 = performance.now();
-      const stats = JSON.parse(await lab.epoch());
-      stats.seconds = (performance.now() - t0) / 1000;
-      stats.batches = batches;
+      const stats = JSON.parse(await lab.train_epoch());
+      const t1 = performance.now();
+      Object.assign(stats, JSON.parse(await lab.evaluate()));
+      stats.train_seconds = (t1 - t0) / 1000;
+      stats.eval_seconds = (performance.now() - t1) / 1000;
       self.postMessage({ type: 'epoch', stats });
+      // Let a pending 'stop' message in before the next epoch.
+      await new Promise((resolve) => setTimeout(resolve, 0));
     }
     const bytes = await lab.save_student();
     self.postMessage({ type: 'done', stopped: stop, bytes }, [bytes.buffer]);
