@@ -18,5 +18,7 @@ fi
 cargo build -p saad-web --target wasm32-unknown-unknown --profile "$profile"
 dir=$profile
 [ "$profile" = dev ] && dir=debug
-wasm-bindgen --target web --no-typescript --out-dir web/www/pkg "target/wasm32-unknown-unknown/$dir/saad_web.wasm"
+# The target directory as cargo sees it (CARGO_TARGET_DIR, a config file, or ./target).
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+wasm-bindgen --target web --no-typescript --out-dir web/www/pkg "$target/wasm32-unknown-unknown/$dir/saad_web.wasm"
 ls -l web/www/pkg >&2
