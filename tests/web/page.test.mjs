@@ -134,6 +134,23 @@ test('the page attacks, trains and rejects bad files on every available backend'
       assert.match(error, /broken\.saad/);
       assert.match(error, /not a saad checkpoint/);
       assert.match(await page.textContent('#teacher-desc'), /small-cnn/);
+
+      if (backend === 'cpu') {
+        // CIFAR-10 binary batches: a truncated one is named and explained; a valid one (two
+        // records) does not fit the 16x16 digit models, and the page says so.
+        const upload = async (name, buffer) => {
+          await page.evaluate(() => { document.getElementById('error').hidden = true; });
+          await page.setInputFiles('#cifar-file', { name, mimeType: 'application/octet-stream', buffer });
+          await page.waitForFunction(() => !document.getElementById('error').hidden, null, { timeout: 60_000 });
+          return page.textContent('#error');
+        };
+        assert.match(await upload('cut.bin', Buffer.alloc(3000)), /cut\.bin.*not a whole number of 3073-byte/);
+        const two = Buffer.alloc(2 * 3073, 128);
+        two[0] = 3;
+        two[3073] = 7;
+        assert.match(await upload('test_batch.bin', two), /do not fit the student \(10 classes, 16x16\)/);
+        assert.match(await page.textContent('#data-desc'), /built-in digits/);
+      }
       await page.close();
     }
   } finally {

@@ -83,7 +83,7 @@ fn load_model(bytes: &[u8], name: &str, device: &Device) -> Result<(Net, ModelSp
 pub struct Lab {
     device: Device,
     backend: String,
-    teacher: Option<(Net, ModelSpec)>,
+    teacher: Option<(Net, ModelSpec, DatasetInfo)>,
     student: Option<(Net, ModelSpec, DatasetInfo)>,
     images: Option<ImageSet>,
     data: Option<DeviceSet>,
@@ -106,7 +106,7 @@ impl Lab {
     pub fn load_teacher(&mut self, bytes: &[u8], name: &str) -> Result<String, JsError> {
         let (m, spec, info) = load_model(bytes, name, &self.device)?;
         let d = format!("{spec}, trained on {}", info.name);
-        self.teacher = Some((m, spec));
+        self.teacher = Some((m, spec, info));
         Ok(d)
     }
 
@@ -171,9 +171,26 @@ impl Lab {
         image_rgba(&px, s.height, s.width)
     }
 
+    /// The teacher and the student, once they fit each other and the images: a mismatch is
+    /// a message, not a shape error inside a forward pass.
     fn models(&self) -> Result<(&Net, &Net), JsError> {
         let t = self.teacher.as_ref().ok_or_else(|| err("load a teacher first"))?;
         let s = self.student.as_ref().ok_or_else(|| err("load a student first"))?;
+        let (ti, si) = (&t.2, &s.2);
+        if t.1.num_classes != s.1.num_classes || ti.image_size != si.image_size {
+            return Err(err(format!(
+                "the teacher ({}, {} classes, {}x{} {}) and the student ({}, {} classes, {}x{} {}) do not match: load a pair trained on the same data",
+                t.1, t.1.num_classes, ti.image_size, ti.image_size, ti.name, s.1, s.1.num_classes, si.image_size, si.image_size, si.name
+            )));
+        }
+        if let Some(set) = &self.images {
+            if set.num_classes != s.1.num_classes || set.height != si.image_size {
+                return Err(err(format!(
+                    "the images ({} classes, {}x{}) do not fit the models ({} classes, {}x{}): load matching images",
+                    set.num_classes, set.height, set.width, s.1.num_classes, si.image_size, si.image_size
+                )));
+            }
+        }
         Ok((&t.0, &s.0))
     }
 

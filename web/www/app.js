@@ -320,7 +320,15 @@ function onFile(kind) {
     if (!f) return;
     try {
       if (kind === 'teacher') $('teacher-desc').textContent = lab.load_teacher(f.bytes, f.name);
-      if (kind === 'student') $('student-desc').textContent = lab.load_student(f.bytes, f.name);
+      if (kind === 'student') {
+        $('student-desc').textContent = lab.load_student(f.bytes, f.name);
+        // The digits are rendered at the student's size; CIFAR images must already fit.
+        if (!files.cifar) {
+          const n = lab.use_digits(lab.student_image_size());
+          $('data-desc').textContent = `built-in digits, ${n} test images at ${lab.image_size()}x${lab.image_size()}`;
+          drawGrid();
+        }
+      }
       if (kind === 'cifar') {
         lab.use_cifar10(f.bytes, f.name);
         classes = JSON.parse(lab.class_names());
