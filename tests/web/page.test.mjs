@@ -115,16 +115,18 @@ test('the page attacks, trains and rejects bad files on every available backend'
       await page.screenshot({ path: path.join(out, `page-${backend}.png`), fullPage: true });
 
       if (backend === 'cpu') {
-        // Stop: a long run ends after the epoch in progress and still offers the student.
+        // Stop: a long run ends after the batch in progress and still offers the student.
         await page.fill('#train-epochs', '50');
         await page.fill('#train-steps', '1');
         await page.click('#train-start');
-        await page.waitForFunction(() => /^epoch \d+\/50/.test(document.getElementById('train-status').textContent), null, { timeout: 300_000 });
+        await page.waitForFunction(() => Number(document.getElementById('train-progress').dataset.batch) >= 2, null, { timeout: 300_000 });
         await page.click('#train-stop');
         await page.waitForFunction(() => !document.getElementById('train-save').hidden, null, { timeout: 300_000 });
         const status = await page.textContent('#train-status');
         assert.match(status, /stopped\.$/);
-        assert.ok(Number(await page.evaluate(() => document.getElementById('train-status').dataset.epoch)) < 50, status);
+        const progress = await page.textContent('#train-progress');
+        assert.match(progress, /^epoch (\d+)\/50, batch \d+\/23: .* stopped here/);
+        assert.ok(Number(progress.match(/^epoch (\d+)/)[1]) < 50, progress);
       }
 
       // A bad file: a clear message naming it, and the loaded teacher stays.

@@ -16,7 +16,7 @@ use saad_core::data::{DeviceSet, ImageSet, cifar, digits};
 use saad_core::losses::{cross_entropy, cw_margin};
 use saad_core::models::{ModelSpec, Net};
 use saad_core::train::methods::saad::SaadObjective;
-use saad_core::train::{LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, TransferStats};
+use saad_core::train::{EpochRun, LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, TransferStats};
 use saad_core::transfer::{COLUMNS, TransferAttack, batch_columns, records_from_columns};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
@@ -299,6 +299,8 @@ pub struct TrainingLab {
     train: DeviceSet,
     test: DeviceSet,
     backend: String,
+    /// The epoch in progress, trained one batch per call.
+    run: Option<EpochRun>,
 }
 
 #[wasm_bindgen]
@@ -326,7 +328,7 @@ impl TrainingLab {
         if method.needs_teacher() {
             trainer = trainer.with_teacher(&t);
         }
-        Ok(TrainingLab { train: DeviceSet::upload(&train_set, &device), test: DeviceSet::upload(&test_set.take(200), &device), trainer, backend })
+        Ok(TrainingLab { train: DeviceSet::upload(&train_set, &device), test: DeviceSet::upload(&test_set.take(200), &device), trainer, backend, run: None })
     }
 
     pub fn backend(&self) -> String {
@@ -337,14 +339,46 @@ impl TrainingLab {
         self.trainer.is_done()
     }
 
-    /// One epoch of training; returns JSON: epoch, batches, loss, training accuracy, TAS. The
-    /// worker times this call alone for the time of a training step.
-    pub async fn train_epoch(&mut self) -> Result<String, JsError> {
-        let pending = self.trainer.train_epoch_pending(&self.train, &mut |_, _| {});
+    /// Trains the next batch (starting an epoch when none is in progress) and reads the
+    /// epoch's running sums, the one read per batch; returns JSON: epoch (1-based), batch,
+    /// batches, running loss and training accuracy. The worker awaits between batches, so a
+    /// Stop gets in and the charts move on every step.
+    pub async fn train_batch(&mut self) -> Result<String, JsError> {
+        let mut run = match self.run.take() {
+            Some(run) => run,
+            None => self.trainer.start_epoch(&self.train),
+        };
+        self.trainer.train_next_batch(&mut run, &self.train);
+        let v = read(run.sums.clone().slice(0..2)).await?;
+        let images = run.images().max(1) as f32;
+        let out = json!({
+            "epoch": self.trainer.epochs_done + 1, "epochs": self.trainer.config.epochs,
+            "batch": run.batches_done(), "batches": run.num_batches(),
+            "loss": v[0] / images, "train_acc": v[1] / images,
+        });
+        self.run = Some(run);
+        Ok(out.to_string())
+    }
+
+    /// True when the epoch in progress has no batches left (call `end_epoch`).
+    pub fn epoch_complete(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| r.is_complete())
+    }
+
+    /// Closes the epoch trained by `train_batch`; returns JSON: epoch, batches, loss, training
+    /// accuracy, TAS of the epoch.
+    pub async fn end_epoch(&mut self) -> Result<String, JsError> {
+        let run = self.run.take().ok_or_else(|| err("no epoch in progress"))?;
+        if !run.is_complete() {
+            let left = run.num_batches() - run.batches_done();
+            self.run = Some(run);
+            return Err(err(format!("the epoch has {left} batches left")));
+        }
+        let batches = run.num_batches();
+        let pending = self.trainer.end_epoch(run, &self.train);
         let stats = pending.finish(&read(pending.sums.clone()).await?);
         Ok(json!({
-            "epoch": stats.epoch, "epochs": self.trainer.config.epochs,
-            "batches": self.train.len.div_ceil(self.trainer.config.batch_size),
+            "epoch": stats.epoch, "epochs": self.trainer.config.epochs, "batches": batches,
             "loss": stats.loss, "train_acc": stats.accuracy, "tas": stats.transfer.as_ref().map(|t| t.tas),
         })
         .to_string())

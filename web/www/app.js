@@ -271,10 +271,17 @@ function startTraining() {
   $('train-stop').disabled = false;
   $('train-save').hidden = true;
   delete $('train-status').dataset.epoch;
+  $('train-progress').textContent = '';
+  delete $('train-progress').dataset.batch;
   $('train-status').textContent = 'starting the worker…';
   worker.onmessage = (ev) => {
     const m = ev.data;
     if (m.type === 'started') $('train-status').textContent = `training on ${m.backend}…`;
+    if (m.type === 'batch') {
+      const p = m.progress;
+      $('train-progress').textContent = `epoch ${p.epoch}/${p.epochs}, batch ${p.batch}/${p.batches}: running loss ${p.loss.toFixed(4)}, train acc ${(100 * p.train_acc).toFixed(1)}%`;
+      $('train-progress').dataset.batch = p.batch;
+    }
     if (m.type === 'epoch') {
       history.push(m.stats);
       const s = m.stats;
@@ -296,6 +303,7 @@ function startTraining() {
       $('train-save').href = url;
       $('train-save').hidden = false;
       $('train-status').textContent += m.stopped ? ' — stopped.' : ' — done.';
+      if (m.stopped) $('train-progress').textContent += ' — stopped here; the student can be saved as it is.';
     }
     if (m.type === 'error') showError('training: ' + m.message);
   };

@@ -1,5 +1,5 @@
-// The training lab's worker: a short distillation in its own wasm instance, one message per
-// epoch, stopped between epochs on request.
+// The training lab's worker: a short distillation in its own wasm instance, a progress message
+// per batch and statistics per epoch; a Stop takes effect after the batch in progress.
 // Rust panics print their stack (saad-web's panic hook); keep enough frames to be useful.
 Error.stackTraceLimit = 64;
 import init, { TrainingLab } from './pkg/saad_web.js';
@@ -18,16 +18,22 @@ self.onmessage = async (ev) => {
     await init();
     const lab = await TrainingLab.create(m.backend, m.teacher, m.method, m.arch, m.epochs, m.steps, 0);
     self.postMessage({ type: 'started', backend: lab.backend() });
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 0));
     while (!lab.is_done() && !stop) {
       const t0 = performance.now();
-      const stats = JSON.parse(await lab.train_epoch());
+      // One batch per call, with a pause after each so that a 'stop' message gets in.
+      while (!lab.epoch_complete() && !stop) {
+        const p = JSON.parse(await lab.train_batch());
+        self.postMessage({ type: 'batch', progress: p });
+        await pause();
+      }
+      if (stop) break;
+      const stats = JSON.parse(await lab.end_epoch());
       const t1 = performance.now();
       Object.assign(stats, JSON.parse(await lab.evaluate()));
       stats.train_seconds = (t1 - t0) / 1000;
       stats.eval_seconds = (performance.now() - t1) / 1000;
       self.postMessage({ type: 'epoch', stats });
-      // Let a pending 'stop' message in before the next epoch.
-      await new Promise((resolve) => setTimeout(resolve, 0));
     }
     const bytes = await lab.save_student();
     self.postMessage({ type: 'done', stopped: stop, bytes }, [bytes.buffer]);

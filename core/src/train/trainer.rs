@@ -51,6 +51,33 @@ pub struct PendingEpoch {
     pub images: usize,
 }
 
+/// An epoch being trained batch by batch (see [`Trainer::start_epoch`]).
+pub struct EpochRun {
+    order: EpochOrder,
+    batches: usize,
+    next: usize,
+    /// `[loss sum, correct count, transfer sums...]` over the batches trained so far.
+    pub sums: Tensor<1>,
+    lr: f64,
+    images: usize,
+}
+
+impl EpochRun {
+    pub fn batches_done(&self) -> usize {
+        self.next
+    }
+    pub fn num_batches(&self) -> usize {
+        self.batches
+    }
+    /// Images trained on so far in this epoch.
+    pub fn images(&self) -> usize {
+        self.images
+    }
+    pub fn is_complete(&self) -> bool {
+        self.next >= self.batches
+    }
+}
+
 impl PendingEpoch {
     /// The statistics from the values of [`sums`](Self::sums).
     pub fn finish(&self, v: &[f32]) -> EpochStats {
@@ -174,6 +201,21 @@ impl Trainer {
     /// Trains one epoch without reading anything back: the statistics stay on the device in
     /// [`PendingEpoch::sums`] for the caller to read (asynchronously in the browser).
     pub fn train_epoch_pending(&mut self, data: &DeviceSet, on_batch: &mut dyn FnMut(usize, usize)) -> PendingEpoch {
+        let mut run = self.start_epoch(data);
+        while !run.is_complete() {
+            self.train_next_batch(&mut run, data);
+            on_batch(run.next, run.batches);
+        }
+        self.end_epoch(run, data)
+    }
+
+    /// The next epoch, to be trained one batch at a time with [`train_next_batch`](Self::train_next_batch)
+    /// (the browser yields between batches so that a Stop gets in) and closed by
+    /// [`end_epoch`](Self::end_epoch).
+    ///
+    /// # Panics
+    /// If the method distils from a teacher and none was set (callers check first).
+    pub fn start_epoch(&self, data: &DeviceSet) -> EpochRun {
         assert!(
             self.teacher.is_some() || !self.config.method.needs_teacher(),
             "{} needs a teacher",
@@ -182,57 +224,70 @@ impl Trainer {
         let cfg = &self.config;
         let epoch = self.epochs_done; // 0-based
         let order = EpochOrder::new(data.len, cfg.batch_size, derive_seed(cfg.seed, &[stream::ORDER, epoch as u64]), &self.device);
-        let nb = order.num_batches();
+        let batches = order.num_batches();
         // [loss sum, correct count, transfer sums...]
-        let mut sums = Tensor::<1>::zeros([2 + SUMS_LEN], &self.device);
-        let mut lr = cfg.lr;
-        for b in 0..nb {
-            // Every random draw of this batch (augmentation, attack start) follows from here.
-            self.device.seed(derive_seed(cfg.seed, &[stream::BATCH, epoch as u64, b as u64]));
-            let (x, y) = data.gather(order.batch_indices(b));
-            let x = match &cfg.augment {
-                Some(aug) => aug.apply(x),
-                None => x,
-            };
-            let n = y.dims()[0];
-            lr = cfg.schedule.lr(cfg.lr, epoch, b, nb, cfg.epochs);
-            let ctx = BatchContext {
-                student: &self.model,
-                teacher: self.teacher.as_ref(),
-                x,
-                y: y.clone(),
-                epoch: epoch + 1,
-                epochs: cfg.epochs,
-                attack: &cfg.attack,
-                params: &cfg.params,
-            };
-            let out = self.method.batch_loss(&ctx);
-            let mut parts = vec![
-                out.loss.clone().detach().without_autodiff().mul_scalar(n as f64),
-                losses::correct(out.logits.clone().detach().without_autodiff(), y.clone()).sum(),
-            ];
-            let transfer = match (&self.teacher, &out.x_adv) {
-                (Some(teacher), Some(x_adv)) => {
-                    // Methods that did not evaluate the teacher on x' pay one teacher forward here.
-                    let t_adv = out.teacher_adv.clone().unwrap_or_else(|| teacher.forward(x_adv.clone()));
-                    Some(kernels::transfer_sums(Route::Auto, t_adv, out.student_adv.clone(), y.clone(), &cfg.params))
-                }
-                _ => None,
-            };
-            parts.push(transfer.unwrap_or_else(|| Tensor::zeros([SUMS_LEN], &self.device)));
-            sums = sums + Tensor::cat(parts, 0);
-            let grads = GradientsParams::from_grads(out.loss.backward(), &self.model);
-            self.model = self.optim.step(lr, self.model.clone(), grads);
-            on_batch(b + 1, nb);
-        }
+        let sums = Tensor::<1>::zeros([2 + SUMS_LEN], &self.device);
+        EpochRun { order, batches, next: 0, sums, lr: cfg.lr, images: 0 }
+    }
+
+    /// Trains batch `run.next` of the epoch `run` belongs to.
+    pub fn train_next_batch(&mut self, run: &mut EpochRun, data: &DeviceSet) {
+        let cfg = &self.config;
+        let (epoch, b, nb) = (self.epochs_done, run.next, run.batches);
+        // Every random draw of this batch (augmentation, attack start) follows from here.
+        self.device.seed(derive_seed(cfg.seed, &[stream::BATCH, epoch as u64, b as u64]));
+        let (x, y) = data.gather(run.order.batch_indices(b));
+        let x = match &cfg.augment {
+            Some(aug) => aug.apply(x),
+            None => x,
+        };
+        let n = y.dims()[0];
+        run.lr = cfg.schedule.lr(cfg.lr, epoch, b, nb, cfg.epochs);
+        let ctx = BatchContext {
+            student: &self.model,
+            teacher: self.teacher.as_ref(),
+            x,
+            y: y.clone(),
+            epoch: epoch + 1,
+            epochs: cfg.epochs,
+            attack: &cfg.attack,
+            params: &cfg.params,
+        };
+        let out = self.method.batch_loss(&ctx);
+        let mut parts = vec![
+            out.loss.clone().detach().without_autodiff().mul_scalar(n as f64),
+            losses::correct(out.logits.clone().detach().without_autodiff(), y.clone()).sum(),
+        ];
+        let transfer = match (&self.teacher, &out.x_adv) {
+            (Some(teacher), Some(x_adv)) => {
+                // Methods that did not evaluate the teacher on x' pay one teacher forward here.
+                let t_adv = out.teacher_adv.clone().unwrap_or_else(|| teacher.forward(x_adv.clone()));
+                Some(kernels::transfer_sums(Route::Auto, t_adv, out.student_adv.clone(), y.clone(), &cfg.params))
+            }
+            _ => None,
+        };
+        parts.push(transfer.unwrap_or_else(|| Tensor::zeros([SUMS_LEN], &self.device)));
+        run.sums = run.sums.clone() + Tensor::cat(parts, 0);
+        run.images += n;
+        let grads = GradientsParams::from_grads(out.loss.backward(), &self.model);
+        self.model = self.optim.step(run.lr, self.model.clone(), grads);
+        run.next += 1;
+    }
+
+    /// Closes a complete epoch: counts it, updates the weight average.
+    ///
+    /// # Panics
+    /// If batches of `run` are left.
+    pub fn end_epoch(&mut self, run: EpochRun, data: &DeviceSet) -> PendingEpoch {
+        assert!(run.is_complete(), "end_epoch with {} of {} batches trained", run.next, run.batches);
         self.epochs_done += 1;
-        if cfg.swa_start.is_some_and(|s| self.epochs_done >= s) {
+        if self.config.swa_start.is_some_and(|s| self.epochs_done >= s) {
             match &mut self.average {
                 Some(avg) => avg.update(&self.model),
                 None => self.average = Some(WeightAverage::new(&self.model)),
             }
         }
-        PendingEpoch { sums, epoch: self.epochs_done, lr, images: data.len }
+        PendingEpoch { sums: run.sums, epoch: self.epochs_done, lr: run.lr, images: data.len }
     }
 
     /// The student in eval mode (BatchNorm running statistics, no parameter gradients).
