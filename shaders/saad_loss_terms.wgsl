@@ -11,65 +11,35 @@
 @group(0) @binding(2) var<storage, read_write> params: array<f32>; // [batch, classes, gamma]
 @group(0) @binding(3) var<storage, read_write> terms: array<f32>;  // [batch, 4]: H, L_adv, L_IG, L_nat
 
-// z = a[i] - b[j] (b unused when diff is false), row of the teacher (t) or student buffer.
-fn tz(k: u32, i: u32, c: u32, n: u32, b: u32) -> f32 {
-    return teacher[(k * b + i) * n + c];
+fn row(k: u32, i: u32, c: u32, n: u32, b: u32, is_teacher: bool) -> f32 {
+    let at = (k * b + i) * n + c;
+    if (is_teacher) { return teacher[at]; }
+    return student[at];
 }
 
-fn sz(k: u32, i: u32, c: u32, n: u32, b: u32) -> f32 {
-    return student[(k * b + i) * n + c];
+// Logit c of row k, k = 3 meaning (+) - (-). (saad_loss_backward.wgsl has the same helpers:
+// WGSL has no includes.)
+fn z(k: u32, i: u32, c: u32, n: u32, b: u32, is_teacher: bool) -> f32 {
+    if (k == 3u) { return row(1u, i, c, n, b, is_teacher) - row(2u, i, c, n, b, is_teacher); }
+    return row(k, i, c, n, b, is_teacher);
 }
 
-// Log-sum-exp of teacher row k (or of rows 1 - 2 when k == 3).
-fn t_lse(k: u32, i: u32, n: u32, b: u32) -> f32 {
+fn lse(k: u32, i: u32, n: u32, b: u32, is_teacher: bool) -> f32 {
     var m = -3.4e38;
-    for (var c = 0u; c < n; c++) {
-        var v = 0.0;
-        if (k == 3u) { v = tz(1u, i, c, n, b) - tz(2u, i, c, n, b); } else { v = tz(k, i, c, n, b); }
-        m = max(m, v);
-    }
+    for (var c = 0u; c < n; c++) { m = max(m, z(k, i, c, n, b, is_teacher)); }
     var s = 0.0;
-    for (var c = 0u; c < n; c++) {
-        var v = 0.0;
-        if (k == 3u) { v = tz(1u, i, c, n, b) - tz(2u, i, c, n, b); } else { v = tz(k, i, c, n, b); }
-        s += exp(v - m);
-    }
+    for (var c = 0u; c < n; c++) { s += exp(z(k, i, c, n, b, is_teacher) - m); }
     return m + log(s);
 }
 
-fn s_lse(k: u32, i: u32, n: u32, b: u32) -> f32 {
-    var m = -3.4e38;
-    for (var c = 0u; c < n; c++) {
-        var v = 0.0;
-        if (k == 3u) { v = sz(1u, i, c, n, b) - sz(2u, i, c, n, b); } else { v = sz(k, i, c, n, b); }
-        m = max(m, v);
-    }
-    var s = 0.0;
-    for (var c = 0u; c < n; c++) {
-        var v = 0.0;
-        if (k == 3u) { v = sz(1u, i, c, n, b) - sz(2u, i, c, n, b); } else { v = sz(k, i, c, n, b); }
-        s += exp(v - m);
-    }
-    return m + log(s);
-}
-
-// KL(softmax(teacher row k) || softmax(student row k)), k = 3 meaning (+) - (-).
+// KL(softmax(teacher row k) || softmax(student row k)).
 fn kl(k: u32, i: u32, n: u32, b: u32) -> f32 {
-    let lt = t_lse(k, i, n, b);
-    let ls = s_lse(k, i, n, b);
+    let lt = lse(k, i, n, b, true);
+    let ls = lse(k, i, n, b, false);
     var acc = 0.0;
     for (var c = 0u; c < n; c++) {
-        var t = 0.0;
-        var s = 0.0;
-        if (k == 3u) {
-            t = tz(1u, i, c, n, b) - tz(2u, i, c, n, b);
-            s = sz(1u, i, c, n, b) - sz(2u, i, c, n, b);
-        } else {
-            t = tz(k, i, c, n, b);
-            s = sz(k, i, c, n, b);
-        }
-        let log_p = t - lt;
-        acc += exp(log_p) * (log_p - (s - ls));
+        let log_p = z(k, i, c, n, b, true) - lt;
+        acc += exp(log_p) * (log_p - (z(k, i, c, n, b, false) - ls));
     }
     return acc;
 }
@@ -83,17 +53,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= b) {
         return;
     }
-    let lt = t_lse(1u, i, n, b);
+    let lt = lse(1u, i, n, b, true);
     var h = 0.0;
     if (abs(gamma - 1.0) < 1e-12) {
         for (var c = 0u; c < n; c++) {
-            let p = exp(tz(1u, i, c, n, b) - lt);
+            let p = exp(row(1u, i, c, n, b, true) - lt);
             h -= p * log(p + 1e-12);
         }
     } else {
         var s = 0.0;
         for (var c = 0u; c < n; c++) {
-            s += pow(exp(tz(1u, i, c, n, b) - lt), gamma);
+            s += pow(exp(row(1u, i, c, n, b, true) - lt), gamma);
         }
         h = log(s) / (1.0 - gamma);
     }
