@@ -5,7 +5,7 @@ use crate::attacks::{ObjectiveKind, Pgd, Start, fgsm};
 use crate::data::DeviceSet;
 use crate::models::Net;
 use crate::train::methods::MethodParams;
-use crate::train::methods::saad::saad_inner_max;
+use crate::train::methods::saad::SaadObjective;
 use crate::train::transfer_stats::{TransferBatch, TransferStats};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -61,14 +61,36 @@ pub struct SampleRecord {
 
 /// Crafts the adversarial batch against `student` (eval mode).
 pub fn craft(attack: TransferAttack, student: &Net, teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, eps: f32, alpha: f32, params: &MethodParams) -> Tensor<4> {
+    craft_traced(attack, student, teacher, x, y, eps, alpha, params, false).0
+}
+
+/// [`craft`], also returning the start point and every iterate when `keep` is set (the page's
+/// step-through view; FGSM's are x and x'). Nothing is read back.
+#[allow(clippy::too_many_arguments)]
+pub fn craft_traced(
+    attack: TransferAttack,
+    student: &Net,
+    teacher: &Net,
+    x: &Tensor<4>,
+    y: &Tensor<1, Int>,
+    eps: f32,
+    alpha: f32,
+    params: &MethodParams,
+    keep: bool,
+) -> (Tensor<4>, Vec<Tensor<4>>) {
     let forward = |x| student.forward(x);
     let ce = ObjectiveKind::CrossEntropy { labels: y.clone() };
     match attack {
-        TransferAttack::Fgsm => fgsm(&forward, &ce, x, eps),
-        TransferAttack::Pgd { steps } => Pgd { eps, alpha, steps, start: Start::Uniform, restarts: 1 }.run(&forward, &ce, x),
+        TransferAttack::Fgsm => {
+            let x_adv = fgsm(&forward, &ce, x, eps);
+            let iterates = if keep { vec![x.clone(), x_adv.clone()] } else { Vec::new() };
+            (x_adv, iterates)
+        }
+        TransferAttack::Pgd { steps } => Pgd { eps, alpha, steps, start: Start::Uniform, restarts: 1 }.run_traced(&forward, &ce, x, keep),
         TransferAttack::Saad { steps } => {
+            // saad_inner_max, with the iterates.
             let pgd = Pgd { eps, alpha, steps, start: Start::Gaussian(params.init_sigma), restarts: 1 };
-            saad_inner_max(student, teacher, x, y, &pgd, params.saad_lambda).1
+            pgd.run_traced(&forward, &SaadObjective::new(teacher, x, y, params.saad_lambda), x, keep)
         }
     }
 }

@@ -8,16 +8,16 @@
 mod render;
 
 use render::{delta_rgba, image_rgba};
-use saad_core::attacks::{ObjectiveKind, Pgd, Start, input_gradient, step};
+use saad_core::attacks::{ObjectiveKind, Pgd};
 use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::TensorData;
 use saad_core::checkpoint::{Checkpoint, DatasetInfo};
 use saad_core::data::{DeviceSet, ImageSet, cifar, digits};
-use saad_core::losses::{cross_entropy, cw_margin};
+use saad_core::burn::tensor::activation::softmax;
+use saad_core::losses::{cross_entropy, cw_margin, entropy};
 use saad_core::models::{ModelSpec, Net};
-use saad_core::train::methods::saad::SaadObjective;
 use saad_core::train::{EpochRun, LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, TransferStats};
-use saad_core::transfer::{COLUMNS, TransferAttack, batch_columns, records_from_columns};
+use saad_core::transfer::{COLUMNS, TransferAttack, batch_columns, craft_traced, records_from_columns};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 
@@ -61,15 +61,18 @@ async fn read(t: Tensor<1>) -> Result<Vec<f32>, JsError> {
     Ok(t.into_data_async().await.map_err(err)?.iter::<f32>().collect())
 }
 
-fn softmax_row(logits: &[f32]) -> Vec<f32> {
-    let m = logits.iter().cloned().fold(f32::MIN, f32::max);
-    let e: Vec<f32> = logits.iter().map(|v| (v - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
-}
-
 fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().fold((0, f32::MIN), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
+}
+
+/// The page's attack names: fgsm, pgd (CE, uniform start) or saad (SAAD's inner maximisation).
+fn transfer_attack(name: &str, steps: usize) -> Result<TransferAttack, JsError> {
+    match name {
+        "fgsm" => Ok(TransferAttack::Fgsm),
+        "pgd" => Ok(TransferAttack::Pgd { steps }),
+        "saad" => Ok(TransferAttack::Saad { steps }),
+        other => Err(err(format!("unknown attack {other:?}: expected fgsm, pgd or saad"))),
+    }
 }
 
 fn load_model(bytes: &[u8], name: &str, device: &Device) -> Result<(Net, ModelSpec, DatasetInfo), JsError> {
@@ -212,41 +215,43 @@ impl Lab {
         let (teacher, student) = self.models()?;
         let (x, y) = self.example(index)?;
         self.device.seed(seed as u64);
-        let forward = |t| student.forward(t);
-        let ce = ObjectiveKind::CrossEntropy { labels: y.clone() };
-        let (x_adv, iterates) = match attack.as_str() {
-            "fgsm" => {
-                let g = input_gradient(&forward, &ce, &x);
-                let adv = step::pgd_update(x.clone(), g, &x, eps, eps);
-                (adv.clone(), vec![x.clone(), adv])
-            }
-            "pgd" => Pgd { eps, alpha, steps, start: Start::Uniform, restarts: 1 }.run_traced(&forward, &ce, &x, true),
-            "saad" => {
-                let objective = SaadObjective::new(teacher, &x, &y, 1.0);
-                Pgd { eps, alpha, steps, start: Start::Gaussian(0.001), restarts: 1 }.run_traced(&forward, &objective, &x, true)
-            }
-            other => return Err(err(format!("unknown attack {other:?}: expected fgsm, pgd or saad"))),
-        };
-        // Loss and margin of the student along the way; the clean image first (the iterates
-        // start from a random point, so the perturbation is measured against x itself).
+        let kind = transfer_attack(&attack, steps)?;
+        let (x_adv, iterates) = craft_traced(kind, student, teacher, &x, &y, eps, alpha, &MethodParams::default(), true);
+        // One read: the student's loss and margin along the way, the clean image and every
+        // iterate (the iterates start from a random point, so the perturbation is measured
+        // against x itself), both models' probabilities on x and x', the teacher's entropy on x'.
         let k = iterates.len();
         let logits = student.forward(Tensor::cat(iterates.clone(), 0));
         let yk = y.clone().expand([k]);
-        let trace = read(Tensor::cat(vec![cross_entropy(logits.clone(), yk.clone()), cw_margin(logits, yk).neg()], 0)).await?;
-        let frames = read(Tensor::cat([vec![x.clone()], iterates].concat(), 0).reshape([-1])).await?;
-        let probe = Tensor::cat(vec![x.clone(), x_adv.clone()], 0);
-        let t_logits = read(teacher.forward(probe.clone()).reshape([-1])).await?;
-        let s_logits = read(student.forward(probe).reshape([-1])).await?;
-        let c = t_logits.len() / 2;
+        let frames = Tensor::cat([vec![x.clone()], iterates].concat(), 0);
+        let probe = Tensor::cat(vec![x.clone(), x_adv], 0);
+        let t_logits = teacher.forward(probe.clone());
+        let [_, c] = t_logits.dims();
+        let v = read(Tensor::cat(
+            vec![
+                cross_entropy(logits.clone(), yk.clone()),
+                cw_margin(logits, yk).neg(),
+                frames.reshape([-1]),
+                softmax(t_logits.clone(), 1).reshape([-1]),
+                softmax(student.forward(probe), 1).reshape([-1]),
+                entropy(t_logits.slice(1..2)),
+            ],
+            0,
+        ))
+        .await?;
         let (h, w) = (self.image_size(), self.image_size());
         let per = 3 * h * w;
+        let (trace, rest) = v.split_at(2 * k);
+        let (frames, rest) = rest.split_at((k + 1) * per);
+        let (pt, rest) = rest.split_at(2 * c);
+        let (ps, rest) = rest.split_at(2 * c);
+        let teacher_entropy = rest[0];
         let clean = &frames[..per];
         let frame = |i: usize| &frames[(i + 1) * per..(i + 2) * per];
         let adv = frame(k - 1);
         let linf = clean.iter().zip(adv).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        let (pt_clean, pt_adv) = (softmax_row(&t_logits[..c]), softmax_row(&t_logits[c..]));
-        let (ps_clean, ps_adv) = (softmax_row(&s_logits[..c]), softmax_row(&s_logits[c..]));
-        let entropy: f32 = -pt_adv.iter().map(|p| p * (p + 1e-12).ln()).sum::<f32>();
+        let (pt_clean, pt_adv) = pt.split_at(c);
+        let (ps_clean, ps_adv) = ps.split_at(c);
         let label = self.label(index) as usize;
         Ok(json!({
             "index": index, "label": label, "attack": attack, "eps": eps, "alpha": alpha, "steps": steps,
@@ -256,10 +261,10 @@ impl Lab {
             "deltas": (0..k).map(|i| delta_rgba(clean, frame(i), h, w, eps)).collect::<Vec<_>>(),
             "loss": trace[..k], "margin": trace[k..],
             "teacher_clean": pt_clean, "teacher_adv": pt_adv, "student_clean": ps_clean, "student_adv": ps_adv,
-            "teacher_pred_clean": argmax(&pt_clean), "teacher_pred_adv": argmax(&pt_adv),
-            "student_pred_clean": argmax(&ps_clean), "student_pred_adv": argmax(&ps_adv),
-            "transfers": argmax(&pt_adv) != label, "student_fooled": argmax(&ps_adv) != label,
-            "teacher_entropy": entropy,
+            "teacher_pred_clean": argmax(pt_clean), "teacher_pred_adv": argmax(pt_adv),
+            "student_pred_clean": argmax(ps_clean), "student_pred_adv": argmax(ps_adv),
+            "transfers": argmax(pt_adv) != label, "student_fooled": argmax(ps_adv) != label,
+            "teacher_entropy": teacher_entropy,
         })
         .to_string())
     }
@@ -273,12 +278,7 @@ impl Lab {
         if start >= end {
             return Err(err("empty batch"));
         }
-        let attack = match attack.as_str() {
-            "fgsm" => TransferAttack::Fgsm,
-            "pgd" => TransferAttack::Pgd { steps },
-            "saad" => TransferAttack::Saad { steps },
-            other => return Err(err(format!("unknown attack {other:?}"))),
-        };
+        let attack = transfer_attack(&attack, steps)?;
         self.device.seed(seed as u64);
         let x = data.images.clone().slice(start..end);
         let y = data.labels.clone().slice(start..end);
