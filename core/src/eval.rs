@@ -112,7 +112,7 @@ pub fn evaluate(
         }
         counts.push(correct);
     }
-    let counts = Tensor::cat(counts, 0).into_data().try_to_vec::<f32>().expect("f32 counts");
+    let counts = crate::host_copy::read_f32(Tensor::cat(counts, 0));
     attacks
         .iter()
         .zip(counts)

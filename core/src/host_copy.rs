@@ -7,6 +7,22 @@ use crate::models::Net;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static HOST_READS: AtomicU64 = AtomicU64::new(0);
+
+/// How many synchronous reads of device values this process has made through [`read_f32`]
+/// (every read in the training loop, the attacks and the evaluation goes through it), for the
+/// benchmark's reads-per-step figure and the tests that pin it.
+pub fn host_reads() -> u64 {
+    HOST_READS.load(Ordering::Relaxed)
+}
+
+/// Reads `t` back to the host as f32 values: a synchronisation point, counted by [`host_reads`].
+pub fn read_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    HOST_READS.fetch_add(1, Ordering::Relaxed);
+    t.into_data().iter::<f32>().collect()
+}
 
 /// `data` in memory of its own. A wgpu read can hand back bytes that still alias the device
 /// tensor's memory (seen with burn 0.22.1 on lavapipe: a flex tensor made from

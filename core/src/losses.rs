@@ -53,15 +53,17 @@ pub fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     logits.argmax(1).reshape([b]).equal(labels).float()
 }
 
-/// Rényi entropy of order `gamma` of `softmax(z)`: `log(sum_c p_c^gamma) / (1 - gamma)`, and
-/// Shannon entropy ([`entropy`]) at `gamma = 1`.
+/// Rényi entropy of order `gamma` of `softmax(z)`: `log(sum_c p_c^gamma + 1e-12) / (1 - gamma)`,
+/// and Shannon entropy ([`entropy`]) when `|gamma - 1| < 1e-6`, as the SAAD authors' utils.py
+/// `samplewise_renyi_entropy` (github HongsinLee/saad). Near 1 the quotient is rounding noise
+/// over a tiny denominator, hence the wide Shannon band.
 pub fn renyi_entropy(logits: Tensor<2>, gamma: f64) -> Tensor<1> {
-    if (gamma - 1.0).abs() < 1e-12 {
+    if (gamma - 1.0).abs() < 1e-6 {
         return entropy(logits);
     }
     let [b, _] = logits.dims();
     let p = softmax(logits, 1);
-    p.powf_scalar(gamma).sum_dim(1).reshape([b]).log().div_scalar(1.0 - gamma)
+    p.powf_scalar(gamma).sum_dim(1).reshape([b]).add_scalar(1e-12).log().div_scalar(1.0 - gamma)
 }
 
 /// SAAD sample weights from per-sample teacher entropies: `w_i = scale * (H_i - min_j H_j)` (not

@@ -186,10 +186,10 @@ pub fn transfer_records(
             None => batch_sums,
         });
         // The one read of the batch.
-        let v: Vec<f32> = cols.into_data().iter::<f32>().collect();
+        let v: Vec<f32> = crate::host_copy::read_f32(cols);
         records.extend(records_from_columns(&v, bi * batch));
         on_batch(bi + 1, nb);
     }
-    let v: Vec<f32> = sums.expect("a non-empty data set").into_data().iter::<f32>().collect();
+    let v: Vec<f32> = crate::host_copy::read_f32(sums.expect("a non-empty data set"));
     (records, TransferStats::from_sums(&v).expect("samples"))
 }

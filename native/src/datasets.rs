@@ -52,13 +52,30 @@ pub struct DataArgs {
     pub image_size: usize,
 }
 
+/// Which part of a dataset to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    /// The test set (Tiny-ImageNet: the labelled validation set).
+    Test,
+}
+
 /// (train, test) for the chosen dataset.
 pub fn load(args: &DataArgs) -> Result<(ImageSet, ImageSet)> {
+    Ok((load_split(args, Split::Train)?, load_split(args, Split::Test)?))
+}
+
+/// One split, reading only its files (evaluation never touches the training files: on
+/// Tiny-ImageNet those are 100,000 JPEGs).
+pub fn load_split(args: &DataArgs, split: Split) -> Result<ImageSet> {
     match args.data {
-        DatasetName::Digits => Ok(digits::load(args.image_size)?),
-        DatasetName::Cifar10 => load_cifar(&args.data_dir, CifarKind::Cifar10),
-        DatasetName::Cifar100 => load_cifar(&args.data_dir, CifarKind::Cifar100),
-        DatasetName::TinyImagenet => load_tiny_imagenet(&args.data_dir),
+        DatasetName::Digits => {
+            let (train, test) = digits::load(args.image_size)?;
+            Ok(if split == Split::Train { train } else { test })
+        }
+        DatasetName::Cifar10 => load_cifar(&args.data_dir, CifarKind::Cifar10, split),
+        DatasetName::Cifar100 => load_cifar(&args.data_dir, CifarKind::Cifar100, split),
+        DatasetName::TinyImagenet => load_tiny_imagenet(&args.data_dir, split),
     }
 }
 
@@ -86,7 +103,7 @@ fn missing(path: &Path, name: &str, url: &str, dir: &Path) -> anyhow::Error {
     )
 }
 
-pub fn load_cifar(dir: &Path, kind: CifarKind) -> Result<(ImageSet, ImageSet)> {
+pub fn load_cifar(dir: &Path, kind: CifarKind, split: Split) -> Result<ImageSet> {
     let (train_files, test_file) = kind.files();
     let root = resolve(dir, kind.folder(), test_file);
     let read = |name: &str| -> Result<ImageSet> {
@@ -97,9 +114,10 @@ pub fn load_cifar(dir: &Path, kind: CifarKind) -> Result<(ImageSet, ImageSet)> {
         let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         Ok(cifar::parse(&bytes, kind, &path.display().to_string())?)
     };
-    let train = cifar::concat(train_files.iter().map(|f| read(f)).collect::<Result<Vec<_>>>()?);
-    let test = read(test_file)?;
-    Ok((train, test))
+    match split {
+        Split::Train => Ok(cifar::concat(train_files.iter().map(|f| read(f)).collect::<Result<Vec<_>>>()?)),
+        Split::Test => read(test_file),
+    }
 }
 
 /// Decodes `files` on all cores, keeping their order.
@@ -128,7 +146,7 @@ fn decode_all(files: &[PathBuf]) -> Result<Vec<u8>> {
     })
 }
 
-pub fn load_tiny_imagenet(dir: &Path) -> Result<(ImageSet, ImageSet)> {
+pub fn load_tiny_imagenet(dir: &Path, split: Split) -> Result<ImageSet> {
     let url = "http://cs231n.stanford.edu/tiny-imagenet-200.zip";
     let root = resolve(dir, "tiny-imagenet-200", "wnids.txt");
     let wnids_path = root.join("wnids.txt");
@@ -136,6 +154,25 @@ pub fn load_tiny_imagenet(dir: &Path) -> Result<(ImageSet, ImageSet)> {
         return Err(missing(&wnids_path, "tiny-imagenet", url, dir));
     }
     let wnids = tiny_imagenet::parse_wnids(&std::fs::read_to_string(&wnids_path)?, &wnids_path.display().to_string())?;
+    let make = |pixels: Vec<u8>, labels: Vec<u32>| ImageSet {
+        name: "tiny-imagenet".into(),
+        pixels,
+        labels,
+        channels: 3,
+        height: tiny_imagenet::SIZE,
+        width: tiny_imagenet::SIZE,
+        num_classes: wnids.len(),
+        class_names: wnids.clone(),
+    };
+    if split == Split::Test {
+        let ann_path = root.join("val").join("val_annotations.txt");
+        if !ann_path.exists() {
+            return Err(missing(&ann_path, "tiny-imagenet", url, dir));
+        }
+        let ann = tiny_imagenet::parse_val_annotations(&std::fs::read_to_string(&ann_path)?, &wnids, &ann_path.display().to_string())?;
+        let val_files: Vec<PathBuf> = ann.iter().map(|(f, _)| root.join("val").join("images").join(f)).collect();
+        return Ok(make(decode_all(&val_files)?, ann.iter().map(|(_, l)| *l).collect()));
+    }
     let mut train_files = Vec::new();
     let mut train_labels = Vec::new();
     for (label, wnid) in wnids.iter().enumerate() {
@@ -152,23 +189,5 @@ pub fn load_tiny_imagenet(dir: &Path) -> Result<(ImageSet, ImageSet)> {
         train_labels.extend(std::iter::repeat_n(label as u32, files.len()));
         train_files.extend(files);
     }
-    let ann_path = root.join("val").join("val_annotations.txt");
-    if !ann_path.exists() {
-        return Err(missing(&ann_path, "tiny-imagenet", url, dir));
-    }
-    let ann = tiny_imagenet::parse_val_annotations(&std::fs::read_to_string(&ann_path)?, &wnids, &ann_path.display().to_string())?;
-    let val_files: Vec<PathBuf> = ann.iter().map(|(f, _)| root.join("val").join("images").join(f)).collect();
-    let make = |pixels: Vec<u8>, labels: Vec<u32>| ImageSet {
-        name: "tiny-imagenet".into(),
-        pixels,
-        labels,
-        channels: 3,
-        height: tiny_imagenet::SIZE,
-        width: tiny_imagenet::SIZE,
-        num_classes: wnids.len(),
-        class_names: wnids.clone(),
-    };
-    let train = make(decode_all(&train_files)?, train_labels);
-    let test = make(decode_all(&val_files)?, ann.iter().map(|(_, l)| *l).collect());
-    Ok((train, test))
+    Ok(make(decode_all(&train_files)?, train_labels))
 }

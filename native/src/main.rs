@@ -29,11 +29,26 @@ enum Command {
     Devices,
     /// Datasets: check local files, or download an official archive.
     Data(commands::data::DataCommand),
-    /// Benchmark a PGD-10 adversarial training step.
+    /// Benchmark training steps (natural, PGD-AT, SAAD, ...) or the WGSL kernels.
     Bench(commands::bench::BenchArgs),
+    /// Check a device (a new GPU first): kernels against their twins, logits and gradients
+    /// against flex, training with and without kernels. Exit 1 on a failure.
+    Selftest(commands::selftest::SelftestArgs),
 }
 
 fn main() {
+    // The Vulkan loader's window-system probing (libwayland) prints "error: XDG_RUNTIME_DIR is
+    // invalid or not set" on machines without a session (containers, CI, SSH) although nothing
+    // is wrong; a private temporary folder keeps the GPU probe quiet. Set before any thread runs.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("saad-xdg-runtime");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            #[cfg(unix)]
+            let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+            // SAFETY: the process is still single-threaded here.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => commands::demo::run(a),
@@ -45,6 +60,7 @@ fn main() {
         Command::Devices => commands::devices(),
         Command::Data(a) => commands::data::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Selftest(a) => commands::selftest::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

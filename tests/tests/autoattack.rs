@@ -1,12 +1,13 @@
 //! AutoAttack against its definition: every returned example within eps and [0,1]; APGD-CE at
 //! least as strong as PGD-20; masked gradients raise the flag; Square alone finds exactly the
 //! non-robust points of a linear classifier (closed form); the ensemble never lets a broken
-//! point come back and its reported accuracy is the one recomputed on the returned examples.
+//! point come back and its reported accuracy is the one recomputed on the returned examples;
+//! the standard Square uses the reference's schedule and window corners.
 
 use saad_core::attacks::apgd::Apgd;
 use saad_core::attacks::autoattack::{AaAttack, AutoAttack, AutoAttackConfig};
 use saad_core::attacks::fab::{Fab, linf_box_projection};
-use saad_core::attacks::square::Square;
+use saad_core::attacks::square::{Corners, Square};
 use saad_core::attacks::{ObjectiveKind, Pgd};
 use saad_core::burn::module::Module;
 use saad_core::burn::prelude::*;
@@ -194,7 +195,9 @@ fn linear_model_case(k: usize, seed: u64) -> Vec<(bool, bool)> {
         })
         .collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]), &device);
-    let (adv, fooled) = Square { n_queries: 5000, ..Square::new(eps, seed) }.run(&forward, &x, &y);
+    // The paper's variant: on 4x4 images the standard one never moves the last row and column
+    // after its initial stripes, so it cannot reach the optimal vertex these tests check.
+    let (adv, fooled) = Square { n_queries: 5000, ..Square::paper(eps, seed) }.run(&forward, &x, &y);
     in_ball_and_box(&adv, &x, eps, "square on the linear model");
     let fooled = to_vec(fooled);
     closed_form.into_iter().zip(fooled).map(|(cf, f)| (cf, f < 0.5)).collect()
@@ -225,4 +228,67 @@ fn square_alone_is_sound_and_strong_on_a_ten_class_linear_model() {
     assert!(points.iter().all(|&(cf, sq)| !cf || sq), "Square broke a point the closed form proves robust");
     eprintln!("ten classes: Square broke {found} of {non_robust} non-robust points");
     assert!(non_robust > 5 && found as f64 >= 0.9 * non_robust as f64, "Square broke only {found} of {non_robust}");
+}
+
+/// AutoAttack's standard Square calls the reference's `p_selection` with `resc_schedule=False`
+/// (fra31/auto-attack, autoattack/autoattack.py and square.py): at 5000 queries p_init is
+/// divided by 1, 2, 4, ..., 128 at the raw iteration thresholds 10, 50, 200, 500, 1000, 2000,
+/// 4000 and never reaches /256 or /512. The paper variant maps i to int(i / 5000 * 10000)
+/// first. Expected divisors from the reference formula (python3).
+#[test]
+fn square_schedule_is_the_references_without_rescaling() {
+    let standard = Square::new(EPS, 0);
+    assert_eq!((standard.n_queries, standard.p_init, standard.rescale_schedule, standard.corners), (5000, 0.8, false, Corners::Reference));
+    let its = [0, 10, 11, 50, 51, 200, 201, 500, 501, 1000, 1001, 2000, 2001, 4000, 4001, 4999];
+    let div = [1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128];
+    for (i, d) in its.into_iter().zip(div) {
+        assert_eq!(standard.p_selection(i), 0.8 / d as f64, "standard, iteration {i}");
+    }
+    let paper = Square::paper(EPS, 0);
+    assert_eq!((paper.n_queries, paper.rescale_schedule, paper.corners), (5000, true, Corners::Full));
+    let its = [0, 5, 6, 25, 26, 100, 101, 250, 251, 500, 501, 1000, 1001, 2000, 2001, 3000, 3001, 4000, 4001, 4999];
+    let div = [1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 512];
+    for (i, d) in its.into_iter().zip(div) {
+        assert_eq!(paper.p_selection(i), 0.8 / d as f64, "paper, iteration {i}");
+    }
+    // Side lengths as the reference rounds them (Python's round: 2.5 -> 2 on a 5x25 image).
+    assert_eq!(Square::side(0.8, 3, 32, 32), 29);
+    assert_eq!(Square::side(0.8 / 128.0, 3, 32, 32), 3);
+    assert_eq!(Square::side(0.8, 3, 8, 8), 7);
+    assert_eq!(Square::side(0.8 / 16.0, 3, 5, 25), 2);
+    assert_eq!(Square::side(0.8 / 512.0, 1, 4, 4), 1);
+}
+
+/// Window corners: the reference draws `random_int(0, h - s)`, i.e. {0, ..., h - s - 1} (only 0
+/// when s = h); the paper variant {0, ..., h - s}. In a run on 8x8 images (sides 7 down to 1)
+/// the standard attack therefore never moves the last column after the initial vertical
+/// stripes, so each image's perturbation there stays constant down the column; the paper
+/// variant moves it.
+#[test]
+fn square_window_corners_are_drawn_as_the_reference_draws_them() {
+    let _g = serial();
+    let (standard, paper) = (Square::new(EPS, 3), Square::paper(EPS, 3));
+    for (len, s, reference, full) in [(8, 1, 7, 8), (8, 3, 5, 6), (8, 7, 1, 2), (8, 8, 1, 1), (32, 29, 3, 4), (32, 1, 31, 32)] {
+        assert_eq!(standard.corner_choices(len, s), reference, "reference, side {len}, window {s}");
+        assert_eq!(paper.corner_choices(len, s), full, "paper, side {len}, window {s}");
+    }
+    let device = Device::flex();
+    device.seed(5);
+    let (n, c, h, w) = (4usize, 3usize, 8usize, 8usize);
+    let weights = Tensor::<2>::random([c * h * w, 1], Distribution::Normal(0.0, 1.0), &device);
+    // Never misclassified (margin 1000 + w.x > 0), so every query runs and moves that lower
+    // w.x are kept; inputs in [0.2, 0.8] keep [0,1] from clipping.
+    let forward = |x: Tensor<4>| {
+        let b = x.dims()[0];
+        let z = x.reshape([b, c * h * w]).matmul(weights.clone()).add_scalar(1000.0);
+        Tensor::cat(vec![z, Tensor::zeros([b, 1], &device)], 1)
+    };
+    let x = Tensor::<4>::random([n, c, h, w], Distribution::Uniform(0.2, 0.8), &device);
+    let y = Tensor::<1, Int>::zeros([n], &device);
+    let last_column_moved = |sq: Square| {
+        let d = to_vec(sq.run(&forward, &x, &y).0 - x.clone());
+        (0..n * c).any(|bc| (1..h).any(|r| (d[(bc * h + r) * w + w - 1] - d[bc * h * w + w - 1]).abs() > 1e-6))
+    };
+    assert!(!last_column_moved(Square { n_queries: 300, ..standard }), "the standard Square moved the last column");
+    assert!(last_column_moved(Square { n_queries: 300, ..paper }), "the paper variant never moved the last column");
 }

@@ -7,10 +7,13 @@ use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::{Distribution, TensorData};
 use saad_core::checkpoint::DatasetInfo;
 use saad_core::data::{DeviceSet, digits};
-use saad_core::losses::{cross_entropy, cw_margin, entropy, kl_div, one_hot, saad_weights};
+use saad_core::losses::{cross_entropy, cw_margin, entropy, kl_div, one_hot, renyi_entropy, saad_weights};
 use saad_core::models::{ModelSpec, Net};
+use saad_core::train::methods::ard::ard_outer_loss;
+use saad_core::train::methods::iad::{iad_outer_loss, introspection_on};
 use saad_core::train::methods::rslad::rslad_outer_loss;
 use saad_core::train::methods::saad::{SaadLogits, saad_inner_max, saad_outer_loss, surrogate_teacher_logits, teacher_true_class_gradient};
+use saad_core::train::methods::{KlReduction, Preset};
 use saad_core::train::{LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, WeightAverage, recompute_batch_norm};
 use saad_tests::{devices, max_abs_diff, serial, to_vec};
 
@@ -63,6 +66,114 @@ fn saad_loss_terms_match_hand_computed_values() {
         let cw = to_vec(cw_margin(t2([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]], &d), y));
         close(&cw, &[-1.0, 3.0], 1e-6, "CW margin");
     }
+}
+
+/// Logits shared by the baseline checks below: teacher on x and on x', student on x' and on x,
+/// labels (1, 0). The expected values are the reference scripts' formulas evaluated by hand in
+/// python3/numpy float64 (PyTorch `KLDivLoss(input=log q, target=p)` is `p (log p - log q)`).
+struct Baseline {
+    t_clean: Tensor<2>,
+    t_adv: Tensor<2>,
+    s_adv: Tensor<2>,
+    s_clean: Tensor<2>,
+    y: Tensor<1, Int>,
+}
+
+fn baseline(d: &Device) -> Baseline {
+    Baseline {
+        t_clean: t2([[3.0, 0.0, 0.0], [0.0, 0.0, 1.0]], d),
+        t_adv: t2([[1.0, 2.0, 0.0], [0.5, 0.0, 1.0]], d),
+        s_adv: t2([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], d),
+        s_clean: t2([[1.0, 1.0, 0.0], [0.0, 2.0, 0.0]], d),
+        y: Tensor::from_data(TensorData::new(vec![1i64, 0], [2]), d),
+    }
+}
+
+/// ARD's default is the SAAD authors' ard.py (tau 1, batchmean:
+/// `KLDivLoss(reduction="batchmean")(log_softmax(S(x')), softmax(T(x)))`); the `ard-original`
+/// preset is goldblum/AdversariallyRobustDistillation main.py
+/// (`a*T*T*KLDivLoss()(log_softmax(S(x')/T), softmax(T(x)/T)) + (1-a)*CE(S(x), y)`, 'mean' over
+/// batch x classes, T = 30).
+#[test]
+fn ard_loss_matches_the_saad_authors_and_the_original_ard() {
+    let _g = serial();
+    for (name, d) in devices() {
+        let b = baseline(&d);
+        let p = MethodParams::default();
+        assert_eq!((p.ard_tau, p.ard_alpha, p.ard_reduction), (1.0, 1.0, KlReduction::BatchMean));
+        let loss = to_vec(ard_outer_loss(b.t_clean.clone(), b.s_adv.clone(), None, b.y.clone(), &p));
+        close(&loss, &[0.7518737897272152], 1e-5, &format!("{name} ARD, SAAD authors' ard.py"));
+
+        let original = Preset::find("ard-original").unwrap();
+        assert_eq!(original.method, MethodKind::Ard);
+        let loss = to_vec(ard_outer_loss(b.t_clean.clone(), b.s_adv.clone(), None, b.y.clone(), &original.params));
+        close(&loss, &[0.30112196900402377], 1e-5, &format!("{name} ARD original, alpha 1"));
+        // alpha 0.9 brings in the clean CE: 0.9 * 900 * KL / (B C) + 0.1 * CE(S(x), y).
+        let p = original.params.with_overrides(r#"{"ard_alpha": 0.9}"#).unwrap();
+        let loss = to_vec(ard_outer_loss(b.t_clean.clone(), b.s_adv.clone(), Some(b.s_clean.clone()), b.y.clone(), &p));
+        close(&loss, &[0.42608675061762813], 1e-5, &format!("{name} ARD original, alpha 0.9"));
+    }
+}
+
+/// IAD (ZFancy/IAD, IAD-I.py): `epoch >= args.begin` with 0-based epochs and begin 60, so the
+/// introspection term is first on in the 61st epoch. Loss before:
+/// `T*T*(1/B)*sum KL(p_T(x) || p_S(x'))`; after, plus
+/// `(1/B)*sum_i (1 - p_T(x')_{y_i}^0.1) KL(p_S(x) || p_S(x'))` (a_i = 0.96006, 0.88867).
+#[test]
+fn iad_term_starts_in_the_61st_epoch_with_the_reference_values() {
+    let _g = serial();
+    let p = MethodParams::default();
+    assert_eq!(p.iad_begin, 60);
+    assert!(!introspection_on(60, &p), "the 60th epoch is the reference's epoch index 59");
+    assert!(introspection_on(61, &p));
+    assert!(introspection_on(1, &MethodParams { iad_begin: 0, ..p.clone() }));
+    for (name, d) in devices() {
+        let b = baseline(&d);
+        let loss = |epoch| to_vec(iad_outer_loss(b.t_clean.clone(), b.t_adv.clone(), b.s_adv.clone(), Some(b.s_clean.clone()), b.y.clone(), epoch, &p));
+        close(&loss(60), &[0.7518737897272152], 1e-5, &format!("{name} IAD in epoch 60"));
+        close(&loss(61), &[0.7974884120971952], 1e-5, &format!("{name} IAD in epoch 61"));
+    }
+}
+
+/// Rényi entropy as the SAAD authors' utils.py `samplewise_renyi_entropy`: Shannon
+/// `-sum p log(p + 1e-12)` when |gamma - 1| < 1e-6, else `log(sum p^gamma + 1e-12) / (1 - gamma)`.
+/// gamma 25 on a uniform row shows the 1e-12 (without it: log 3 = 1.0986); gamma 1 + 5e-7 is
+/// Shannon there (the plain formula divides f32 rounding noise by 5e-7).
+#[test]
+fn renyi_entropy_matches_the_saad_authors_formula() {
+    let _g = serial();
+    for (name, d) in devices() {
+        let z = t2([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], &d);
+        close(&to_vec(renyi_entropy(z.clone(), 2.0)), &[0.4431132326940186, 1.0986122886651097], 1e-5, &format!("{name} Renyi 2"));
+        close(&to_vec(renyi_entropy(z.clone(), 0.5)), &[0.8633446616435165, 1.0986122886692644], 1e-5, &format!("{name} Renyi 0.5"));
+        close(&to_vec(renyi_entropy(z.clone(), 25.0)), &[0.24952579813117717, 1.0882474405748435], 1e-4, &format!("{name} Renyi 25"));
+        close(&to_vec(renyi_entropy(z, 1.0 + 5e-7)), &[0.6655726818956875, 1.0986122886651097], 1e-5, &format!("{name} Renyi 1 + 5e-7"));
+    }
+}
+
+/// The RSLAD and AdaAD presets average their KL over batch x classes (RSLAD's
+/// `torch.mean(kl_loss(...))`, AdaAD's `KLDivLoss()` on CIFAR-10): batchmean / C. RSLAD's
+/// 5/6 + 1/6 loss on the baseline logits: 0.7416459219177324 batchmean, 0.2472153073059108 mean.
+#[test]
+fn presets_switch_rslad_and_adaad_to_the_mean_reduction() {
+    let _g = serial();
+    let d = Device::flex();
+    let b = baseline(&d);
+    let per_sample = rslad_outer_loss(b.t_clean.clone(), b.s_adv.clone(), b.s_clean.clone(), 5.0 / 6.0);
+    let rslad = Preset::find("rslad-original").unwrap();
+    assert_eq!((rslad.method, rslad.params.rslad_reduction), (MethodKind::Rslad, KlReduction::Mean));
+    close(&to_vec(MethodParams::default().rslad_reduction.reduce(per_sample.clone(), 3)), &[0.7416459219177324], 1e-5, "RSLAD batchmean");
+    close(&to_vec(rslad.params.rslad_reduction.reduce(per_sample, 3)), &[0.2472153073059108], 1e-5, "RSLAD mean");
+    let adaad = Preset::find("adaad-original").unwrap();
+    assert_eq!((adaad.method, adaad.params.adaad_reduction), (MethodKind::Adaad, KlReduction::Mean));
+    // The presets whose recipe is already the default change no constant.
+    for name in ["iad-original", "trades-original"] {
+        assert_eq!(Preset::find(name).unwrap().params, MethodParams::default(), "{name}");
+    }
+    assert!(Preset::find("ard").is_err());
+    assert!(MethodParams::default().with_overrides(r#"{"ard_temp": 30}"#).unwrap_err().contains("unknown key"));
+    let p = MethodParams::default().with_overrides(r#"{"ard_reduction": "mean", "iad_begin": 5}"#).unwrap();
+    assert_eq!((p.ard_reduction, p.iad_begin), (KlReduction::Mean, 5));
 }
 
 /// The device-side one-hot equals burn's own (which reads its indices back to the host).
@@ -225,7 +336,8 @@ fn small_run(method: MethodKind, epochs: usize, device: &Device) -> (Trainer, De
     config.attack.steps = 3;
     config.schedule = LrSchedule::Constant;
     config.augment = None;
-    config.params.iad_begin = 1;
+    // 0-based, as the reference counts: the introspection term is on from the first epoch.
+    config.params.iad_begin = 0;
     config.swa_start = None;
     let info = DatasetInfo { name: "digits".into(), image_size: 12, num_classes: 10 };
     (Trainer::new(ModelSpec::new("small-cnn-4".parse().unwrap(), 10), config, info, device), data)

@@ -4,9 +4,13 @@
 //! case. The runner keeps the robust flags on the host (one read per attack and batch) and the
 //! adversarial batch on the device, and re-checks the returned examples at the end.
 //!
-//! `standard` is the composition of the reference; `fast` (APGD-CE + APGD-T) is a lab preset
-//! and is labelled as not standard; `custom` runs a chosen subset in the standard order.
+//! `standard` is the composition of the reference (fra31/auto-attack, autoattack/autoattack.py,
+//! version 'standard'); `fast` (APGD-CE + APGD-T) is a lab preset and is labelled as not
+//! standard; `square-paper` is the standard ensemble with the paper's Square (see
+//! [`Square::paper`]), also labelled as not standard; `custom` runs a chosen subset in the
+//! standard order.
 
+use crate::host_copy::read_f32;
 use super::apgd::Apgd;
 use super::fab::Fab;
 use super::objective::ObjectiveKind;
@@ -54,13 +58,16 @@ pub enum Version {
     Standard,
     /// APGD-CE + APGD-T: a quick lab preset, not the standard evaluation.
     Fast,
+    /// The four standard attacks with Square's schedule rescaled to its budget and windows
+    /// anywhere in the image ([`Square::paper`]): not the standard evaluation.
+    SquarePaper,
     Custom(Vec<AaAttack>),
 }
 
 impl Version {
     pub fn attacks(&self) -> Vec<AaAttack> {
         match self {
-            Version::Standard => AaAttack::STANDARD.to_vec(),
+            Version::Standard | Version::SquarePaper => AaAttack::STANDARD.to_vec(),
             Version::Fast => vec![AaAttack::ApgdCe, AaAttack::ApgdT],
             Version::Custom(list) => AaAttack::STANDARD.into_iter().filter(|a| list.contains(a)).collect(),
         }
@@ -76,6 +83,7 @@ impl fmt::Display for Version {
         match self {
             Version::Standard => write!(f, "standard"),
             Version::Fast => write!(f, "fast (APGD-CE + APGD-T; NOT the standard AutoAttack)"),
+            Version::SquarePaper => write!(f, "square-paper (Square's schedule rescaled, windows anywhere; NOT the standard AutoAttack)"),
             Version::Custom(l) => write!(f, "custom ({})", l.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")),
         }
     }
@@ -138,7 +146,7 @@ impl<'a> AutoAttack<'a> {
             let end = (start + config.batch).min(n);
             let logits = forward(x.clone().slice(start..end));
             num_classes = logits.dims()[1];
-            correct_flags.extend(correct(logits, y.clone().slice(start..end)).into_data().iter::<f32>().map(|v| v > 0.5));
+            correct_flags.extend(read_f32(correct(logits, y.clone().slice(start..end))).into_iter().map(|v| v > 0.5));
         }
         let clean_correct = correct_flags.iter().filter(|c| **c).count();
         let mut me = Self { x_adv: x.clone(), x, y, forward, robust: correct_flags, clean_correct, steps: Vec::new(), flags: Vec::new(), num_classes, config };
@@ -163,14 +171,14 @@ impl<'a> AutoAttack<'a> {
         let yb = self.y.clone().slice(0..end);
         let a = (self.forward)(xb.clone());
         let b = (self.forward)(xb.clone());
-        let diff = (a - b).abs().max().into_scalar::<f32>();
+        let diff = read_f32((a - b).abs().max())[0];
         if diff > 0.0 {
             self.flags.push(format!(
                 "the forward pass is not deterministic (two runs differ by up to {diff:.3e}): randomised defences need EOT, which the standard version does not use"
             ));
         }
         let (_, _, g) = loss_and_gradient(self.forward, &ObjectiveKind::CrossEntropy { labels: yb }, &xb);
-        let zero = g.abs().sum_dims(&[1, 2, 3]).reshape([end]).equal_elem(0.0).int().sum().into_scalar::<i64>();
+        let zero = read_f32(g.abs().sum_dims(&[1, 2, 3]).reshape([end]).equal_elem(0.0).float().sum())[0] as usize;
         if zero > 0 {
             self.flags.push(format!(
                 "{zero} of {end} points have an all-zero input gradient: a sign of gradient masking; white-box results may overestimate robustness"
@@ -203,10 +211,13 @@ impl<'a> AutoAttack<'a> {
                 AaAttack::ApgdCe => Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }.run_ce(self.forward, &xb, &yb).0,
                 AaAttack::ApgdT => self.targeted(&xb, &yb, |x, y, t| Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }.run_targeted(self.forward, x, y, t)),
                 AaAttack::FabT => self.targeted(&xb, &yb, |x, y, t| Fab { n_iter: self.config.fab_iter, ..Fab::new(eps) }.run_targeted(self.forward, x, y, t)),
-                AaAttack::Square => Square { n_queries: self.config.square_queries, ..Square::new(eps, seed) }.run(self.forward, &xb, &yb).0,
+                AaAttack::Square => {
+                    let base = if self.config.version == Version::SquarePaper { Square::paper(eps, seed) } else { Square::new(eps, seed) };
+                    Square { n_queries: self.config.square_queries, ..base }.run(self.forward, &xb, &yb).0
+                }
             };
             // Accept only points the model really misclassifies (as the reference checks).
-            let fooled: Vec<bool> = correct((self.forward)(adv.clone()), yb).into_data().iter::<f32>().map(|c| c < 0.5).collect();
+            let fooled: Vec<bool> = read_f32(correct((self.forward)(adv.clone()), yb)).into_iter().map(|c| c < 0.5).collect();
             let sel: Vec<i64> = fooled.iter().enumerate().filter(|(_, f)| **f).map(|(k, _)| k as i64).collect();
             if !sel.is_empty() {
                 let local = Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
@@ -246,7 +257,7 @@ impl<'a> AutoAttack<'a> {
             let t = order.clone().select(0, ix.clone()).slice([0..live.len(), k..k + 1]).reshape([live.len()]);
             let (xs, ys) = (x.clone().select(0, ix.clone()), y.clone().select(0, ix.clone()));
             let (a, fooled) = run(&xs, &ys, &t);
-            let fooled: Vec<bool> = fooled.into_data().iter::<f32>().map(|f| f > 0.5).collect();
+            let fooled: Vec<bool> = read_f32(fooled).into_iter().map(|f| f > 0.5).collect();
             let sel: Vec<i64> = fooled.iter().enumerate().filter(|(_, f)| **f).map(|(j, _)| j as i64).collect();
             if !sel.is_empty() {
                 let local = Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
@@ -270,7 +281,7 @@ impl<'a> AutoAttack<'a> {
             let xa = self.x_adv.clone().slice(start..end);
             let c = correct((self.forward)(xa.clone()), self.y.clone().slice(start..end)).sum();
             let d = (xa - self.x.clone().slice(start..end)).abs().max();
-            let v: Vec<f32> = Tensor::cat(vec![c, d], 0).into_data().iter::<f32>().collect();
+            let v: Vec<f32> = read_f32(Tensor::cat(vec![c, d], 0));
             correct_count += v[0] as usize;
             max_linf = max_linf.max(v[1]);
         }

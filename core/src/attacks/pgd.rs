@@ -87,7 +87,7 @@ impl Pgd {
         for _ in 1..self.restarts {
             let correct = losses::correct(forward(best.clone()), labels.clone());
             let keep: Vec<i64> =
-                correct.into_data().iter::<f32>().enumerate().filter(|(_, c)| *c > 0.5).map(|(i, _)| i as i64).collect();
+                crate::host_copy::read_f32(correct).into_iter().enumerate().filter(|(_, c)| *c > 0.5).map(|(i, _)| i as i64).collect();
             if keep.is_empty() {
                 break;
             }

@@ -1,5 +1,9 @@
-//! Square Attack, L-infinity (Andriushchenko et al. 2020), as run by AutoAttack: margin loss,
-//! 5000 queries, p_init 0.8, the schedule of square sizes rescaled to the query budget.
+//! Square Attack, L-infinity (Andriushchenko et al. 2020), as AutoAttack's standard version runs
+//! it: margin loss, 5000 queries, p_init 0.8, the reference's schedule of square sizes *not*
+//! rescaled to the query budget, and window corners drawn as the reference draws them
+//! (fra31/auto-attack, autoattack/square.py, `SquareAttack(..., resc_schedule=False)` in
+//! autoattack/autoattack.py). [`Square::paper`] is the non-standard variant: schedule rescaled
+//! to the budget, windows anywhere in the image.
 //!
 //! Black-box: only forward passes. Start from vertical stripes of +-eps; each iteration moves
 //! one random s x s window (the same window for every image of the batch, a random sign per
@@ -17,8 +21,24 @@ use burn::tensor::{Distribution, IndexingUpdateOp, TensorData};
 pub struct Square {
     pub eps: f32,
     pub n_queries: usize,
-    pub p_init: f32,
+    /// f64 as in the reference, so the side lengths round exactly as there.
+    pub p_init: f64,
     pub seed: u64,
+    /// Map iteration i to `i / n_queries * 10000` before the schedule (the reference's
+    /// `resc_schedule`; off in AutoAttack's standard version, so with 5000 queries the squares
+    /// never shrink below p_init / 128).
+    pub rescale_schedule: bool,
+    pub corners: Corners,
+}
+
+/// Where the top-left corner of an s x s window may fall along a side of length h.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corners {
+    /// `{0, ..., h - s - 1}` (just 0 when s = h): the reference's `random_int(0, h - s)`. Once
+    /// s < h the last row and column are never moved after the initial stripes.
+    Reference,
+    /// `{0, ..., h - s}`: every position inside the image, as the paper describes the attack.
+    Full,
 }
 
 /// Margin `z_y - max_{j != y} z_j` (the loss Square minimises; <= 0 means misclassified).
@@ -27,13 +47,21 @@ fn margin(logits: Tensor<2>, y: &Tensor<1, Int>) -> Tensor<1> {
 }
 
 impl Square {
+    /// AutoAttack's standard Square.
     pub fn new(eps: f32, seed: u64) -> Self {
-        Self { eps, n_queries: 5000, p_init: 0.8, seed }
+        Self { eps, n_queries: 5000, p_init: 0.8, seed, rescale_schedule: false, corners: Corners::Reference }
     }
 
-    /// Fraction of the image a square covers at iteration `it` (AutoAttack's schedule).
-    pub fn p_selection(&self, it: usize) -> f32 {
-        let it = (it as f64 / self.n_queries as f64 * 10000.0) as usize;
+    /// NOT the standard version: the schedule rescaled to the query budget and windows that
+    /// reach the last row and column (which matters on small images such as 8x8 digits).
+    pub fn paper(eps: f32, seed: u64) -> Self {
+        Self { rescale_schedule: true, corners: Corners::Full, ..Self::new(eps, seed) }
+    }
+
+    /// Fraction of the image a square covers at iteration `it` (0-based; the reference's
+    /// `p_selection`).
+    pub fn p_selection(&self, it: usize) -> f64 {
+        let it = if self.rescale_schedule { (it as f64 / self.n_queries as f64 * 10000.0) as usize } else { it };
         let div = match it {
             0..=10 => 1.0,
             11..=50 => 2.0,
@@ -49,6 +77,22 @@ impl Square {
         self.p_init / div
     }
 
+    /// Side of the square for fraction `p` of a `c x h x w` image: `round(sqrt(p h w))` clamped
+    /// to [1, min(h, w)], computed as the reference does (`p * n_features / c` in f64, Python's
+    /// round half to even).
+    pub fn side(p: f64, c: usize, h: usize, w: usize) -> usize {
+        let s = (p * (c * h * w) as f64 / c as f64).sqrt().round_ties_even() as usize;
+        s.clamp(1, h.min(w))
+    }
+
+    /// How many corner positions a window of side `s` has along a side of length `len`.
+    pub fn corner_choices(&self, len: usize, s: usize) -> usize {
+        match self.corners {
+            Corners::Reference => (len - s).max(1),
+            Corners::Full => len - s + 1,
+        }
+    }
+
     /// Runs on a batch; returns the best points and the mask (1.0) of misclassified ones.
     pub fn run(&self, forward: Forward, x: &Tensor<4>, y: &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>) {
         let [b, c, h, w] = x.dims();
@@ -61,7 +105,6 @@ impl Square {
         let mut loss_min = margin_min.clone();
         let rows = Tensor::<1, Int>::arange(0..h as i64, &device).reshape([1, 1, h, 1]);
         let cols = Tensor::<1, Int>::arange(0..w as i64, &device).reshape([1, 1, 1, w]);
-        let n_features = (c * h * w) as f32;
 
         // The active subset (samples with margin > 0) and where they sit in the full batch.
         let mut idx: Option<Tensor<1, Int>> = None;
@@ -74,7 +117,7 @@ impl Square {
                     margin_min = margin_min.select_assign(0, ix.clone(), margin_s.clone(), IndexingUpdateOp::Assign);
                     loss_min = loss_min.select_assign(0, ix, loss_s.clone(), IndexingUpdateOp::Assign);
                 }
-                let active: Vec<i64> = margin_min.clone().into_data().iter::<f32>().enumerate().filter(|(_, m)| *m > 0.0).map(|(i, _)| i as i64).collect();
+                let active: Vec<i64> = crate::host_copy::read_f32(margin_min.clone()).into_iter().enumerate().filter(|(_, m)| *m > 0.0).map(|(i, _)| i as i64).collect();
                 if active.is_empty() {
                     break;
                 }
@@ -87,13 +130,9 @@ impl Square {
                 idx = Some(ix);
             }
             let n = ys.dims()[0];
-            let p = self.p_selection(i);
-            let s = ((p * n_features / c as f32).sqrt().round() as usize).clamp(1, h.min(w));
-            // Every window position inside the image, {0, ..., h - s} (the paper's sampling; the
-            // reference code draws from {0, ..., h - s - 1} and never moves the last row and
-            // column once windows are 1x1).
-            let vh = rng.below((h - s + 1) as u64) as i64;
-            let vw = rng.below((w - s + 1) as u64) as i64;
+            let s = Self::side(self.p_selection(i), c, h, w);
+            let vh = rng.below(self.corner_choices(h, s) as u64) as i64;
+            let vw = rng.below(self.corner_choices(w, s) as u64) as i64;
             let in_rows = rows.clone().greater_equal_elem(vh).bool_and(rows.clone().lower_elem(vh + s as i64));
             let in_cols = cols.clone().greater_equal_elem(vw).bool_and(cols.clone().lower_elem(vw + s as i64));
             let window = in_rows.expand([1, 1, h, w]).bool_and(in_cols.expand([1, 1, h, w])).float();

@@ -194,7 +194,7 @@ impl Trainer {
     /// If the method distils from a teacher and none was set (callers check first).
     pub fn train_epoch(&mut self, data: &DeviceSet, on_batch: &mut dyn FnMut(usize, usize)) -> EpochStats {
         let pending = self.train_epoch_pending(data, on_batch);
-        let v: Vec<f32> = pending.sums.clone().into_data().iter::<f32>().collect();
+        let v: Vec<f32> = crate::host_copy::read_f32(pending.sums.clone());
         pending.finish(&v)
     }
 

@@ -1,6 +1,8 @@
-//! `saad bench`: images/s of one PGD-10 adversarial training step (10 attack forward+backward
-//! passes in eval mode, one training forward+backward, one SGD step), beside a natural training
-//! step measured in the same run as the baseline, and the peak memory.
+//! `saad bench`: training steps of each `--method` (natural, PGD-AT, SAAD, ...) on synthetic
+//! data, beside a natural training step measured in the same run as the baseline: seconds per
+//! step, images/s, seconds per CIFAR-10 epoch, the first step's wait (kernel compilation and
+//! autotuning), device memory, host reads per step. `bench/torch_reference.py` runs the same
+//! workloads in PyTorch. `--kernels` benchmarks the WGSL kernels against their twins instead.
 
 use crate::device::{DeviceChoice, select};
 use anyhow::{Result, bail};
@@ -8,21 +10,33 @@ use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::{Distribution, TensorData};
 use saad_core::checkpoint::DatasetInfo;
 use saad_core::data::DeviceSet;
+use saad_core::host_copy::host_reads;
 use saad_core::models::{Arch, ModelSpec};
 use saad_core::train::{LrSchedule, MethodKind, TrainConfig, Trainer};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Instant;
+
+/// CIFAR-10's training set, the unit of "seconds per epoch".
+const CIFAR10_TRAIN: f64 = 50_000.0;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
+    /// Methods to time (comma-separated); a natural step is always timed first as the baseline.
+    #[arg(long = "method", value_delimiter = ',', default_value = "pgd-at")]
+    pub methods: Vec<MethodKind>,
+    /// The student (trained) architecture.
     #[arg(long, default_value = "resnet18")]
     pub arch: Arch,
+    /// The teacher of the distillation methods (random weights: a speed benchmark).
+    #[arg(long, default_value = "dm-wrn-28-10")]
+    pub teacher_arch: Arch,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    /// Attack iterations per training step.
+    /// Attack iterations per training step (the inner maximisation).
     #[arg(long, default_value_t = 10)]
     pub attack_steps: usize,
-    /// Timed steps per method (after one untimed warm-up step).
+    /// Timed steps per method: one epoch of this many batches (one read at its end), after a
+    /// first, untimed epoch of as many batches.
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
     #[arg(long, default_value_t = 32)]
@@ -50,25 +64,40 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Seconds per training step of `method` (median over `steps`), and the device memory reserved.
-fn time_steps(method: MethodKind, args: &BenchArgs, data: &DeviceSet, device: &Device) -> (f64, Option<u64>) {
+/// What one method's timing measured.
+struct StepTiming {
+    method: MethodKind,
+    /// The first epoch (`steps` batches): kernel compilation, autotuning, allocation.
+    first_epoch_seconds: f64,
+    seconds_per_step: f64,
+    reads_per_step: f64,
+    device_reserved_bytes: Option<u64>,
+}
+
+/// Times `args.steps` training steps of `method`: one epoch of `steps` batches after a first
+/// epoch of as many (each epoch ends with the trainer's one read, which drains the device).
+fn time_steps(method: MethodKind, args: &BenchArgs, data: &DeviceSet, teacher: Option<&saad_core::models::Net>, device: &Device) -> StepTiming {
     let mut config = TrainConfig::reference(method);
     config.batch_size = args.batch_size;
     config.attack.steps = args.attack_steps;
     config.schedule = LrSchedule::Constant;
-    config.epochs = args.steps + 1;
+    config.augment = None;
+    config.swa_start = None;
+    config.epochs = 2;
     let info = DatasetInfo { name: "synthetic".into(), image_size: args.image_size, num_classes: args.classes };
     let mut trainer = Trainer::new(ModelSpec::new(args.arch.clone(), args.classes), config, info, device);
-    // One batch per epoch; each epoch ends with one read, which synchronises the device.
-    trainer.train_epoch(data, &mut |_, _| {});
-    let mut times = Vec::new();
-    for _ in 0..args.steps {
-        let start = Instant::now();
-        trainer.train_epoch(data, &mut |_, _| {});
-        times.push(start.elapsed().as_secs_f64());
+    if let Some(t) = teacher {
+        trainer = trainer.with_teacher(t);
     }
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], device.memory_pool_usage().map(|u| u.bytes_reserved))
+    let start = Instant::now();
+    trainer.train_epoch(data, &mut |_, _| {});
+    let first_epoch_seconds = start.elapsed().as_secs_f64();
+    let reads = host_reads();
+    let start = Instant::now();
+    trainer.train_epoch(data, &mut |_, _| {});
+    let seconds_per_step = start.elapsed().as_secs_f64() / args.steps as f64;
+    let reads_per_step = (host_reads() - reads) as f64 / args.steps as f64;
+    StepTiming { method, first_epoch_seconds, seconds_per_step, reads_per_step, device_reserved_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved) }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -80,37 +109,63 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return bench_kernels(&args, &device, &device_name);
     }
     let (b, s) = (args.batch_size, args.image_size);
-    let images = Tensor::<4>::random([b, 3, s, s], Distribution::Uniform(0.0, 1.0), &device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..b as i64).map(|i| i % args.classes as i64).collect::<Vec<_>>(), [b]), &device);
-    let data = DeviceSet { images, labels, len: b, num_classes: args.classes };
+    let n = b * args.steps;
+    let images = Tensor::<4>::random([n, 3, s, s], Distribution::Uniform(0.0, 1.0), &device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| i % args.classes as i64).collect::<Vec<_>>(), [n]), &device);
+    let data = DeviceSet { images, labels, len: n, num_classes: args.classes };
+    let teacher = args.methods.iter().any(|m| m.needs_teacher()).then(|| ModelSpec::new(args.teacher_arch.clone(), args.classes).init(&device));
 
-    let (natural, _) = time_steps(MethodKind::Natural, &args, &data, &device);
-    let (pgd, device_mem) = time_steps(MethodKind::PgdAt, &args, &data, &device);
+    let mut timings = vec![time_steps(MethodKind::Natural, &args, &data, None, &device)];
+    for &m in args.methods.iter().filter(|&&m| m != MethodKind::Natural) {
+        timings.push(time_steps(m, &args, &data, teacher.as_ref(), &device));
+    }
+    let natural = timings[0].seconds_per_step;
+    let rows: Vec<Value> = timings
+        .iter()
+        .map(|t| {
+            json!({
+                "method": t.method.name(),
+                "seconds_per_step": t.seconds_per_step,
+                "images_per_sec": b as f64 / t.seconds_per_step,
+                "seconds_per_cifar10_epoch": CIFAR10_TRAIN / b as f64 * t.seconds_per_step,
+                "over_natural": t.seconds_per_step / natural,
+                "first_epoch_seconds": t.first_epoch_seconds,
+                "reads_per_step": t.reads_per_step,
+                "device_reserved_bytes": t.device_reserved_bytes,
+            })
+        })
+        .collect();
     let rss = peak_rss();
     if args.json {
         println!(
             "{}",
             json!({
-                "device": device_name, "arch": args.arch.to_string(), "batch_size": b, "image_size": s,
-                "attack_steps": args.attack_steps, "timed_steps": args.steps,
-                "pgd_step_seconds": pgd, "pgd_images_per_sec": b as f64 / pgd,
-                "natural_step_seconds": natural, "natural_images_per_sec": b as f64 / natural,
-                "pgd_over_natural": pgd / natural,
-                "peak_rss_bytes": rss, "device_reserved_bytes": device_mem,
+                "device": device_name, "arch": args.arch.to_string(), "teacher_arch": args.teacher_arch.to_string(),
+                "batch_size": b, "image_size": s, "classes": args.classes, "attack_steps": args.attack_steps,
+                "timed_steps": args.steps, "peak_rss_bytes": rss, "workloads": rows,
             })
         );
-    } else {
-        println!("device          {device_name}");
-        println!("model           {} ({} classes), batch {b}, {s}x{s}", args.arch, args.classes);
-        println!("PGD-{} step     {:.3} s  {:.1} images/s", args.attack_steps, pgd, b as f64 / pgd);
-        println!("natural step    {:.3} s  {:.1} images/s (baseline, same run)", natural, b as f64 / natural);
-        println!("ratio           PGD step = {:.2} x natural step", pgd / natural);
-        if let Some(r) = rss {
-            println!("peak RSS        {:.0} MiB (whole process)", r as f64 / 1048576.0);
-        }
-        if let Some(m) = device_mem {
-            println!("device memory   {:.0} MiB reserved by the allocator", m as f64 / 1048576.0);
-        }
+        return Ok(());
+    }
+    println!("device   {device_name}");
+    println!("student  {} ({} classes), batch {b}, {s}x{s}, {} attack steps; teacher {} (random weights)", args.arch, args.classes, args.attack_steps, args.teacher_arch);
+    println!("{:<8} {:>10} {:>10} {:>12} {:>9} {:>12} {:>7} {:>12}", "method", "s/step", "images/s", "s/CIFAR ep.", "x natural", "first ep. s", "reads", "device MiB");
+    for (t, r) in timings.iter().zip(&rows) {
+        let mem = t.device_reserved_bytes.map(|m| format!("{:.0}", m as f64 / 1048576.0)).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<8} {:>10.3} {:>10.1} {:>12.0} {:>9.2} {:>12.2} {:>7.2} {:>12}",
+            t.method.name(),
+            t.seconds_per_step,
+            r["images_per_sec"].as_f64().unwrap_or(0.0),
+            r["seconds_per_cifar10_epoch"].as_f64().unwrap_or(0.0),
+            t.seconds_per_step / natural,
+            t.first_epoch_seconds,
+            t.reads_per_step,
+            mem
+        );
+    }
+    if let Some(r) = rss {
+        println!("peak RSS {:.0} MiB (whole process); reads = host reads per step (the trainer reads once per epoch)", r as f64 / 1048576.0);
     }
     Ok(())
 }

@@ -7,13 +7,13 @@
 //! logs, per-sample transfer records, summary.json, SVG plots) goes to one folder.
 
 use super::eval::{EvalArgs, EvalItem, run_json as eval_json};
-use super::train::{TrainArgs, run as train_run};
+use super::train::{SwaStart, TrainArgs, run as train_run};
 use super::transfer::{TransferArgs, run as transfer_run};
 use crate::datasets::{DataArgs, DatasetName};
 use crate::device::DeviceChoice;
 use crate::fsutil::write_atomic;
 use crate::plot::{Series, line_chart};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use saad_core::attacks::autoattack::Version;
 use saad_core::eval::EvalAttack;
 use saad_core::models::Arch;
@@ -50,6 +50,10 @@ pub struct DemoArgs {
     pub device: DeviceChoice,
     #[arg(long)]
     pub quiet: bool,
+    /// Continue an interrupted demo in --out from its checkpoints (without it the demo always
+    /// trains from scratch, and refuses a folder that already holds a run).
+    #[arg(long)]
+    pub resume: bool,
 }
 
 fn train_args(a: &DemoArgs, method: MethodKind, arch: &Arch, epochs: usize, out: PathBuf, teacher: Option<PathBuf>) -> TrainArgs {
@@ -70,13 +74,14 @@ fn train_args(a: &DemoArgs, method: MethodKind, arch: &Arch, epochs: usize, out:
         attack_steps: 10,
         // Digits at this budget learn best unaugmented (and are not mirror-symmetric).
         no_augment: true,
-        resume: out.join("checkpoint.saad").exists(),
+        resume: a.resume && out.join("checkpoint.saad").exists(),
         out,
         teacher,
         teacher_arch: None,
         // SAAD's reference averages weights from epoch 95 of 200: the same fraction here.
-        swa_start: (method == MethodKind::Saad).then(|| ((epochs as f64 * 95.0 / 200.0).round() as usize).max(1)),
+        swa_start: SwaStart::Auto,
         params: None,
+        preset: None,
         eval_every: 1,
         // Per-epoch curves on the first 100 test images; the final evaluation uses all.
         eval_n: Some(100),
@@ -87,7 +92,7 @@ fn train_args(a: &DemoArgs, method: MethodKind, arch: &Arch, epochs: usize, out:
 }
 
 fn eval(a: &DemoArgs, model: &Path) -> Result<Value> {
-    let args = |attacks: Vec<EvalItem>, n: Option<usize>| EvalArgs {
+    let args = |attacks: Vec<EvalItem>, n: Option<usize>, card: Option<PathBuf>| EvalArgs {
         checkpoint: model.to_path_buf(),
         data_dir: "data".into(),
         attacks,
@@ -98,11 +103,14 @@ fn eval(a: &DemoArgs, model: &Path) -> Result<Value> {
         json: true,
         device: a.device,
         quiet: true,
+        card,
     };
-    let mut report = eval_json(args([EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }].into_iter().map(EvalItem::WhiteBox).collect(), None))?;
+    let mut report = eval_json(args([EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }].into_iter().map(EvalItem::WhiteBox).collect(), None, None))?;
     if a.aa_n > 0 {
-        let aa = eval_json(args(vec![EvalItem::AutoAttack(Version::Standard)], Some(a.aa_n)))?;
+        // The result card of each model (card.json beside it): clean and AutoAttack on the same points.
+        let aa = eval_json(args(vec![EvalItem::WhiteBox(EvalAttack::Clean), EvalItem::AutoAttack(Version::Standard)], Some(a.aa_n), Some(model.with_file_name("card.json"))))?;
         report["autoattack"] = aa["autoattack"][0].clone();
+        report["card"] = aa["card"].clone();
     }
     Ok(report)
 }
@@ -124,6 +132,16 @@ fn log_series(log: &Path, key: &str) -> Vec<(f64, f64)> {
 }
 
 pub fn run(a: DemoArgs) -> Result<()> {
+    // A finished (or half-finished) run is never silently reused: its numbers would not be
+    // what this command measures.
+    let used = std::fs::read_dir(&a.out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if used && !a.resume {
+        bail!(
+            "{} already holds a demo run; pass --resume to continue it, or --out NEW_FOLDER (or delete {}) to train from scratch",
+            a.out.display(),
+            a.out.display()
+        );
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let start = Instant::now();
     eprintln!("== teacher: PGD-AT {} on the built-in digits ({}x{})", a.teacher_arch, a.image_size, a.image_size);

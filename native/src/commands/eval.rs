@@ -45,6 +45,11 @@ pub struct EvalArgs {
     pub device: DeviceChoice,
     #[arg(long)]
     pub quiet: bool,
+    /// Also write the result card (RobustBench-style JSON: model, threat model, clean and
+    /// AutoAttack accuracy, n, attack versions, seed, device, software, time) to this file.
+    /// `--json` output always holds it under "card".
+    #[arg(long)]
+    pub card: Option<PathBuf>,
 }
 
 /// One requested evaluation: a white-box attack or an AutoAttack composition.
@@ -83,12 +88,14 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    let eval_start = Instant::now();
     let ckpt = read_checkpoint(&args.checkpoint)?;
-    let (device, device_name) = select(args.device)?;
-    let model = ckpt.load_model(&device, &args.checkpoint.display().to_string())?;
     let info = &ckpt.header.dataset;
     let data = DatasetName::parse(&info.name).with_context(|| format!("unknown dataset {:?} in {}", info.name, args.checkpoint.display()))?;
-    let (_, test) = datasets::load(&DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size })?;
+    // Files first: a missing dataset is reported before any GPU is probed.
+    let test = datasets::load_split(&DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size }, datasets::Split::Test)?;
+    let (device, device_name) = select(args.device)?;
+    let model = ckpt.load_model(&device, &args.checkpoint.display().to_string())?;
     let test = match args.n {
         Some(n) => test.take(n),
         None => test,
@@ -126,6 +133,10 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
     if !autoattack.is_empty() {
         obj["autoattack"] = json!(autoattack);
     }
+    obj["card"] = result_card(&obj, &args, &ckpt, eval_start.elapsed().as_secs_f64());
+    if let Some(path) = &args.card {
+        crate::fsutil::write_atomic(path, serde_json::to_string_pretty(&obj["card"])?.as_bytes())?;
+    }
     if !args.json {
         if !results.is_empty() {
             println!("{:<10} {:>9} {:>13} {:>9}", "attack", "accuracy", "correct", "seconds");
@@ -138,6 +149,37 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
         }
     }
     Ok(obj)
+}
+
+/// The result card of one evaluation: RobustBench's model-info fields where they apply
+/// (`clean_acc`, `autoattack_acc`, `eps`, `dataset`, `architecture`, threat model), plus what
+/// makes the numbers reproducible here (n, attack versions, seed, device, software, time).
+fn result_card(report: &serde_json::Value, args: &EvalArgs, ckpt: &saad_core::checkpoint::Checkpoint, seconds: f64) -> serde_json::Value {
+    let white_box = |name: &str| report["results"].as_array().and_then(|r| r.iter().find(|r| r["attack"] == name)).map(|r| r["accuracy"].clone());
+    let aa = report["autoattack"].as_array().and_then(|a| a.first()).cloned();
+    let model_id = args.checkpoint.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    json!({
+        "model_id": model_id,
+        "checkpoint": args.checkpoint.display().to_string(),
+        "architecture": ckpt.header.model.arch.to_string(),
+        "method": ckpt.header.train_config.get("method").cloned(),
+        "weight_average_of": ckpt.header.averaged_count,
+        "dataset": ckpt.header.dataset.name,
+        "threat_model": "Linf",
+        "eps": args.eps,
+        "eps_fraction": format!("{:.0}/255", args.eps * 255.0),
+        "n": report["n"],
+        "clean_acc": white_box("clean").or_else(|| aa.as_ref().map(|a| a["clean_acc"].clone())),
+        "autoattack_acc": aa.as_ref().map(|a| a["robust_acc"].clone()),
+        "autoattack_version": aa.as_ref().map(|a| a["version"].clone()),
+        "autoattack_standard": aa.as_ref().map(|a| a["standard"].clone()),
+        "autoattack_attacks": aa.as_ref().map(|a| a["steps"].as_array().map(|s| s.iter().map(|s| s["attack"].clone()).collect::<Vec<_>>())),
+        "other_attacks": report["results"].as_array().map(|r| r.iter().filter(|r| r["attack"] != "clean").map(|r| json!({"attack": r["attack"], "accuracy": r["accuracy"]})).collect::<Vec<_>>()),
+        "seed": args.seed,
+        "device": report["device"],
+        "software": {"saad": env!("CARGO_PKG_VERSION"), "burn": "0.22.1"},
+        "seconds": seconds,
+    })
 }
 
 /// Runs an AutoAttack composition with a progress bar per attack; the report as JSON.

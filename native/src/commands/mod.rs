@@ -6,6 +6,7 @@ pub mod demo;
 pub mod eval;
 pub mod export;
 pub mod import;
+pub mod selftest;
 pub mod teacher;
 pub mod train;
 pub mod transfer;

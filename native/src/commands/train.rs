@@ -10,6 +10,7 @@ use saad_core::checkpoint::DatasetInfo;
 use saad_core::data::DeviceSet;
 use saad_core::eval::{EvalAttack, evaluate};
 use saad_core::models::{Arch, ModelSpec};
+use saad_core::train::methods::Preset;
 use saad_core::train::trainer::stream;
 use saad_core::train::{AttackSettings, LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer};
 use serde_json::json;
@@ -23,7 +24,8 @@ pub struct TrainArgs {
     /// Model architecture: small-cnn[-W], resnet18[-wW], preact-resnet18[-wW], mobilenetv2, wrn-D-W, dm-wrn-D-W.
     #[arg(long, default_value = "small-cnn")]
     pub arch: Arch,
-    /// Training method: natural or pgd-at.
+    /// Training method: natural, pgd-at, trades (no teacher); ard, iad, rslad, adaad, igdm, saad
+    /// (distillation from --teacher).
     #[arg(long, default_value = "pgd-at")]
     pub method: MethodKind,
     /// Total epochs [default: 200]. With --resume, raises the run's total.
@@ -62,15 +64,22 @@ pub struct TrainArgs {
     /// Architecture of a .safetensors teacher.
     #[arg(long)]
     pub teacher_arch: Option<String>,
-    /// Average the weights from this epoch on (SAAD's reference: 95 of 200); the average, with
-    /// BatchNorm statistics recomputed, is the reported model (model.saad).
-    #[arg(long)]
-    pub swa_start: Option<usize>,
-    /// Method constants as JSON overriding the reference values, e.g. '{"alpha_ig": 10, "saad_beta": 0.5}'
-    /// (keys: init_sigma, trades_beta, ard_tau, ard_alpha, iad_tau, iad_begin, iad_power,
-    /// rslad_adv_weight, alpha_ig, saad_scale, saad_gamma, saad_beta, saad_lambda).
+    /// Average the weights from this (1-based) epoch on; the average, with BatchNorm statistics
+    /// recomputed, is the reported model (model.saad) and is evaluated in the per-epoch log
+    /// beside the raw student. `auto`: for SAAD the reference's epoch 95 of 200 as the same
+    /// fraction of --epochs (e.g. 5 of 10), off for the other methods; `none`: off.
+    #[arg(long, default_value = "auto", value_parser = SwaStart::parse)]
+    pub swa_start: SwaStart,
+    /// Method constants as JSON overriding the reference values (or the preset's), e.g.
+    /// '{"alpha_ig": 10, "saad_beta": 0.5}' (keys: init_sigma, trades_beta, ard_tau, ard_alpha,
+    /// ard_reduction, iad_tau, iad_begin, iad_power, rslad_adv_weight, rslad_reduction,
+    /// adaad_reduction, alpha_ig, saad_scale, saad_gamma, saad_beta, saad_lambda).
     #[arg(long, value_parser = parse_params)]
-    pub params: Option<MethodParams>,
+    pub params: Option<String>,
+    /// An original paper's recipe instead of the SAAD comparison's constants (sets --method):
+    /// ard-original, iad-original, rslad-original, adaad-original, trades-original.
+    #[arg(long, value_parser = parse_preset)]
+    pub preset: Option<Preset>,
     /// Output folder: checkpoint.saad (every epoch, atomic) and log.jsonl.
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
@@ -94,14 +103,74 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-fn parse_params(s: &str) -> Result<MethodParams, String> {
-    serde_json::from_str(s).map_err(|e| format!("bad --params {s:?}: {e}"))
+/// `--swa-start`: where weight averaging starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwaStart {
+    /// SAAD: the reference's epoch 95 of 200 as the same fraction of the run; others: off.
+    Auto,
+    Off,
+    /// From this 1-based epoch on.
+    Epoch(usize),
+}
+
+impl SwaStart {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "none" | "off" => Ok(Self::Off),
+            _ => match s.parse::<usize>() {
+                Ok(e) if e >= 1 => Ok(Self::Epoch(e)),
+                _ => Err(format!("bad --swa-start {s:?}: expected auto, none, or an epoch number (1-based)")),
+            },
+        }
+    }
+
+    /// The first averaged epoch of a run of `epochs` epochs of `method`, if any.
+    pub fn resolve(self, method: MethodKind, epochs: usize) -> Option<usize> {
+        match self {
+            Self::Auto => (method == MethodKind::Saad).then(|| ((epochs as f64 * 95.0 / 200.0).round() as usize).max(1)),
+            Self::Off => None,
+            Self::Epoch(e) => Some(e),
+        }
+    }
+}
+
+/// Checked here, applied in [`method_params`] on top of the preset.
+fn parse_params(s: &str) -> Result<String, String> {
+    MethodParams::default().with_overrides(s).map(|_| s.to_string())
+}
+
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    Preset::find(s)
+}
+
+/// The constants of a fresh run: the preset's (which also sets the method) or the defaults,
+/// with --params on top.
+fn method_params(args: &mut TrainArgs) -> Result<MethodParams> {
+    let base = match &args.preset {
+        Some(p) => {
+            // pgd-at is --method's default, so it does not conflict with a preset.
+            if args.method != p.method && args.method != MethodKind::PgdAt {
+                bail!("--preset {} is a recipe for --method {}, not {}", p.name, p.method, args.method);
+            }
+            args.method = p.method;
+            p.params.clone()
+        }
+        None => MethodParams::default(),
+    };
+    match &args.params {
+        Some(json) => base.with_overrides(json).map_err(anyhow::Error::msg),
+        None => Ok(base),
+    }
 }
 
 /// Trains and returns the path of the reported model (`model.saad`).
-pub fn run(args: TrainArgs) -> Result<PathBuf> {
+pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
     let q = args.quiet;
-    let (device, device_name) = select(args.device)?;
+    let params = method_params(&mut args)?;
+    if let (Some(p), false) = (&args.preset, args.resume) {
+        note(q, format!("preset {} ({}): {}", p.name, p.source, p.note));
+    }
     let ckpt_path = args.out.join("checkpoint.saad");
     let log_path = args.out.join("log.jsonl");
 
@@ -110,16 +179,7 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
         if !ckpt_path.exists() {
             bail!("--resume: {} does not exist (nothing to resume; drop --resume to start a new run)", ckpt_path.display());
         }
-        let ckpt = read_checkpoint(&ckpt_path)?;
-        let mut t = Trainer::resume(&ckpt, &device, &ckpt_path.display().to_string())?;
-        if let Some(e) = args.epochs {
-            if e < t.config.epochs {
-                bail!("--resume: --epochs {e} is below the run's {} epochs; a run can only be extended", t.config.epochs);
-            }
-            t.config.epochs = e;
-        }
-        note(q, format!("resuming {} after epoch {} of {}", ckpt_path.display(), t.epochs_done, t.config.epochs));
-        Some(t)
+        Some(read_checkpoint(&ckpt_path)?)
     } else {
         if ckpt_path.exists() {
             bail!("{} already exists: pass --resume to continue that run, or choose another --out", ckpt_path.display());
@@ -127,15 +187,31 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
         None
     };
     let data_args = match &resumed {
-        Some(t) => DataArgs {
-            data: datasets::DatasetName::parse(&t.dataset.name)
-                .with_context(|| format!("unknown dataset {:?} in {}", t.dataset.name, ckpt_path.display()))?,
-            image_size: t.dataset.image_size,
+        Some(c) => DataArgs {
+            data: datasets::DatasetName::parse(&c.header.dataset.name)
+                .with_context(|| format!("unknown dataset {:?} in {}", c.header.dataset.name, ckpt_path.display()))?,
+            image_size: c.header.dataset.image_size,
             ..args.data.clone()
         },
         None => args.data.clone(),
     };
+    // Files first: a missing dataset is reported before any GPU is probed.
     let (train_set, test_set) = datasets::load(&data_args)?;
+    let (device, device_name) = select(args.device)?;
+    let resumed = match resumed {
+        Some(ckpt) => {
+            let mut t = Trainer::resume(&ckpt, &device, &ckpt_path.display().to_string())?;
+            if let Some(e) = args.epochs {
+                if e < t.config.epochs {
+                    bail!("--resume: --epochs {e} is below the run's {} epochs; a run can only be extended", t.config.epochs);
+                }
+                t.config.epochs = e;
+            }
+            note(q, format!("resuming {} after epoch {} of {}", ckpt_path.display(), t.epochs_done, t.config.epochs));
+            Some(t)
+        }
+        None => None,
+    };
     let mut trainer = match resumed {
         Some(t) => t,
         None => {
@@ -151,8 +227,8 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
                 seed: args.seed,
                 attack: AttackSettings { eps: args.eps, alpha: args.alpha, steps: args.attack_steps },
                 augment: (!args.no_augment).then(|| data_args.data.augment(image_size)),
-                params: args.params.clone().unwrap_or_default(),
-                swa_start: args.swa_start,
+                params,
+                swa_start: args.swa_start.resolve(args.method, args.epochs.unwrap_or(200)),
             };
             let info = DatasetInfo { name: data_args.data.as_str().into(), image_size, num_classes: train_set.num_classes };
             Trainer::new(ModelSpec::new(args.arch.clone(), train_set.num_classes), config, info, &device)
@@ -234,8 +310,19 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
                 ebar.set((a * nb + b) as u64)
             });
             ebar.finish();
+            // test_* are the raw student's; once averaging has begun, avg_test_* are the
+            // weight average's (the model a finished run reports), BatchNorm recomputed.
+            line["evaluated"] = json!("student");
             line["test_clean_acc"] = json!(res[0].accuracy);
             line["test_pgd20_acc"] = json!(res[1].accuracy);
+            if trainer.average.is_some() {
+                device.seed(saad_core::rng::derive_seed(trainer.config.seed, &[stream::EVAL, epoch as u64]));
+                let averaged = trainer.reported_model(&train_data);
+                let res = evaluate(&averaged, &test_data, &attacks, trainer.config.attack.eps, 256, &mut |_, _, _| {});
+                line["evaluated"] = json!("student and weight average");
+                line["avg_test_clean_acc"] = json!(res[0].accuracy);
+                line["avg_test_pgd20_acc"] = json!(res[1].accuracy);
+            }
             line["eval_seconds"] = json!(start.elapsed().as_secs_f64());
         }
         note(q, format_epoch(&line));
@@ -274,12 +361,13 @@ pub fn run(args: TrainArgs) -> Result<PathBuf> {
 fn format_epoch(l: &serde_json::Value) -> String {
     let pct = |k: &str| l.get(k).and_then(|v| v.as_f64()).map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
     format!(
-        "epoch {:>3}  loss {:.4}  train acc {}  test clean {}  test PGD-20 {}{}  {:.0} img/s",
+        "epoch {:>3}  loss {:.4}  train acc {}  test clean {}  test PGD-20 {}{}{}  {:.0} img/s",
         l["epoch"],
         l["train_loss"].as_f64().unwrap_or(f64::NAN),
         pct("train_acc"),
         pct("test_clean_acc"),
         pct("test_pgd20_acc"),
+        l.get("avg_test_clean_acc").map(|_| format!("  (average: {} / {})", pct("avg_test_clean_acc"), pct("avg_test_pgd20_acc"))).unwrap_or_default(),
         l.get("tas").map(|_| format!("  TAS {}", pct("tas"))).unwrap_or_default(),
         l["images_per_sec"].as_f64().unwrap_or(0.0)
     )

@@ -68,12 +68,13 @@ pub fn run(args: TransferArgs) -> Result<serde_json::Value> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let (device, device_name) = select(args.device)?;
     let ckpt = read_checkpoint(&args.student)?;
-    let student = ckpt.load_model(&device, &args.student.display().to_string())?;
     let info = &ckpt.header.dataset;
     let data = DatasetName::parse(&info.name).with_context(|| format!("unknown dataset {:?} in {}", info.name, args.student.display()))?;
-    let (_, test) = datasets::load(&DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size })?;
+    // Files first: a missing dataset is reported before any GPU is probed.
+    let test = datasets::load_split(&DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size }, datasets::Split::Test)?;
+    let (device, device_name) = select(args.device)?;
+    let student = ckpt.load_model(&device, &args.student.display().to_string())?;
     let test = match args.n {
         Some(n) => test.take(n),
         None => test,

@@ -2,6 +2,12 @@
 //! Inner: maximise `KL(p_T(x') || p_S(x'))` from `x + 0.001 N`, the teacher evaluated at x'
 //! every step (gradient through teacher and student).
 //! Outer: `KL(p_T(x') || p_S(x'))`.
+//!
+//! Defaults from the SAAD authors' comparison (github HongsinLee/saad, adaad.py and attacks.py
+//! `adaad_inner_loss`): `KLDivLoss(reduction="batchmean")`, student in eval mode during the
+//! attack. That script passes `step_size=8/255, epsilon=2/255` (swapped); METHOD.md keeps eps
+//! 8/255, step 2/255. The original (github boyellow/AdaAD, main.py, CIFAR10 branch) uses
+//! `KLDivLoss()`'s `mean` over batch x classes: preset `adaad-original`.
 
 use super::{BatchContext, BatchLoss, Method};
 use crate::attacks::FnObjective;
@@ -22,7 +28,8 @@ impl Method for AdaAd {
         let x_adv = adaad_inner(ctx);
         let teacher_adv = ctx.teacher().forward(x_adv.clone());
         let adv = ctx.student.forward(x_adv.clone());
-        let loss = kl_div(teacher_adv.clone(), adv.clone()).mean();
+        let classes = teacher_adv.dims()[1];
+        let loss = ctx.params.adaad_reduction.reduce(kl_div(teacher_adv.clone(), adv.clone()), classes);
         BatchLoss { loss, logits: adv.clone(), x_adv: Some(x_adv), teacher_adv: Some(teacher_adv), student_adv: Some(adv) }
     }
 }

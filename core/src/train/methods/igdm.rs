@@ -2,6 +2,12 @@
 //! Inner: AdaAD's. With d = x' - x:
 //! Outer: `KL(p_T(x+d) || p_S(x+d)) + alpha_IG (e/E) KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-))`,
 //! where `z+ = z(x+d)`, `z- = z(x-d)` (x - d is not clipped to [0,1]).
+//!
+//! Defaults from the SAAD authors' comparison (github HongsinLee/saad, igdm.py, by IGDM's
+//! authors): alpha_IG 1 (`--igdm_alpha`), both KLs batchmean. That script ramps by
+//! `epoch / 200` whatever `--epochs` is; this uses e/E, the same at its 200 epochs. It also
+//! passes `step_size=8/255, epsilon=2/255` to AdaAD's attack (swapped); METHOD.md keeps eps
+//! 8/255, step 2/255. IGDM's own repository is not at hand, so there is no `igdm-original`.
 
 use super::adaad::adaad_inner;
 use super::saad::ig_matching;

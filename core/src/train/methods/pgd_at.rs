@@ -1,6 +1,9 @@
 //! PGD adversarial training (Madry et al. 2018).
 //! Inner: maximise `CE(S(x'), y)` from a uniform random start.
 //! Outer: `CE(S(x'), y)`.
+//!
+//! No constants of its own: the attack is `--eps`/`--alpha`/`--attack-steps` (METHOD.md section
+//! 5). The SAAD authors' code has no PGD-AT script (its teachers come from RobustBench).
 
 use super::{BatchContext, BatchLoss, Method};
 use crate::attacks::{ObjectiveKind, Start};

@@ -13,6 +13,10 @@
 //! `Loss = mean_i [ w_i (KL(p_T+ || p_S+) + alpha_IG (e/E) KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-)))
 //!                 + beta (1 - w^_i) KL(p_T0 || p_S0) ]`, beta = 0 by default. Weights carry no
 //! gradient; x - d is not clipped to [0,1].
+//!
+//! Defaults from the SAAD authors' code (github HongsinLee/saad, saad.py, attacks.py
+//! `saad_inner_loss`, utils.py `samplewise_renyi_entropy`, main.sh): scale 5, gamma 1, beta 0,
+//! lambda 1, alpha_IG 1, weight averaging from epoch 95 of 200.
 
 use super::{BatchContext, BatchLoss, Method, MethodParams};
 use crate::attacks::{Objective, Pgd};

@@ -1,6 +1,11 @@
 //! TRADES (Zhang et al. 2019).
 //! Inner: maximise `KL(p_S(x) || p_S(x'))` from `x + 0.001 N`, with `p_S(x)` fixed.
 //! Outer: `CE(S(x), y) + beta * KL(p_S(x) || p_S(x'))`, beta = 6, gradient through both.
+//!
+//! Defaults from the original (github yaodongyu/TRADES, trades.py and train_trades_cifar10.py:
+//! beta 6, `KLDivLoss(size_average=False)` / batch size, i.e. batchmean); the SAAD authors' code
+//! has no TRADES script. Preset `trades-original` names the original's eps 0.031 / step 0.007
+//! schedule.
 
 use super::{BatchContext, BatchLoss, Method};
 use crate::attacks::ObjectiveKind;

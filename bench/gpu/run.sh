@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The GPU run anyone can repeat (bench/gpu/prepare.sh first): on the GPU machine, from the
+# repository root with the bundle beside it. Checks that wgpu finds the GPU through Vulkan, runs
+# `saad selftest` on it, then the training-step benchmarks of each build variant in the bundle,
+# the PyTorch twin (bench/torch_reference.py) on CUDA in the same call, and standard AutoAttack
+# against a PGD-AT ResNet-18 in both; JSON results in RESULTS_DIR, one table printed last.
+#
+#   bench/gpu/run.sh [BUNDLE_DIR [RESULTS_DIR]]       # defaults: out/gpu, $OUT or out/gpu-results
+#
+# Environment: SAAD_GPU_SIZE=full (ResNet-18 / DM-WRN-28-10, batch 128: the workload of the
+# README) or small (narrow models, batch 32: checks the scripts end to end on lavapipe and a CPU
+# PyTorch in minutes); SAAD_DEVICE (default wgpu), TORCH_DEVICE (default cuda if PyTorch sees
+# one, else cpu with 2 threads); SAAD_AA_N (images for AutoAttack, default 1000 full / 64 small).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+bundle="$(realpath "${1:-out/gpu}")"
+results="${2:-${OUT:-out/gpu-results}}"
+mkdir -p "$results"
+results="$(realpath "$results")"
+size="${SAAD_GPU_SIZE:-full}"
+dev="${SAAD_DEVICE:-wgpu}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+log="$results/run.log"
+say() { echo "== $*" | tee -a "$log"; }
+
+# Vulkan loader: unpack the bundled packages only where the machine has none.
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+    say "no Vulkan loader on this machine: unpacking the bundled one"
+    for f in "$bundle"/debs/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+fi
+# NVIDIA containers keep the ICD outside the loader's default search path.
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ] && ! ls /usr/share/vulkan/icd.d/nvidia* >/dev/null 2>&1; then
+    export VK_DRIVER_FILES="$icd"
+    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+fi
+
+if [ "$size" = full ]; then
+    shape=(--arch resnet18 --teacher-arch dm-wrn-28-10 --batch-size 128 --steps 3)
+    torch_shape=(--arch resnet18 --teacher-arch dm-wrn-28-10 --batch-size 128 --steps 3)
+    aa_arch=resnet18; aa_n="${SAAD_AA_N:-1000}"; aa_epochs=3
+    selftest_archs="small-cnn-8,resnet18,preact-resnet18-w16,mobilenetv2,wrn-10-2,dm-wrn-10-2,dm-wrn-28-10"
+else
+    shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 2)
+    torch_shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 2)
+    aa_arch=resnet18-w8; aa_n="${SAAD_AA_N:-64}"; aa_epochs=1
+    selftest_archs="small-cnn-8,resnet18-w8,dm-wrn-10-1"
+fi
+torch_dev="${TORCH_DEVICE:-$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo none)}"
+
+say "machine"
+(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi") | tee -a "$log"
+python3 -c 'import torch; print("torch", torch.__version__)' 2>&1 | tee -a "$log"
+
+say "saad devices"
+"$bundle/saad" devices 2>&1 | tee -a "$log"
+
+say "saad selftest --device $dev"
+timeout "${SAAD_SELFTEST_TIMEOUT:-240}" "$bundle/saad" selftest --device "$dev" --archs "$selftest_archs" 2>&1 | tee -a "$log" "$results/selftest.txt"
+
+say "PyTorch twin on $torch_dev"
+if [ "$torch_dev" != none ]; then
+    threads=(); [ "$torch_dev" = cpu ] && threads=(--threads 2)
+    timeout "${SAAD_TORCH_TIMEOUT:-300}" python3 bench/torch_reference.py --workload all --device "$torch_dev" "${threads[@]}" \
+        "${torch_shape[@]}" --attack-steps 10 --json "$results/torch.json" 2>&1 | tee -a "$log"
+fi
+
+for bin in "$bundle"/saad "$bundle"/saad-*; do
+    [ -x "$bin" ] || continue
+    variant="$(basename "$bin")"
+    say "$variant bench --method pgd-at,saad --device $dev"
+    timeout "${SAAD_BENCH_TIMEOUT:-400}" "$bin" bench --method pgd-at,saad --device "$dev" "${shape[@]}" --attack-steps 10 --json \
+        > "$results/bench-$variant.json" 2>>"$log"
+    echo "exit $?" | tee -a "$log"
+done
+
+say "AutoAttack: PGD-AT $aa_arch on the rendered digits ($aa_n images), ours and the reference"
+aa="$(mktemp -d)"; mkdir -p "$aa/data/cifar-10-batches-bin"
+# The digits' training split (1438 images at 32x32) in the CIFAR-10 layout, as the training files
+# and as the test file: a speed benchmark of AutoAttack on a robust model, not an accuracy claim.
+"$bundle/saad" data export --data digits --split train --out "$aa/digits.bin" >>"$log" 2>&1
+for f in data_batch_1 data_batch_2 data_batch_3 data_batch_4 data_batch_5 test_batch; do cp "$aa/digits.bin" "$aa/data/cifar-10-batches-bin/$f.bin"; done
+timeout "${SAAD_AA_TRAIN_TIMEOUT:-200}" "$bundle/saad" train --data cifar10 --data-dir "$aa/data" --arch "$aa_arch" --method pgd-at \
+    --epochs "$aa_epochs" --lr 0.05 --schedule cosine --eval-n 256 --device "$dev" --out "$aa/model" --quiet >>"$log" 2>&1
+echo "train exit $?" | tee -a "$log"
+if [ -f "$aa/model/model.saad" ]; then
+    timeout "${SAAD_AA_TIMEOUT:-300}" "$bundle/saad" eval --checkpoint "$aa/model/model.saad" --data-dir "$aa/data" --attacks clean,autoattack \
+        --n "$aa_n" --device "$dev" --json --quiet > "$results/aa-saad.json" 2>>"$log"
+    echo "eval exit $?" | tee -a "$log"
+    "$bundle/saad" export --checkpoint "$aa/model/model.saad" --format safetensors --out "$aa/model.safetensors" >>"$log" 2>&1
+    if [ "$torch_dev" != none ]; then
+        site="$(mktemp -d)"
+        python3 -m pip install -q --no-index --no-deps --target "$site" "$bundle"/wheels/*.whl >>"$log" 2>&1
+        threads=(); [ "$torch_dev" = cpu ] && threads=(--threads 2)
+        PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" timeout "${SAAD_AA_TIMEOUT:-300}" python3 bench/torch_reference.py --workload autoattack \
+            --device "$torch_dev" "${threads[@]}" --arch "$aa_arch" --model "$aa/model.safetensors" --images "$aa/digits.bin" --n "$aa_n" \
+            --json "$results/aa-torch.json" >>"$log" 2>&1
+        echo "reference exit $?" | tee -a "$log"
+    fi
+fi
+
+say "summary"
+python3 bench/gpu/summarize.py "$results" | tee "$results/summary.txt"

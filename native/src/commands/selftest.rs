@@ -1,0 +1,241 @@
+//! `saad selftest`: what a user runs first on a new GPU (any vendor). Every WGSL kernel against
+//! its tensor-op twin on the device, flex against the device on the logits and input gradients
+//! of each architecture, and a few SAAD training steps with and without the kernels. One table of
+//! measured differences and tolerances; exit status 1 if any check fails.
+//!
+//! Tolerances are those of the lavapipe tests (`tests/tests/kernels.rs`, `backends.rs`) where
+//! the arithmetic is the same f32 in another order; the architecture checks compare against
+//! flex relative to the largest logit / gradient entry, since a GPU may pick other convolution
+//! algorithms (implicit GEMM) with other summation orders.
+
+use crate::device::{DeviceChoice, select};
+use anyhow::{Result, bail};
+use saad_core::attacks::{ObjectiveKind, input_gradient};
+use saad_core::burn::prelude::*;
+use saad_core::burn::tensor::{Distribution, Int, TensorData};
+use saad_core::checkpoint::{DatasetInfo, load_weights, model_bytes};
+use saad_core::data::{DeviceSet, digits};
+use saad_core::kernels::{Route, has_kernels, pgd_update, saad_loss, set_kernels_enabled, transfer_sums};
+use saad_core::models::ModelSpec;
+use saad_core::train::methods::saad::SaadLogits;
+use saad_core::train::{LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer};
+use serde_json::json;
+use std::time::Instant;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct SelftestArgs {
+    /// The device to check (against flex). `auto` takes a real GPU; `wgpu` also takes lavapipe.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Architectures compared with flex (comma-separated ids).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "small-cnn-8,resnet18,preact-resnet18-w16,mobilenetv2,wrn-10-2,dm-wrn-10-2,dm-wrn-28-10"
+    )]
+    pub archs: Vec<String>,
+    /// Images per architecture check (32x32).
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One line of the table.
+struct Check {
+    name: String,
+    measured: f64,
+    tolerance: f64,
+    seconds: f64,
+}
+
+impl Check {
+    fn passed(&self) -> bool {
+        self.measured.is_finite() && self.measured <= self.tolerance
+    }
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().iter::<f32>().collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(d) })
+}
+
+fn max_abs(a: &[f32]) -> f64 {
+    a.iter().fold(0f64, |m, v| m.max(v.abs() as f64))
+}
+
+/// Runs `f` and records its measured difference, its tolerance and how long it took.
+fn check(out: &mut Vec<Check>, name: String, tolerance: f64, f: impl FnOnce() -> f64) {
+    let start = Instant::now();
+    let measured = f();
+    out.push(Check { name, measured, tolerance, seconds: start.elapsed().as_secs_f64() });
+}
+
+fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
+    d.seed(4);
+    for shape in [[17usize, 3, 8, 8], [128, 3, 32, 32]] {
+        check(out, format!("kernel pgd_step {shape:?} vs twin (max abs)"), 1e-7, || {
+            let b = shape[0];
+            let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), d);
+            let x_adv = (x.clone() + x.random_like(Distribution::Uniform(-0.05, 0.05))).clamp(0.0, 1.0);
+            let grad = x.random_like(Distribution::Normal(0.0, 1.0)).mask_fill(x.random_like(Distribution::Uniform(0.0, 1.0)).lower_elem(0.1), 0.0);
+            let eps = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.06), d);
+            let alpha = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.02), d);
+            let active = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), d).greater_elem(0.3).float();
+            let twin = pgd_update(Route::TensorOps, x_adv.clone(), grad.clone(), &x, eps.clone(), alpha.clone(), active.clone());
+            let kernel = pgd_update(Route::Kernel, x_adv, grad, &x, eps, alpha, active);
+            max_abs_diff(&to_vec(twin), &to_vec(kernel))
+        });
+    }
+    let logits = |b: usize, c: usize, s: f64| Tensor::<2>::random([b, c], Distribution::Normal(0.0, s), d);
+    let saad_logits = |b: usize, c: usize| SaadLogits {
+        t0: logits(b, c, 2.0),
+        t_plus: logits(b, c, 2.0),
+        t_minus: logits(b, c, 2.0),
+        s0: logits(b, c, 1.0),
+        s_plus: logits(b, c, 1.0),
+        s_minus: logits(b, c, 1.0),
+    };
+    for (b, c, gamma, beta) in [(300usize, 10usize, 1.0, 0.0), (33, 100, 2.0, 0.5)] {
+        check(out, format!("kernel saad_loss [{b},{c}] gamma {gamma} vs twin (relative)"), 1e-4, || {
+            let l = saad_logits(b, c);
+            let p = MethodParams { saad_gamma: gamma, saad_beta: beta, ..MethodParams::default() };
+            let twin = saad_loss(Route::TensorOps, &l, &p, 0.3);
+            let kern = saad_loss(Route::Kernel, &l, &p, 0.3);
+            let (lt, lk) = (to_vec(twin.loss)[0] as f64, to_vec(kern.loss)[0] as f64);
+            let dw = max_abs_diff(&to_vec(twin.w), &to_vec(kern.w)) / 5.0;
+            let dwh = max_abs_diff(&to_vec(twin.w_hat), &to_vec(kern.w_hat));
+            ((lt - lk).abs() / lt.abs().max(1.0)).max(dw).max(dwh)
+        });
+    }
+    check(out, "kernel saad_loss backward [9,10] vs autodiff of twin (relative)".into(), 1e-4, || {
+        let base = saad_logits(9, 10);
+        let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
+        let grads = |route: Route| {
+            let s: Vec<Tensor<2>> = [&base.s0, &base.s_plus, &base.s_minus].iter().map(|t| (*t).clone().autodiff().require_grad()).collect();
+            let l = SaadLogits { t0: base.t0.clone(), t_plus: base.t_plus.clone(), t_minus: base.t_minus.clone(), s0: s[0].clone(), s_plus: s[1].clone(), s_minus: s[2].clone() };
+            let g = saad_loss(route, &l, &p, 0.4).loss.backward();
+            s.iter().map(|t| to_vec(t.grad(&g).expect("student logits are leaves"))).collect::<Vec<_>>()
+        };
+        let (twin, kern) = (grads(Route::TensorOps), grads(Route::Kernel));
+        (0..3).map(|k| max_abs_diff(&twin[k], &kern[k]) / max_abs(&twin[k]).max(1e-6)).fold(0.0, f64::max)
+    });
+    for (b, c) in [(257usize, 10usize), (64, 200)] {
+        check(out, format!("kernel transfer_stats [{b},{c}] vs twin (relative)"), 1e-3, || {
+            let t = logits(b, c, 2.0);
+            let s = logits(b, c, 1.0);
+            let y = Tensor::<1, Int>::from_data(TensorData::new((0..b as i64).map(|i| i % c as i64).collect::<Vec<_>>(), [b]), d);
+            let p = MethodParams::default();
+            let mut worst = 0f64;
+            for student in [Some(s.clone()), None] {
+                let twin = to_vec(transfer_sums(Route::TensorOps, t.clone(), student.clone(), y.clone(), &p));
+                let kern = to_vec(transfer_sums(Route::Kernel, t.clone(), student, y.clone(), &p));
+                for (a, k) in twin.iter().zip(&kern) {
+                    worst = worst.max((a - k).abs() as f64 / (a.abs() as f64).max(1.0));
+                }
+            }
+            worst
+        });
+    }
+}
+
+/// Logits and input gradients of `arch` with the same weights (BatchNorm statistics made
+/// non-trivial by two training-mode forwards) on flex and on `d`.
+fn arch_checks(arch: &str, batch: usize, d: &Device, out: &mut Vec<Check>) -> Result<()> {
+    let spec = ModelSpec::new(arch.parse().map_err(|e: String| anyhow::anyhow!("--archs: {e}"))?, 10);
+    let flex = Device::flex();
+    flex.seed(3);
+    let model = spec.init(&flex);
+    let train = load_weights(&spec, &model_bytes(&model), &flex.clone().autodiff(), "selftest")?;
+    for _ in 0..2 {
+        let _ = train.forward(Tensor::<4>::random([batch, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &flex));
+    }
+    let weights = model_bytes(&train);
+    let on_flex = load_weights(&spec, &weights, &flex, "flex")?.valid();
+    let on_dev = load_weights(&spec, &weights, d, "device")?.valid();
+    let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &flex);
+    let xd = Tensor::<4>::from_data(x.to_data(), d);
+    let (lf, ld) = (to_vec(on_flex.forward(x.clone())), to_vec(on_dev.forward(xd.clone())));
+    check(out, format!("{arch}: logits vs flex (max abs / max |logit|)"), 1e-4, || max_abs_diff(&lf, &ld) / max_abs(&lf).max(1.0));
+    let y: Vec<i64> = (0..batch as i64).map(|i| (3 * i + 1) % 10).collect();
+    let ce = |dev: &Device| ObjectiveKind::CrossEntropy { labels: Tensor::from_data(TensorData::new(y.clone(), [batch]), dev) };
+    let (ce_f, ce_d) = (ce(&flex), ce(d));
+    check(out, format!("{arch}: input gradient vs flex (max abs / max |g|)"), 1e-3, || {
+        let gf = to_vec(input_gradient(&|x| on_flex.forward(x), &ce_f, &x));
+        let gd = to_vec(input_gradient(&|x| on_dev.forward(x), &ce_d, &xd));
+        max_abs_diff(&gf, &gd) / max_abs(&gf).max(1e-6)
+    });
+    Ok(())
+}
+
+/// Three SAAD epochs of one batch each on the built-in digits, with and without the kernels.
+fn training_check(d: &Device, out: &mut Vec<Check>) -> Result<()> {
+    let (train, _) = digits::load(16)?;
+    let data = DeviceSet::upload(&train.take(64), d);
+    let run = |kernels: bool| {
+        set_kernels_enabled(kernels);
+        d.seed(1);
+        let teacher = ModelSpec::new("small-cnn-8".parse().expect("known arch"), 10).init(d);
+        let mut config = TrainConfig::reference(MethodKind::Saad);
+        config.epochs = 3;
+        config.batch_size = 64;
+        config.attack.steps = 3;
+        config.schedule = LrSchedule::Constant;
+        config.augment = None;
+        config.swa_start = None;
+        let info = DatasetInfo { name: "digits".into(), image_size: 16, num_classes: 10 };
+        let mut t = Trainer::new(ModelSpec::new("small-cnn-8".parse().expect("known arch"), 10), config, info, d).with_teacher(&teacher);
+        let losses: Vec<f64> = (0..3).map(|_| t.train_epoch(&data, &mut |_, _| {}).loss).collect();
+        set_kernels_enabled(true);
+        losses
+    };
+    check(out, "SAAD training, 3 steps: loss with vs without kernels (relative)".into(), 1e-4, || {
+        let (with, without) = (run(true), run(false));
+        with.iter().zip(&without).map(|(a, b)| (a - b).abs() / b.abs().max(1e-3)).fold(0.0, |m, v| if v.is_nan() { f64::NAN } else { m.max(v) })
+    });
+    Ok(())
+}
+
+pub fn run(args: SelftestArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let (device, name) = select(args.device)?;
+    let mut checks = Vec::new();
+    if has_kernels(&device) {
+        kernel_checks(&device, &mut checks);
+    } else if !args.json {
+        println!("note: {name} runs the tensor-op twins, not the WGSL kernels: kernel checks skipped");
+    }
+    for arch in &args.archs {
+        arch_checks(arch, args.batch_size, &device, &mut checks)?;
+    }
+    training_check(&device, &mut checks)?;
+    let failed = checks.iter().filter(|c| !c.passed()).count();
+    if args.json {
+        let rows: Vec<_> = checks
+            .iter()
+            .map(|c| json!({"check": c.name, "measured": c.measured, "tolerance": c.tolerance, "pass": c.passed(), "seconds": c.seconds}))
+            .collect();
+        println!("{}", json!({"device": name, "checks": rows, "failed": failed}));
+    } else {
+        println!("selftest on {name} (reference: the tensor-op twins on the same device, and flex)");
+        println!("{:<4} {:<70} {:>11} {:>9} {:>7}", "", "check", "measured", "tolerance", "s");
+        for c in &checks {
+            let mark = if c.passed() { "ok" } else { "FAIL" };
+            println!("{mark:<4} {:<70} {:>11.3e} {:>9.0e} {:>7.2}", c.name, c.measured, c.tolerance, c.seconds);
+        }
+        println!("{} checks, {} passed, {failed} failed", checks.len(), checks.len() - failed);
+    }
+    if failed > 0 {
+        bail!("{failed} selftest check(s) failed on {name}");
+    }
+    Ok(())
+}
