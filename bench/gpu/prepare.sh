@@ -2,8 +2,8 @@
 # Gathers what bench/gpu/run.sh needs on a GPU machine that has no Rust and no network, into one
 # ignored folder (default out/gpu): stripped release builds of `saad` (the default feature set,
 # and one without cubecl autotune for the feature comparison), the Debian Vulkan loader packages
-# (the driver's ICD is the machine's own), and the reference AutoAttack wheel for the PyTorch
-# twin. Runs on an x86-64 Debian machine with the project's toolchain and network to the package
+# (the driver's ICD is the machine's own), and the reference AutoAttack (pyautoattack's modules)
+# for the PyTorch twin. Everything must stay under the GPU machine's 64 MiB transfer limit here. Runs on an x86-64 Debian machine with the project's toolchain and network to the package
 # registries. The PyTorch twin itself is bench/torch_reference.py (tracked, travels with the tree).
 #
 #   bench/gpu/prepare.sh [BUNDLE_DIR]      # then copy the repository with BUNDLE_DIR to the GPU machine
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bundle="${1:-out/gpu}"
 variants="${SAAD_GPU_VARIANTS:-default noautotune}"
-mkdir -p "$bundle/debs" "$bundle/wheels"
+mkdir -p "$bundle/debs"
 
 for v in $variants; do
     case "$v" in
@@ -25,6 +25,8 @@ for v in $variants; do
     cargo build --release -p saad-native --bin saad "${flags[@]}"
     name="saad"; [ "$v" = default ] || name="saad-$v"
     strip -o "$bundle/$name" "${CARGO_TARGET_DIR:-target}/release/saad"
+    # ~78 MB stripped, ~12 MB as xz: what travels is the .xz (run.sh unpacks it).
+    xz -T0 -6 -f "$bundle/$name"
 done
 
 # The Vulkan loader (libvulkan1) and its GL companions, downloaded for amd64 whatever this
@@ -35,9 +37,14 @@ apt_opts=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Li
 apt-get "${apt_opts[@]}" update >/dev/null
 (cd "$bundle/debs" && apt-get "${apt_opts[@]}" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 2>/dev/null)
 
-# The reference AutoAttack (pure Python) for the GPU machine's Python 3.12.
+# The reference AutoAttack (pure Python), without the 45 MB of example models its wheel carries:
+# its modules alone, unpacked into a folder run.sh puts on PYTHONPATH.
+wheels="$(mktemp -d)"
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux2014_x86_64 --platform any -d "$bundle/wheels" pyautoattack==0.2.0
+    --platform manylinux2014_x86_64 --platform any -d "$wheels" pyautoattack==0.2.0
+rm -rf "$bundle/site"; mkdir -p "$bundle/site"
+(cd "$bundle/site" && unzip -q "$wheels"/pyautoattack-0.2.0-py3-none-any.whl 'pyautoattack/*.py')
+rm -rf "$wheels"
 
 du -sh "$bundle"
-ls -l "$bundle" "$bundle/debs" "$bundle/wheels"
+ls -l "$bundle" "$bundle/debs" "$bundle/site/pyautoattack"

@@ -23,6 +23,13 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 log="$results/run.log"
 say() { echo "== $*" | tee -a "$log"; }
 
+# The binaries travel xz-compressed (a stripped release `saad` is ~78 MB, the transfer limit 64 MiB).
+for packed in "$bundle"/saad*.xz; do
+    [ -f "$packed" ] || continue
+    [ -x "${packed%.xz}" ] || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$packed" "${packed%.xz}"
+    chmod +x "${packed%.xz}"
+done
+
 # Vulkan loader: unpack the bundled packages only where the machine has none.
 if ! ldconfig -p | grep -q libvulkan.so.1; then
     say "no Vulkan loader on this machine: unpacking the bundled one"
@@ -39,7 +46,7 @@ fi
 if [ "$size" = full ]; then
     shape=(--arch resnet18 --teacher-arch dm-wrn-28-10 --batch-size 128 --steps 3)
     torch_shape=(--arch resnet18 --teacher-arch dm-wrn-28-10 --batch-size 128 --steps 3)
-    aa_arch=resnet18; aa_n="${SAAD_AA_N:-1000}"; aa_epochs=3
+    aa_arch=resnet18; aa_n="${SAAD_AA_N:-1000}"; aa_epochs="${SAAD_AA_EPOCHS:-3}"
     selftest_archs="small-cnn-8,resnet18,preact-resnet18-w16,mobilenetv2,wrn-10-2,dm-wrn-10-2,dm-wrn-28-10"
 else
     shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 2)
@@ -67,7 +74,7 @@ if [ "$torch_dev" != none ]; then
 fi
 
 for bin in "$bundle"/saad "$bundle"/saad-*; do
-    [ -x "$bin" ] || continue
+    [ -x "$bin" ] && [ "${bin%.xz}" = "$bin" ] || continue
     variant="$(basename "$bin")"
     say "$variant bench --method pgd-at,saad --device $dev"
     timeout "${SAAD_BENCH_TIMEOUT:-400}" "$bin" bench --method pgd-at,saad --device "$dev" "${shape[@]}" --attack-steps 10 --json \
@@ -90,10 +97,8 @@ if [ -f "$aa/model/model.saad" ]; then
     echo "eval exit $?" | tee -a "$log"
     "$bundle/saad" export --checkpoint "$aa/model/model.saad" --format safetensors --out "$aa/model.safetensors" >>"$log" 2>&1
     if [ "$torch_dev" != none ]; then
-        site="$(mktemp -d)"
-        python3 -m pip install -q --no-index --no-deps --target "$site" "$bundle"/wheels/*.whl >>"$log" 2>&1
         threads=(); [ "$torch_dev" = cpu ] && threads=(--threads 2)
-        PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" timeout "${SAAD_AA_TIMEOUT:-300}" python3 bench/torch_reference.py --workload autoattack \
+        PYTHONPATH="$bundle/site${PYTHONPATH:+:$PYTHONPATH}" timeout "${SAAD_AA_TIMEOUT:-300}" python3 bench/torch_reference.py --workload autoattack \
             --device "$torch_dev" "${threads[@]}" --arch "$aa_arch" --model "$aa/model.safetensors" --images "$aa/digits.bin" --n "$aa_n" \
             --json "$results/aa-torch.json" >>"$log" 2>&1
         echo "reference exit $?" | tee -a "$log"

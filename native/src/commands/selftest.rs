@@ -54,6 +54,11 @@ impl Check {
     fn passed(&self) -> bool {
         self.measured.is_finite() && self.measured <= self.tolerance
     }
+
+    fn row(&self) -> String {
+        let mark = if self.passed() { "ok" } else { "FAIL" };
+        format!("{mark:<4} {:<70} {:>11.3e} {:>9.0e} {:>7.2}", self.name, self.measured, self.tolerance, self.seconds)
+    }
 }
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -71,11 +76,14 @@ fn max_abs(a: &[f32]) -> f64 {
     a.iter().fold(0f64, |m, v| m.max(v.abs() as f64))
 }
 
-/// Runs `f` and records its measured difference, its tolerance and how long it took.
+/// Runs `f` and records its measured difference, its tolerance and how long it took; the line
+/// goes to stderr at once (a slow device shows where it is).
 fn check(out: &mut Vec<Check>, name: String, tolerance: f64, f: impl FnOnce() -> f64) {
     let start = Instant::now();
     let measured = f();
-    out.push(Check { name, measured, tolerance, seconds: start.elapsed().as_secs_f64() });
+    let c = Check { name, measured, tolerance, seconds: start.elapsed().as_secs_f64() };
+    eprintln!("{}", c.row());
+    out.push(c);
 }
 
 fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
@@ -229,8 +237,7 @@ pub fn run(args: SelftestArgs) -> Result<()> {
         println!("selftest on {name} (reference: the tensor-op twins on the same device, and flex)");
         println!("{:<4} {:<70} {:>11} {:>9} {:>7}", "", "check", "measured", "tolerance", "s");
         for c in &checks {
-            let mark = if c.passed() { "ok" } else { "FAIL" };
-            println!("{mark:<4} {:<70} {:>11.3e} {:>9.0e} {:>7.2}", c.name, c.measured, c.tolerance, c.seconds);
+            println!("{}", c.row());
         }
         println!("{} checks, {} passed, {failed} failed", checks.len(), checks.len() - failed);
     }
