@@ -107,11 +107,14 @@ fn ard_loss_matches_the_saad_authors_and_the_original_ard() {
         let original = Preset::find("ard-original").unwrap();
         assert_eq!(original.method, MethodKind::Ard);
         let loss = to_vec(ard_outer_loss(b.t_clean.clone(), b.s_adv.clone(), None, b.y.clone(), &original.params));
-        close(&loss, &[0.30112196900402377], 1e-5, &format!("{name} ARD original, alpha 1"));
+        // tau 30: the KL of two nearly uniform softmaxes (~3e-4) is multiplied by 900, so f32
+        // cancellation shows at ~2e-5 absolute (measured on flex); a wrong tau or reduction
+        // moves the value by far more (tau 1: 0.75).
+        close(&loss, &[0.30112196900402377], 1e-4, &format!("{name} ARD original, alpha 1"));
         // alpha 0.9 brings in the clean CE: 0.9 * 900 * KL / (B C) + 0.1 * CE(S(x), y).
         let p = original.params.with_overrides(r#"{"ard_alpha": 0.9}"#).unwrap();
         let loss = to_vec(ard_outer_loss(b.t_clean.clone(), b.s_adv.clone(), Some(b.s_clean.clone()), b.y.clone(), &p));
-        close(&loss, &[0.42608675061762813], 1e-5, &format!("{name} ARD original, alpha 0.9"));
+        close(&loss, &[0.42608675061762813], 1e-4, &format!("{name} ARD original, alpha 0.9"));
     }
 }
 

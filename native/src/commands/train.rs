@@ -372,3 +372,22 @@ fn format_epoch(l: &serde_json::Value) -> String {
         l["images_per_sec"].as_f64().unwrap_or(0.0)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SwaStart;
+    use saad_core::train::MethodKind;
+
+    #[test]
+    fn saad_averages_from_the_references_fraction_by_default() {
+        let auto = SwaStart::parse("auto").unwrap();
+        assert_eq!(auto.resolve(MethodKind::Saad, 200), Some(95));
+        assert_eq!(auto.resolve(MethodKind::Saad, 10), Some(5));
+        assert_eq!(auto.resolve(MethodKind::Saad, 1), Some(1));
+        assert_eq!(auto.resolve(MethodKind::PgdAt, 200), None);
+        assert_eq!(auto.resolve(MethodKind::Rslad, 200), None);
+        assert_eq!(SwaStart::parse("none").unwrap().resolve(MethodKind::Saad, 200), None);
+        assert_eq!(SwaStart::parse("7").unwrap().resolve(MethodKind::PgdAt, 10), Some(7));
+        assert!(SwaStart::parse("0").is_err() && SwaStart::parse("x").is_err());
+    }
+}
