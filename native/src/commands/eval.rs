@@ -157,13 +157,19 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
 fn result_card(report: &serde_json::Value, args: &EvalArgs, ckpt: &saad_core::checkpoint::Checkpoint, seconds: f64) -> serde_json::Value {
     let white_box = |name: &str| report["results"].as_array().and_then(|r| r.iter().find(|r| r["attack"] == name)).map(|r| r["accuracy"].clone());
     let aa = report["autoattack"].as_array().and_then(|a| a.first()).cloned();
-    let model_id = args.checkpoint.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    // `runs/x/model.saad` is known by its run folder, `teacher.saad` by its own name.
+    let stem = args.checkpoint.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let folder = args.checkpoint.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned());
+    let model_id = match (stem.as_str(), folder) {
+        ("model" | "checkpoint", Some(f)) => f,
+        _ => stem,
+    };
     json!({
         "model_id": model_id,
         "checkpoint": args.checkpoint.display().to_string(),
         "architecture": ckpt.header.model.arch.to_string(),
         "method": ckpt.header.train_config.get("method").cloned(),
-        "weight_average_of": ckpt.header.averaged_count,
+        "weights": ckpt.header.notes.get("weights").cloned(),
         "dataset": ckpt.header.dataset.name,
         "threat_model": "Linf",
         "eps": args.eps,
