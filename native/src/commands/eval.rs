@@ -23,7 +23,8 @@ pub struct EvalArgs {
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
     /// Comma-separated attacks: clean, fgsm, pgd20 (pgdK[xR]), cw-inf (cwK[xR]), and
-    /// autoattack (the standard ensemble), autoattack-fast (APGD-CE + APGD-T, not standard) or
+    /// autoattack (the standard ensemble), autoattack-fast (APGD-CE + APGD-T, not standard),
+    /// autoattack-square-paper (Square with the paper's rescaled schedule, not standard) or
     /// autoattack:apgd-ce+square (a custom subset).
     #[arg(long, alias = "attack", default_value = "clean,fgsm,pgd20,cw-inf", value_delimiter = ',')]
     pub attacks: Vec<EvalItem>,
@@ -65,6 +66,7 @@ impl FromStr for EvalItem {
         match s {
             "autoattack" | "aa" => Ok(EvalItem::AutoAttack(Version::Standard)),
             "autoattack-fast" => Ok(EvalItem::AutoAttack(Version::Fast)),
+            "autoattack-square-paper" => Ok(EvalItem::AutoAttack(Version::SquarePaper)),
             _ => match s.strip_prefix("autoattack:") {
                 Some(list) => Ok(EvalItem::AutoAttack(Version::Custom(list.split('+').map(str::parse).collect::<Result<_, _>>()?))),
                 None => s.parse().map(EvalItem::WhiteBox),
