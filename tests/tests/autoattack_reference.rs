@@ -1,10 +1,11 @@
 //! Our standard AutoAttack against the reference implementation, point for point.
 //!
-//! tests/fixtures/autoattack/ holds a small PGD-AT model (`model.saad`) and what the reference
-//! AutoAttack (pip `pyautoattack`, standard version, eps 8/255) did on it and the first n digits
-//! test images, made by `make_fixture.py` there. The random streams differ, so the check is
-//! statistical: the final robust verdicts must agree on at least 99% of the points and the
-//! robust accuracies within one percentage point. Before that, the PyTorch twin the reference
+//! tests/fixtures/autoattack/ holds a small robust model (`model.saad`: the page's SAAD student,
+//! small-cnn-4 on 16x16 digits) and what the reference AutoAttack (pip `pyautoattack`, standard
+//! version, eps 8/255, seed 0) did on it and the first n = 200 digits test images, made by
+//! `make_fixture.py` there. The random streams differ, so the check is statistical: the final
+//! robust verdicts must agree on at least 99% of the points and the robust accuracies within
+//! one percentage point. Before that, the PyTorch twin the reference
 //! attacked must be our model exactly (same clean logits; same logits on the reference's
 //! adversarial images, which our model must misclassify too), or the comparison would be void.
 
@@ -42,6 +43,7 @@ fn load(device: &Device) -> Fixture {
     let model = Checkpoint::decode(&bytes, "model.saad").unwrap().load_model(device, "model.saad").unwrap();
     let size = json["data"]["image_size"].as_u64().unwrap() as usize;
     let n = json["data"]["n"].as_u64().unwrap() as usize;
+    assert_eq!(json["points"].as_array().unwrap().len(), n, "reference.json: one record per point");
     let (_, test) = digits::load(size).unwrap();
     let test = test.take(n);
     assert_eq!(test.len(), n);
@@ -95,17 +97,20 @@ fn the_pytorch_twin_the_reference_attacked_is_our_model() {
     let linf = to_vec((x_adv.clone() - f.data.images.clone().select(0, idx)).abs().max())[0];
     assert!(linf <= EPS + 1e-6, "the reference's examples leave the eps-ball: {linf}");
     let ours = to_vec(f.model.forward(x_adv));
+    let mut worst = 0f32;
     for (j, &i) in adv_points.iter().enumerate() {
         let p = &points[i];
         let y = p["label"].as_u64().unwrap() as usize;
         let (mine, theirs) = (&ours[j * k..(j + 1) * k], floats(&p["adv_logits"]));
         let d = max_abs_diff(mine, &theirs);
         assert!(d <= LOGIT_TOL, "point {i}: logits on the reference's adversarial image differ by {d}");
+        worst = worst.max(d);
         // FAB stops just past the boundary; a margin inside the tolerance proves nothing either way.
         if margin(&theirs, y) < -LOGIT_TOL {
             assert!(margin(mine, y) < 0.0, "point {i}: the reference's adversarial image does not fool our model (margin {})", margin(mine, y));
         }
     }
+    eprintln!("twin: clean logits within {d:.2e}, logits on the reference's {} adversarial images within {worst:.2e}", adv_points.len());
 }
 
 #[test]
