@@ -1,5 +1,6 @@
 // SAAD loss, pass 1 of 2: per-sample terms, one invocation per sample (METHOD.md section 2).
-//   H_i     = entropy of softmax(z_T+) (Renyi order gamma; Shannon -sum p log(p + 1e-12) at 1)
+//   H_i     = entropy of softmax(z_T+): Renyi log(sum p^gamma + 1e-12) / (1 - gamma), Shannon
+//             -sum p log(p + 1e-12) when |gamma - 1| < 1e-6 (the SAAD authors' utils.py)
 //   L_adv,i = KL(softmax(z_T+) || softmax(z_S+))
 //   L_IG,i  = KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-))
 //   L_nat,i = KL(softmax(z_T0) || softmax(z_S0))
@@ -55,7 +56,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let lt = lse(1u, i, n, b, true);
     var h = 0.0;
-    if (abs(gamma - 1.0) < 1e-12) {
+    if (abs(gamma - 1.0) < 1e-6) {
         for (var c = 0u; c < n; c++) {
             let p = exp(row(1u, i, c, n, b, true) - lt);
             h -= p * log(p + 1e-12);
@@ -65,7 +66,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var c = 0u; c < n; c++) {
             s += pow(exp(row(1u, i, c, n, b, true) - lt), gamma);
         }
-        h = log(s) / (1.0 - gamma);
+        h = log(s + 1e-12) / (1.0 - gamma);
     }
     terms[i * 4u] = h;
     terms[i * 4u + 1u] = kl(1u, i, n, b);

@@ -88,7 +88,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
         for (var c = 0u; c < n; c++) { s += exp(teacher[i * n + c] - m); }
         let l = m + log(s);
         var h = 0.0;
-        if (abs(gamma - 1.0) < 1e-12) {
+        if (abs(gamma - 1.0) < 1e-6) {
             for (var c = 0u; c < n; c++) {
                 let p = exp(teacher[i * n + c] - l);
                 h -= p * log(p + 1e-12);
@@ -96,7 +96,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
         } else {
             var q = 0.0;
             for (var c = 0u; c < n; c++) { q += pow(exp(teacher[i * n + c] - l), gamma); }
-            h = log(q) / (1.0 - gamma);
+            h = log(q + 1e-12) / (1.0 - gamma);
         }
         scratch[i] = h;
         h_sum += h;

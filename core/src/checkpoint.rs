@@ -3,8 +3,10 @@
 //! Layout (little endian): `b"SAADCKPT"`, `u32` format version, then four length-prefixed
 //! (`u64`) sections: a JSON header ([`Header`]), the model weights (burnpack bytes, burn's
 //! `ModuleRecord`), the optimizer state (burnpack bytes; empty for a plain model file), and the
-//! running weight average (burnpack; empty when weight averaging has not started).
-//! Native code writes it atomically (temporary file + rename).
+//! running weight average (burnpack; empty when weight averaging has not started). Version 2
+//! follows each section with its CRC-32, so that a file damaged on disk or in transfer is
+//! reported as such before any of it is interpreted; version 1 files (no checksums) are still
+//! read. Native code writes it atomically (temporary file + rename).
 
 use crate::models::{ModelSpec, Net};
 use crate::error::DataError;
@@ -15,7 +17,15 @@ use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 8] = b"SAADCKPT";
-const VERSION: u32 = 1;
+/// The version written; versions 1 (no checksums) and 2 are read.
+const VERSION: u32 = 2;
+const SECTIONS: [&str; 4] = ["header", "model weights", "optimizer state", "weight average"];
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = flate2::Crc::new();
+    crc.update(bytes);
+    crc.sum()
+}
 
 /// Where the data came from, so evaluation and resume use the same kind of input.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,6 +71,7 @@ impl Checkpoint {
         for section in [&header[..], &self.model[..], &self.optimizer[..], &self.averaged[..]] {
             out.extend_from_slice(&(section.len() as u64).to_le_bytes());
             out.extend_from_slice(section);
+            out.extend_from_slice(&crc32(section).to_le_bytes());
         }
         out
     }
@@ -72,22 +83,38 @@ impl Checkpoint {
             return Err(err("not a saad checkpoint (it does not start with SAADCKPT); checkpoints are written by `saad train`, and PyTorch files are read with `saad import`".into()));
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-        if version != VERSION {
-            return Err(err(format!("checkpoint format version {version}, this saad reads version {VERSION}")));
+        if !(1..=VERSION).contains(&version) {
+            return Err(err(format!("checkpoint format version {version}, this saad reads versions 1 to {VERSION} (a newer saad wrote it?)")));
         }
         let mut pos = 12;
         let mut sections = Vec::new();
-        for name in ["header", "model weights", "optimizer state", "weight average"] {
+        for name in SECTIONS {
             let len_bytes = bytes.get(pos..pos + 8).ok_or_else(|| err(format!("truncated before the {name} section")))?;
             let len = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
             pos += 8;
             let section = bytes
                 .get(pos..pos.saturating_add(len))
                 .ok_or_else(|| err(format!("truncated in the {name} section ({len} bytes announced, {} present)", bytes.len() - pos)))?;
-            sections.push(section.to_vec());
             pos += len;
+            if version >= 2 {
+                let stored = bytes.get(pos..pos + 4).ok_or_else(|| err(format!("truncated after the {name} section (its checksum is missing)")))?;
+                if u32::from_le_bytes(stored.try_into().unwrap()) != crc32(section) {
+                    return Err(err(format!(
+                        "the {name} section is damaged (its CRC-32 does not match): the file was corrupted on disk or in transfer; use another copy"
+                    )));
+                }
+                pos += 4;
+            }
+            sections.push(section.to_vec());
+        }
+        if pos != bytes.len() {
+            return Err(err(format!("{} bytes after the last section: the file is not a single checkpoint", bytes.len() - pos)));
         }
         let header: Header = serde_json::from_slice(&sections[0]).map_err(|e| err(format!("unreadable header: {e}")))?;
+        let classes = header.model.num_classes;
+        if !(1..=crate::models::MAX_CLASSES).contains(&classes) {
+            return Err(err(format!("the header says {classes} classes (expected 1 to {})", crate::models::MAX_CLASSES)));
+        }
         let averaged = sections.pop().unwrap();
         let optimizer = sections.pop().unwrap();
         let model = sections.pop().unwrap();
@@ -109,9 +136,19 @@ pub fn model_bytes(model: &Net) -> Vec<u8> {
 
 /// Builds `spec` on `device` and loads burnpack `weights` into it.
 pub fn load_weights(spec: &ModelSpec, weights: &[u8], device: &Device, source: &str) -> Result<Net, DataError> {
+    // Parameters are initialised lazily: counting them allocates nothing, so a header naming a
+    // model far larger than the file is refused before any memory is taken for it.
+    let model = spec.init(device);
+    let needed = model.num_params().saturating_mul(4);
+    if weights.len() < needed {
+        return Err(DataError::new(
+            source,
+            format!("the weights section holds {} bytes, too few for a {spec} ({} parameters, {needed} bytes in f32)", weights.len(), model.num_params()),
+        ));
+    }
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
         .map_err(|e| DataError::new(source, format!("unreadable model weights: {e}")))?;
-    spec.init(device).try_load_record(record).map_err(|e| {
+    model.try_load_record(record).map_err(|e| {
         DataError::new(source, format!("the weights do not fit a {spec}: {e}"))
     })
 }

@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod health;
 pub mod host_copy;
 pub mod import;
 pub mod kernels;

@@ -153,7 +153,7 @@ pub fn load_tiny_imagenet(dir: &Path, split: Split) -> Result<ImageSet> {
     if !wnids_path.exists() {
         return Err(missing(&wnids_path, "tiny-imagenet", url, dir));
     }
-    let wnids = tiny_imagenet::parse_wnids(&std::fs::read_to_string(&wnids_path)?, &wnids_path.display().to_string())?;
+    let wnids = tiny_imagenet::parse_wnids(&read_text(&wnids_path)?, &wnids_path.display().to_string())?;
     let make = |pixels: Vec<u8>, labels: Vec<u32>| ImageSet {
         name: "tiny-imagenet".into(),
         pixels,
@@ -169,7 +169,7 @@ pub fn load_tiny_imagenet(dir: &Path, split: Split) -> Result<ImageSet> {
         if !ann_path.exists() {
             return Err(missing(&ann_path, "tiny-imagenet", url, dir));
         }
-        let ann = tiny_imagenet::parse_val_annotations(&std::fs::read_to_string(&ann_path)?, &wnids, &ann_path.display().to_string())?;
+        let ann = tiny_imagenet::parse_val_annotations(&read_text(&ann_path)?, &wnids, &ann_path.display().to_string())?;
         let val_files: Vec<PathBuf> = ann.iter().map(|(f, _)| root.join("val").join("images").join(f)).collect();
         return Ok(make(decode_all(&val_files)?, ann.iter().map(|(_, l)| *l).collect()));
     }
@@ -190,4 +190,10 @@ pub fn load_tiny_imagenet(dir: &Path, split: Split) -> Result<ImageSet> {
         train_files.extend(files);
     }
     Ok(make(decode_all(&train_files)?, train_labels))
+}
+
+/// A text file; unreadable or non-UTF-8 content is reported with the file's path.
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not a text file (invalid UTF-8 at byte {})", path.display(), e.utf8_error().valid_up_to()))
 }

@@ -1,5 +1,6 @@
 //! The training loop: an interrupted and resumed run equals the uninterrupted one bit for bit.
 
+use saad_core::burn::module::{Module, ModuleVisitor, Param};
 use saad_core::burn::prelude::*;
 use saad_core::checkpoint::{Checkpoint, DatasetInfo};
 use saad_core::data::{DeviceSet, digits};
@@ -52,3 +53,39 @@ fn resume_continues_bit_for_bit() {
 }
 
 
+/// The divergence watch, kept on the device and read with the epoch's statistics: with a NaN
+/// learning rate the first batch's loss is finite and its step poisons the weights, so every
+/// later batch is non-finite: first bad batch 2, all but one batch bad, every weight and running statistic NaN (all but
+/// the three BatchNorm batch counters of small-cnn-4). A sane
+/// epoch reports nothing.
+#[test]
+fn divergence_is_located_at_its_first_batch() {
+    let _g = serial();
+    for (_, device) in saad_tests::devices() {
+        let (spec, mut config, info, data) = setup(&device);
+        let mut fine = Trainer::new(spec.clone(), config.clone(), info.clone(), &device);
+        assert_eq!(fine.train_epoch(&data, &mut |_, _| {}).divergence, None);
+        config.lr = f64::NAN;
+        let mut t = Trainer::new(spec, config, info, &device);
+        let stats = t.train_epoch(&data, &mut |_, _| {});
+        let d = stats.divergence.expect("a NaN learning rate diverges");
+        let params = float_params(&t.model);
+        assert_eq!(d.batches, 4); // 200 images in batches of 64
+        assert_eq!(d.first_batch, Some(2), "{d:?}");
+        assert_eq!(d.bad_batches, 3, "{d:?}");
+        assert_eq!(d.nonfinite_weights, params - 3, "{d:?}");
+    }
+}
+
+/// Float values a model's visitor reaches (parameters and BatchNorm running statistics).
+fn float_params(model: &saad_core::models::Net) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0 += p.val().dims().iter().product::<usize>();
+        }
+    }
+    let mut c = Count(0);
+    model.visit(&mut c);
+    c.0
+}

@@ -377,6 +377,13 @@ impl TrainingLab {
         let batches = run.num_batches();
         let pending = self.trainer.end_epoch(run, &self.train);
         let stats = pending.finish(&read(pending.sums.clone()).await?);
+        if let Some(d) = &stats.divergence {
+            let at = d.first_batch.map(|b| format!(" at batch {b} of {}", d.batches)).unwrap_or_default();
+            return Err(err(format!(
+                "training diverged in epoch {}{at}: the loss or the weights became NaN or infinite; start again with a lower learning rate",
+                stats.epoch
+            )));
+        }
         Ok(json!({
             "epoch": stats.epoch, "epochs": self.trainer.config.epochs, "batches": batches,
             "loss": stats.loss, "train_acc": stats.accuracy, "tas": stats.transfer.as_ref().map(|t| t.tas),

@@ -41,12 +41,21 @@ pub fn parse_val_annotations(text: &str, wnids: &[String], source: &str) -> Resu
 
 /// Decodes one JPEG into 64x64x3 CHW bytes; grayscale images are repeated over the channels.
 pub fn decode_image(bytes: &[u8], source: &str) -> Result<Vec<u8>, DataError> {
+    let unreadable = |e: jpeg_decoder::Error| DataError::new(source, format!("not a readable JPEG image: {e}"));
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    let pixels = decoder.decode().map_err(|e| DataError::new(source, format!("not a readable JPEG image: {e}")))?;
+    // The size is checked from the header first, so that a header claiming a huge image
+    // allocates nothing.
+    decoder.read_info().map_err(unreadable)?;
     let info = decoder.info().ok_or_else(|| DataError::new(source, "JPEG without image information"))?;
     let (w, h) = (info.width as usize, info.height as usize);
     if (w, h) != (SIZE, SIZE) {
         return Err(DataError::new(source, format!("image is {w}x{h}, Tiny-ImageNet images are {SIZE}x{SIZE}")));
+    }
+    decoder.set_max_decoding_buffer_size(1 << 20);
+    let pixels = decoder.decode().map_err(unreadable)?;
+    let info = decoder.info().ok_or_else(|| DataError::new(source, "JPEG without image information"))?;
+    if (info.width as usize, info.height as usize) != (SIZE, SIZE) {
+        return Err(DataError::new(source, format!("image is {}x{}, Tiny-ImageNet images are {SIZE}x{SIZE}", info.width, info.height)));
     }
     let channels = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => 1,
@@ -54,6 +63,9 @@ pub fn decode_image(bytes: &[u8], source: &str) -> Result<Vec<u8>, DataError> {
         other => return Err(DataError::new(source, format!("unsupported JPEG pixel format {other:?}"))),
     };
     let plane = SIZE * SIZE;
+    if pixels.len() < plane * channels {
+        return Err(DataError::new(source, format!("the JPEG decoded to {} bytes, {} expected", pixels.len(), plane * channels)));
+    }
     let mut chw = vec![0u8; 3 * plane];
     for p in 0..plane {
         for c in 0..3 {

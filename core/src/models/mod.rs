@@ -45,6 +45,15 @@ pub enum Arch {
     DmWideResNet { depth: usize, width: usize, silu: bool },
 }
 
+/// Largest width of `small-cnn-W`, `resnet18-wW` and `preact-resnet18-wW`.
+pub const MAX_WIDTH: usize = 1024;
+/// Largest widening factor and depth of the WideResNets (WRN-70-16 is the largest published
+/// robust model).
+pub const MAX_WRN_WIDTH: usize = 64;
+pub const MAX_WRN_DEPTH: usize = 202;
+/// Most classes a model may have (Tiny-ImageNet has 200, ImageNet 1000).
+pub const MAX_CLASSES: usize = 100_000;
+
 pub const ARCH_HELP: &str = "small-cnn[-W], resnet18[-wW], preact-resnet18[-wW], mobilenetv2, wrn-D-W (e.g. wrn-34-10), dm-wrn-D-W[-relu] (e.g. dm-wrn-28-10)";
 
 impl FromStr for Arch {
@@ -75,6 +84,21 @@ impl FromStr for Arch {
             },
             _ => return Err(bad()),
         };
+        // Ids also arrive from files (checkpoint headers): sizes far beyond any published model
+        // are refused before anything is allocated for them.
+        let (width, limit) = match arch {
+            Arch::SmallCnn { width } | Arch::ResNet18 { width } | Arch::PreActResNet18 { width } => (width, MAX_WIDTH),
+            Arch::WideResNet { width, depth } | Arch::DmWideResNet { width, depth, .. } => {
+                if depth > MAX_WRN_DEPTH {
+                    return Err(format!("{s:?}: depth {depth} is beyond the largest supported WideResNet depth ({MAX_WRN_DEPTH})"));
+                }
+                (width, MAX_WRN_WIDTH)
+            }
+            Arch::MobileNetV2 => (1, 1),
+        };
+        if width > limit {
+            return Err(format!("{s:?}: width {width} is beyond the largest supported ({limit})"));
+        }
         Ok(arch)
     }
 }

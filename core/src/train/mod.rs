@@ -12,4 +12,4 @@ pub use methods::{AttackSettings, Method, MethodKind, MethodParams};
 pub use transfer_stats::TransferStats;
 pub use weight_average::{WeightAverage, recompute_batch_norm};
 pub use schedule::LrSchedule;
-pub use trainer::{EpochRun, EpochStats, PendingEpoch, Trainer};
+pub use trainer::{Divergence, EpochRun, EpochStats, PendingEpoch, Trainer};

@@ -49,6 +49,20 @@ impl LrSchedule {
     }
 }
 
+/// The form [`LrSchedule::parse`] reads.
+impl std::fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LrSchedule::Constant => write!(f, "constant"),
+            LrSchedule::Cosine => write!(f, "cosine"),
+            LrSchedule::MultiStep { milestones, gamma } => {
+                let ms: Vec<String> = milestones.iter().map(|m| m.to_string()).collect();
+                write!(f, "multistep:{}:{gamma}", ms.join(","))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use crate::kernels::{self, Route};
 use crate::losses;
 use crate::models::{ModelSpec, Net};
 use crate::rng::derive_seed;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
@@ -40,15 +40,46 @@ pub struct EpochStats {
     pub images: usize,
     /// Transfer statistics of the student-crafted adversarial examples (with a teacher).
     pub transfer: Option<TransferStats>,
+    /// Set when the loss or the weights stopped being finite during the epoch.
+    pub divergence: Option<Divergence>,
+}
+
+/// Where training stopped being finite (see [`EpochStats::divergence`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    /// The first batch (1-based) whose loss was NaN or infinite, if any was.
+    pub first_batch: Option<usize>,
+    /// Batches of the epoch whose loss was NaN or infinite.
+    pub bad_batches: usize,
+    /// Batches in the epoch.
+    pub batches: usize,
+    /// NaN or infinite parameter values after the epoch.
+    pub nonfinite_weights: usize,
+}
+
+/// Layout of the epoch's statistics vector ([`PendingEpoch::sums`]), read once per epoch:
+/// `[loss sum, correct count, transfer sums (SUMS_LEN), health (HEALTH_LEN)]`.
+pub mod epoch_sums {
+    use super::SUMS_LEN;
+    /// Offset of the transfer sums.
+    pub const TRANSFER: usize = 2;
+    /// Offset of the health values: batches with a non-finite loss, `batches - first such
+    /// batch (0-based)` (0: none), non-finite weights after the epoch.
+    pub const HEALTH: usize = TRANSFER + SUMS_LEN;
+    /// Number of health values.
+    pub const HEALTH_LEN: usize = 3;
+    /// Length of the whole vector.
+    pub const LEN: usize = HEALTH + HEALTH_LEN;
 }
 
 /// An epoch whose statistics are still on the device.
 pub struct PendingEpoch {
-    /// `[loss sum, correct count, transfer sums...]`.
+    /// The statistics, laid out as [`epoch_sums`] says.
     pub sums: Tensor<1>,
     pub epoch: usize,
     pub lr: f64,
     pub images: usize,
+    pub batches: usize,
 }
 
 /// An epoch being trained batch by batch (see [`Trainer::start_epoch`]).
@@ -58,6 +89,8 @@ pub struct EpochRun {
     next: usize,
     /// `[loss sum, correct count, transfer sums...]` over the batches trained so far.
     pub sums: Tensor<1>,
+    /// `[batches with a non-finite loss, batches - first such batch (0-based), or 0]`.
+    nonfinite: Tensor<1>,
     lr: f64,
     images: usize,
 }
@@ -81,13 +114,22 @@ impl EpochRun {
 impl PendingEpoch {
     /// The statistics from the values of [`sums`](Self::sums).
     pub fn finish(&self, v: &[f32]) -> EpochStats {
+        let h = &v[epoch_sums::HEALTH..epoch_sums::LEN];
+        let (bad_batches, first_from_end, nonfinite_weights) = (h[0] as usize, h[1] as usize, h[2] as usize);
+        let diverged = bad_batches > 0 || nonfinite_weights > 0 || !v[0].is_finite();
         EpochStats {
             epoch: self.epoch,
             lr: self.lr,
             loss: v[0] as f64 / self.images as f64,
             accuracy: v[1] as f64 / self.images as f64,
             images: self.images,
-            transfer: TransferStats::from_sums(&v[2..]),
+            transfer: TransferStats::from_sums(&v[epoch_sums::TRANSFER..epoch_sums::HEALTH]),
+            divergence: diverged.then(|| Divergence {
+                first_batch: (first_from_end > 0).then(|| self.batches - first_from_end + 1),
+                bad_batches,
+                batches: self.batches,
+                nonfinite_weights,
+            }),
         }
     }
 }
@@ -112,6 +154,37 @@ pub struct Trainer {
     pub history: Vec<serde_json::Value>,
     /// Carried into the checkpoint header (e.g. the teacher's path).
     pub notes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The shapes of a model's float parameters by parameter id.
+struct ParamShapes(std::collections::BTreeMap<u64, Vec<usize>>);
+
+impl ModuleVisitor for ParamShapes {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.insert(param.id.val(), param.lazy_shape().to_vec());
+    }
+}
+
+/// Checks optimizer state (burnpack bytes) against `model` before burn reads it: burn's loader
+/// assumes a well-formed record (it panics on a tensor without a parameter id, and silently
+/// drops state it cannot place), so a damaged or foreign record is refused here with a message.
+fn check_optimizer_state(bytes: &[u8], model: &Net, source: &str) -> Result<(), DataError> {
+    let bad = |m: String| DataError::new(source, format!("unreadable optimizer state: {m}"));
+    let mut params = ParamShapes(Default::default());
+    model.visit(&mut params);
+    let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(|e| bad(e.to_string()))?;
+    let tensors = reader.into_tensors().map_err(|e| bad(e.to_string()))?;
+    for t in tensors {
+        let (name, dtype, shape, param_id, data) = t.into_parts().map_err(|e| bad(e.to_string()))?;
+        let id = param_id.ok_or_else(|| bad(format!("tensor {name} belongs to no parameter")))?;
+        let want = params.0.get(&id).ok_or_else(|| bad(format!("tensor {name} belongs to a parameter this model does not have")))?;
+        // SGD keeps one momentum tensor of the parameter's shape.
+        let elements: usize = want.iter().product();
+        if shape[..] != want[..] || data.len() != elements * dtype.size() {
+            return Err(bad(format!("tensor {name} has shape {:?} ({} bytes), its parameter {want:?}", &shape[..], data.len())));
+        }
+    }
+    Ok(())
 }
 
 fn sgd(config: &TrainConfig) -> ModuleOptimizer {
@@ -152,6 +225,7 @@ impl Trainer {
         if ckpt.optimizer.is_empty() {
             return Err(DataError::new(source, "this checkpoint holds no optimizer state (it is an exported or averaged model), so it cannot be resumed"));
         }
+        check_optimizer_state(&ckpt.optimizer, &model, source)?;
         let optim = sgd(&config)
             .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer.clone()))
             .map_err(|e| DataError::new(source, format!("unreadable optimizer state: {e}")))?;
@@ -227,7 +301,8 @@ impl Trainer {
         let batches = order.num_batches();
         // [loss sum, correct count, transfer sums...]
         let sums = Tensor::<1>::zeros([2 + SUMS_LEN], &self.device);
-        EpochRun { order, batches, next: 0, sums, lr: cfg.lr, images: 0 }
+        let nonfinite = Tensor::<1>::zeros([2], &self.device);
+        EpochRun { order, batches, next: 0, sums, nonfinite, lr: cfg.lr, images: 0 }
     }
 
     /// Trains batch `run.next` of the epoch `run` belongs to.
@@ -254,8 +329,15 @@ impl Trainer {
             params: &cfg.params,
         };
         let out = self.method.batch_loss(&ctx);
+        let loss = out.loss.clone().detach().without_autodiff();
+        // Divergence watch, on the device: count non-finite losses and remember the first
+        // (as `batches - b`, so that a max keeps the earliest; exact in f32).
+        let bad = loss.clone().is_finite().bool_not().float();
+        let since = bad.clone().mul_scalar((nb - b) as f64);
+        run.nonfinite = run.nonfinite.clone() + Tensor::cat(vec![bad, Tensor::zeros([1], &self.device)], 0);
+        run.nonfinite = run.nonfinite.clone().max_pair(Tensor::cat(vec![Tensor::zeros([1], &self.device), since], 0));
         let mut parts = vec![
-            out.loss.clone().detach().without_autodiff().mul_scalar(n as f64),
+            loss.mul_scalar(n as f64),
             losses::correct(out.logits.clone().detach().without_autodiff(), y.clone()).sum(),
         ];
         let transfer = match (&self.teacher, &out.x_adv) {
@@ -287,7 +369,9 @@ impl Trainer {
                 None => self.average = Some(WeightAverage::new(&self.model)),
             }
         }
-        PendingEpoch { sums: run.sums, epoch: self.epochs_done, lr: run.lr, images: data.len }
+        let weights = crate::health::nonfinite_weights(&self.model, &self.device);
+        let sums = Tensor::cat(vec![run.sums, run.nonfinite, weights], 0);
+        PendingEpoch { sums, epoch: self.epochs_done, lr: run.lr, images: data.len, batches: run.batches }
     }
 
     /// The student in eval mode (BatchNorm running statistics, no parameter gradients).

@@ -134,7 +134,11 @@ fn log_series(log: &Path, key: &str) -> Vec<(f64, f64)> {
 pub fn run(a: DemoArgs) -> Result<()> {
     // A finished (or half-finished) run is never silently reused: its numbers would not be
     // what this command measures.
-    let used = std::fs::read_dir(&a.out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    // Held to the end: a second demo (or a train run) in this folder is refused, not interleaved.
+    let _lock = crate::fsutil::lock_folder(&a.out)?;
+    let used = std::fs::read_dir(&a.out)
+        .map(|d| d.flatten().any(|e| e.file_name() != crate::fsutil::LOCK_FILE))
+        .unwrap_or(false);
     if used && !a.resume {
         bail!(
             "{} already holds a demo run; pass --resume to continue it, or --out NEW_FOLDER (or delete {}) to train from scratch",

@@ -8,6 +8,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use saad_core::burn::module::Module;
 use saad_core::burn::prelude::*;
 use saad_core::import::{StateDict, load_state_dict, parse_safetensors};
+use saad_core::data::{DeviceSet, ImageSet};
+use saad_core::health::{self, TeacherVerdict};
 use saad_core::models::{Arch, ModelSpec, Net, Normalization, zoo};
 use std::path::Path;
 
@@ -50,3 +52,26 @@ pub fn load(path: &Path, arch: Option<&str>, dataset: &str, num_classes: usize, 
     }
     Ok((model.valid(), spec))
 }
+
+/// Probes a loaded teacher on the first training images before a run starts: NaN or infinite
+/// weights or logits, or the same logits for every image, are refused (a distillation from it
+/// would waste the whole run); accuracy about chance is warned about.
+pub fn check(teacher: &Net, path: &Path, train: &ImageSet, device: &Device) -> Result<()> {
+    let probe_set = DeviceSet::upload(&train.take(PROBE_IMAGES), device);
+    let (x, y) = probe_set.batches_in_order(PROBE_IMAGES).next().context("the training set is empty")?;
+    match health::probe(teacher, x, y).teacher_verdict() {
+        TeacherVerdict::Fine => Ok(()),
+        TeacherVerdict::Warn(why) => {
+            eprintln!("warning: the teacher {}: {why}", path.display());
+            Ok(())
+        }
+        TeacherVerdict::Refuse(why) => bail!(
+            "the teacher {} is not usable: {why}. Check that the file is the trained model you meant (`saad eval --checkpoint {}` shows its accuracy)",
+            path.display(),
+            path.display()
+        ),
+    }
+}
+
+/// Images the teacher check runs on.
+const PROBE_IMAGES: usize = 256;

@@ -3,7 +3,7 @@
 use super::{parse_eps, read_checkpoint};
 use crate::datasets::{self, DataArgs};
 use crate::device::{DeviceChoice, select};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{self, write_atomic};
 use crate::progress::{Progress, note};
 use anyhow::{Context, Result, bail};
 use saad_core::checkpoint::DatasetInfo;
@@ -12,9 +12,9 @@ use saad_core::eval::{EvalAttack, evaluate};
 use saad_core::models::{Arch, ModelSpec};
 use saad_core::train::methods::Preset;
 use saad_core::train::trainer::stream;
-use saad_core::train::{AttackSettings, LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer};
+use saad_core::train::{AttackSettings, Divergence, EpochStats, LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Clone, Debug, clap::Args)]
@@ -33,7 +33,7 @@ pub struct TrainArgs {
     pub epochs: Option<usize>,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = parse_lr)]
     pub lr: f64,
     /// SGD momentum (PyTorch semantics: dampening 0).
     #[arg(long, default_value_t = 0.9)]
@@ -135,6 +135,13 @@ impl SwaStart {
     }
 }
 
+fn parse_lr(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| format!("bad learning rate {s:?}: expected a positive number such as 0.1"))
+}
+
 /// Checked here, applied in [`method_params`] on top of the preset.
 fn parse_params(s: &str) -> Result<String, String> {
     MethodParams::default().with_overrides(s).map(|_| s.to_string())
@@ -175,10 +182,13 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
     let log_path = args.out.join("log.jsonl");
 
     // On resume the checkpoint names the data; a fresh run reads what the flags name.
+    if args.resume && !ckpt_path.exists() {
+        bail!("--resume: {} does not exist (nothing to resume; drop --resume to start a new run)", ckpt_path.display());
+    }
+    // Held until this run ends (released by the system however it ends): a second run pointed
+    // at the same folder is refused instead of interleaving its checkpoints with this one's.
+    let _lock = fsutil::lock_folder(&args.out)?;
     let resumed = if args.resume {
-        if !ckpt_path.exists() {
-            bail!("--resume: {} does not exist (nothing to resume; drop --resume to start a new run)", ckpt_path.display());
-        }
         Some(read_checkpoint(&ckpt_path)?)
     } else {
         if ckpt_path.exists() {
@@ -240,6 +250,7 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
         let arch = args.teacher_arch.clone().or_else(|| trainer.notes.get("teacher_arch").and_then(|v| v.as_str()).map(String::from));
         let (teacher, tspec) = super::teacher::load(&path, arch.as_deref(), &trainer.dataset.name, train_set.num_classes, &device)?;
         note(q, format!("teacher {} from {}", tspec, path.display()));
+        super::teacher::check(&teacher, &path, &train_set, &device)?;
         trainer.notes.insert("teacher".into(), json!(path.display().to_string()));
         trainer.notes.insert("teacher_arch".into(), json!(tspec.arch.to_string()));
         trainer = trainer.with_teacher(&teacher);
@@ -282,6 +293,10 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
         let stats = trainer.train_epoch(&train_data, &mut |b, _| bar.set((b * bs).min(n) as u64));
         let train_secs = start.elapsed().as_secs_f64();
         bar.finish();
+        if let Some(d) = &stats.divergence {
+            // Nothing of this epoch is written: the checkpoint keeps the last good epoch.
+            bail!("{}", divergence_message(d, &stats, &trainer.config, &ckpt_path));
+        }
         let mut line = json!({
             "epoch": stats.epoch,
             "method": trainer.config.method.to_string(),
@@ -356,6 +371,29 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
     write_atomic(&model_path, &file.encode())?;
     note(q, format!("done: {} (resume state in {})", model_path.display(), ckpt_path.display()));
     Ok(model_path)
+}
+
+/// What went wrong, what was kept, and what to try.
+fn divergence_message(d: &Divergence, stats: &EpochStats, config: &TrainConfig, ckpt: &Path) -> String {
+    let mut what = match d.first_batch {
+        Some(b) => format!(
+            "the training loss became NaN or infinite at batch {b} of {} ({} of the epoch's batches had a non-finite loss)",
+            d.batches, d.bad_batches
+        ),
+        None => "the training loss stayed finite".to_string(),
+    };
+    if d.nonfinite_weights > 0 {
+        what.push_str(&format!(", and {} of the model's weights are NaN or infinite after it", d.nonfinite_weights));
+    }
+    let kept = if ckpt.exists() {
+        format!("{} is untouched and holds epoch {} (the last good one)", ckpt.display(), stats.epoch - 1)
+    } else {
+        "no checkpoint had been written yet".to_string()
+    };
+    format!(
+        "training diverged in epoch {} of {}: {what}. Nothing of this epoch was saved; {kept}. Try a lower learning rate (this run: --lr {} with --schedule {}, {:.3e} at the end of the epoch) or a gentler schedule; for distillation, check the teacher (`saad eval --checkpoint TEACHER`). Resuming with the same settings would repeat the same steps, so start a new run (another --out) with the changed settings",
+        stats.epoch, config.epochs, config.lr, config.schedule, stats.lr
+    )
 }
 
 fn format_epoch(l: &serde_json::Value) -> String {
