@@ -588,3 +588,34 @@ fn sealed(sections: &[Vec<u8>; 4]) -> Vec<u8> {
     }
     out
 }
+
+/// A header naming a model far larger than the file (or absurd sizes) is refused before any
+/// memory is taken for that model.
+#[test]
+fn headers_naming_huge_models_are_refused_before_allocating() {
+    let seed = trained_checkpoint();
+    let c = Checkpoint::decode(&seed, "seed").unwrap();
+    let device = Device::flex();
+    let header = |arch: &str, classes: u64| {
+        let mut h = serde_json::to_value(&c.header).unwrap();
+        h["model"]["arch"] = arch.into();
+        h["model"]["num_classes"] = classes.into();
+        serde_json::to_vec(&h).unwrap()
+    };
+    let cases = [
+        (header("wrn-202-64", 10), "too few for a wrn-202-64"),
+        (header("small-cnn-2", 1_000_000_000_000), "classes"),
+        (header("wrn-202-4096", 10), "width 4096"),
+        (header("resnet18-w100000", 10), "width 100000"),
+        (header("wrn-10000-10", 10), "depth 10000"),
+    ];
+    for (h, needle) in cases {
+        let bytes = sealed(&[h, c.model.clone(), c.optimizer.clone(), c.averaged.clone()]);
+        LARGEST.with(|l| l.set(0));
+        let e = Checkpoint::decode(&bytes, "checkpoint.saad").and_then(|c| c.load_model(&device, "checkpoint.saad").map(|_| ()));
+        let largest = LARGEST.with(|l| l.get());
+        let e = e.expect_err(needle).to_string();
+        assert!(e.contains("checkpoint.saad") && e.contains(needle), "{e}");
+        assert!(largest < mib(4), "{needle}: allocated {largest} bytes before refusing");
+    }
+}
