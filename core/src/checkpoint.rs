@@ -76,6 +76,25 @@ impl Checkpoint {
         out
     }
 
+    /// A model file (no training state) holding `model`: what `saad import` writes and what
+    /// the page and `saad eval` read.
+    pub fn of_model(model: &Net, spec: ModelSpec, dataset: DatasetInfo, notes: serde_json::Map<String, serde_json::Value>) -> Self {
+        Self {
+            header: Header {
+                model: spec,
+                dataset,
+                epochs_done: 0,
+                train_config: serde_json::json!({}),
+                history: vec![],
+                notes,
+                averaged_count: 0,
+            },
+            model: model_bytes(model),
+            optimizer: Vec::new(),
+            averaged: Vec::new(),
+        }
+    }
+
     /// Decodes a checkpoint; `source` names the file in errors.
     pub fn decode(bytes: &[u8], source: &str) -> Result<Self, DataError> {
         let err = |m: String| DataError::new(source, m);

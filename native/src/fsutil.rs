@@ -26,6 +26,11 @@ fn write_hint(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// Creates `dir` and its parents; the error says why it could not.
+fn create_folder(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow!("cannot create folder {}: {e} ({})", dir.display(), write_hint(&e)))
+}
+
 /// The temporary file [`write_atomic`] writes `path` through (hidden, in the same folder, named
 /// after this process so that concurrent writers never share one).
 fn temporary(path: &Path) -> PathBuf {
@@ -46,13 +51,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| {
-        anyhow!(
-            "cannot create folder {}: {e} ({})",
-            dir.display(),
-            write_hint(&e)
-        )
-    })?;
+    create_folder(dir)?;
     let tmp = temporary(path);
     let written = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
@@ -104,13 +103,7 @@ pub const LOCK_FILE: &str = ".lock";
 /// folder gets an error naming the process that holds it, instead of both overwriting each
 /// other's checkpoints. Temporary files left by killed writers are removed once the lock is held.
 pub fn lock_folder(dir: &Path) -> Result<FolderLock> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        anyhow!(
-            "cannot create folder {}: {e} ({})",
-            dir.display(),
-            write_hint(&e)
-        )
-    })?;
+    create_folder(dir)?;
     let path = dir.join(LOCK_FILE);
     let mut file = OpenOptions::new()
         .read(true)

@@ -5,7 +5,7 @@
 
 use saad_core::burn::module::{Module, ModuleMapper, Param};
 use saad_core::burn::prelude::*;
-use saad_core::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
+use saad_core::checkpoint::{Checkpoint, DatasetInfo, load_weights};
 use saad_core::export::{state_dict, to_safetensors};
 use saad_core::models::ModelSpec;
 use saad_core::train::Trainer;
@@ -396,6 +396,16 @@ fn run_with_file_limit(args: &[&str], limit: u64) -> Output {
     c.output().unwrap()
 }
 
+/// Trains the first of 3 epochs into `out`; returns that checkpoint's bytes and the arguments
+/// that resume the run.
+fn one_epoch_then_resume(out: &Path) -> (Vec<u8>, Vec<String>) {
+    ok(&args_ref(&train_args_with(out, 3, &[("--stop-after-epochs", "1")])));
+    let before = std::fs::read(out.join("checkpoint.saad")).unwrap();
+    let mut resume = train_args(out, 3);
+    resume.push("--resume".into());
+    (before, resume)
+}
+
 #[test]
 fn disk_faults_give_clear_errors_and_leave_the_previous_checkpoint_intact() {
     let dir = tempdir("disk");
@@ -415,14 +425,7 @@ fn disk_faults_give_clear_errors_and_leave_the_previous_checkpoint_intact() {
 
     // 1. A file size limit below the checkpoint's size (an injected write failure, no root needed).
     let out = dir.join("limit");
-    ok(&args_ref(&train_args_with(
-        &out,
-        3,
-        &[("--stop-after-epochs", "1")],
-    )));
-    let before = std::fs::read(out.join("checkpoint.saad")).unwrap();
-    let mut resume = train_args(&out, 3);
-    resume.push("--resume".into());
+    let (before, resume) = one_epoch_then_resume(&out);
     let res = run_with_file_limit(&args_ref(&resume), before.len() as u64 / 2);
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(
@@ -447,14 +450,7 @@ fn disk_faults_give_clear_errors_and_leave_the_previous_checkpoint_intact() {
         ),
         Some(mount) => {
             let out = small.join("run");
-            ok(&args_ref(&train_args_with(
-                &out,
-                3,
-                &[("--stop-after-epochs", "1")],
-            )));
-            let before = std::fs::read(out.join("checkpoint.saad")).unwrap();
-            let mut resume = train_args(&out, 3);
-            resume.push("--resume".into());
+            let (before, resume) = one_epoch_then_resume(&out);
             let err = fails(
                 &args_ref(&resume),
                 &[
@@ -544,24 +540,8 @@ fn teacher_file(path: &Path, value: f32, only_first: bool) {
     device.seed(1);
     let spec = ModelSpec::new("small-cnn-4".parse().unwrap(), 10);
     let model = spec.init(&device).map(&mut Fill(value, only_first));
-    let ckpt = Checkpoint {
-        header: Header {
-            model: spec,
-            dataset: DatasetInfo {
-                name: "digits".into(),
-                image_size: 16,
-                num_classes: 10,
-            },
-            epochs_done: 0,
-            train_config: serde_json::json!({}),
-            history: vec![],
-            notes: Default::default(),
-            averaged_count: 0,
-        },
-        model: model_bytes(&model),
-        optimizer: vec![],
-        averaged: vec![],
-    };
+    let dataset = DatasetInfo { name: "digits".into(), image_size: 16, num_classes: 10 };
+    let ckpt = Checkpoint::of_model(&model, spec, dataset, Default::default());
     std::fs::write(path, ckpt.encode()).unwrap();
 }
 

@@ -5,7 +5,7 @@ use super::teacher;
 use crate::fsutil::write_atomic;
 use anyhow::{Result, bail};
 use saad_core::burn::prelude::*;
-use saad_core::checkpoint::{Checkpoint, DatasetInfo, Header, model_bytes};
+use saad_core::checkpoint::{Checkpoint, DatasetInfo};
 use saad_core::models::zoo;
 use serde_json::json;
 use std::path::PathBuf;
@@ -48,20 +48,8 @@ pub fn run(args: ImportArgs) -> Result<()> {
     let mut notes = serde_json::Map::new();
     notes.insert("imported_from".into(), json!(path.display().to_string()));
     notes.insert("id".into(), json!(arch));
-    let ckpt = Checkpoint {
-        header: Header {
-            model: spec.clone(),
-            dataset: DatasetInfo { name: dataset, image_size, num_classes: spec.num_classes },
-            epochs_done: 0,
-            train_config: json!({}),
-            history: vec![],
-            notes,
-            averaged_count: 0,
-        },
-        model: model_bytes(&model),
-        optimizer: vec![],
-        averaged: vec![],
-    };
+    let dataset = DatasetInfo { name: dataset, image_size, num_classes: spec.num_classes };
+    let ckpt = Checkpoint::of_model(&model, spec.clone(), dataset, notes);
     write_atomic(&out, &ckpt.encode())?;
     println!("{} -> {} ({spec}, {} parameters)", path.display(), out.display(), model.num_trainable_params());
     Ok(())
