@@ -54,6 +54,9 @@ else
     aa_arch=resnet18-w8; aa_n="${SAAD_AA_N:-64}"; aa_epochs=1
     selftest_archs="small-cnn-8,resnet18-w8,dm-wrn-10-1"
 fi
+# The small size is the end-to-end check on a software adapter (lavapipe): tune as little as the
+# tests do there; a real GPU keeps cubecl's default (balanced) unless told otherwise.
+[ "$size" = small ] && export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
 torch_dev="${TORCH_DEVICE:-$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo none)}"
 
 say "machine"
