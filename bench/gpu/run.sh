@@ -10,7 +10,8 @@
 # Environment: SAAD_GPU_SIZE=full (ResNet-18 / DM-WRN-28-10, batch 128: the workload of the
 # README) or small (narrow models, batch 32: checks the scripts end to end on lavapipe and a CPU
 # PyTorch in minutes); SAAD_DEVICE (default wgpu), TORCH_DEVICE (default cuda if PyTorch sees
-# one, else cpu with 2 threads); SAAD_AA_N (images for AutoAttack, default 1000 full / 64 small).
+# one, else cpu with 2 threads); SAAD_AA_N (images for AutoAttack, default 1000 full / 64 small);
+# SAAD_SKIP=selftest,torch,bench,autoattack skips those stages (to rerun one that failed).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle="$(realpath "${1:-out/gpu}")"
@@ -22,6 +23,7 @@ dev="${SAAD_DEVICE:-wgpu}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 log="$results/run.log"
 say() { echo "== $*" | tee -a "$log"; }
+skip() { [[ ",${SAAD_SKIP:-}," == *",$1,"* ]]; }
 
 # The binaries travel xz-compressed (a stripped release `saad` is ~78 MB, the transfer limit 64 MiB).
 for packed in "$bundle"/saad*.xz; do
@@ -46,12 +48,13 @@ fi
 if [ "$size" = full ]; then
     shape=(--arch resnet18 --teacher-arch dm-wrn-28-10 --batch-size 128 --steps 3)
     torch_shape=(--arch resnet18 --teacher-arch dm-wrn-28-10 --batch-size 128 --steps 3)
-    aa_arch=resnet18; aa_n="${SAAD_AA_N:-1000}"; aa_epochs="${SAAD_AA_EPOCHS:-3}"
+    aa_arch=resnet18; aa_n="${SAAD_AA_N:-1000}"; aa_epochs="${SAAD_AA_EPOCHS:-3}"; aa_train=(--eval-n 256)
     selftest_archs="small-cnn-8,resnet18,preact-resnet18-w16,mobilenetv2,wrn-10-2,dm-wrn-10-2,dm-wrn-28-10"
 else
     shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 2)
     torch_shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 2)
-    aa_arch=resnet18-w8; aa_n="${SAAD_AA_N:-64}"; aa_epochs=1
+    # The scripts' check on a software adapter: a model and an attack small enough to train there.
+    aa_arch=small-cnn-8; aa_n="${SAAD_AA_N:-64}"; aa_epochs=1; aa_train=(--attack-steps 2 --eval-n 32)
     selftest_archs="small-cnn-8,resnet18-w8,dm-wrn-10-1"
 fi
 # The small size is the end-to-end check on a software adapter (lavapipe): tune as little as the
@@ -66,18 +69,20 @@ python3 -c 'import torch; print("torch", torch.__version__)' 2>&1 | tee -a "$log
 say "saad devices"
 "$bundle/saad" devices 2>&1 | tee -a "$log"
 
+if ! skip selftest; then
 say "saad selftest --device $dev"
 timeout "${SAAD_SELFTEST_TIMEOUT:-240}" "$bundle/saad" selftest --device "$dev" --archs "$selftest_archs" 2>&1 | tee -a "$log" "$results/selftest.txt"
+fi
 
-say "PyTorch twin on $torch_dev"
-if [ "$torch_dev" != none ]; then
+if [ "$torch_dev" != none ] && ! skip torch; then
+    say "PyTorch twin on $torch_dev"
     threads=(); [ "$torch_dev" = cpu ] && threads=(--threads 2)
     timeout "${SAAD_TORCH_TIMEOUT:-300}" python3 bench/torch_reference.py --workload all --device "$torch_dev" "${threads[@]}" \
         "${torch_shape[@]}" --attack-steps 10 --json "$results/torch.json" 2>&1 | tee -a "$log"
 fi
 
 for bin in "$bundle"/saad "$bundle"/saad-*; do
-    [ -x "$bin" ] && [ "${bin%.xz}" = "$bin" ] || continue
+    [ -x "$bin" ] && [ "${bin%.xz}" = "$bin" ] && ! skip bench || continue
     variant="$(basename "$bin")"
     say "$variant bench --method pgd-at,saad --device $dev"
     timeout "${SAAD_BENCH_TIMEOUT:-400}" "$bin" bench --method pgd-at,saad --device "$dev" "${shape[@]}" --attack-steps 10 --json \
@@ -85,6 +90,7 @@ for bin in "$bundle"/saad "$bundle"/saad-*; do
     echo "exit $?" | tee -a "$log"
 done
 
+if ! skip autoattack; then
 say "AutoAttack: PGD-AT $aa_arch on the rendered digits ($aa_n images), ours and the reference"
 aa="$(mktemp -d)"; mkdir -p "$aa/data/cifar-10-batches-bin"
 # The digits' training split (1438 images at 32x32) in the CIFAR-10 layout, as the training files
@@ -92,7 +98,7 @@ aa="$(mktemp -d)"; mkdir -p "$aa/data/cifar-10-batches-bin"
 "$bundle/saad" data export --data digits --split train --out "$aa/digits.bin" >>"$log" 2>&1
 for f in data_batch_1 data_batch_2 data_batch_3 data_batch_4 data_batch_5 test_batch; do cp "$aa/digits.bin" "$aa/data/cifar-10-batches-bin/$f.bin"; done
 timeout "${SAAD_AA_TRAIN_TIMEOUT:-200}" "$bundle/saad" train --data cifar10 --data-dir "$aa/data" --arch "$aa_arch" --method pgd-at \
-    --epochs "$aa_epochs" --lr 0.05 --schedule cosine --eval-n 256 --device "$dev" --out "$aa/model" --quiet >>"$log" 2>&1
+    --epochs "$aa_epochs" --lr 0.05 --schedule cosine "${aa_train[@]}" --device "$dev" --out "$aa/model" --quiet >>"$log" 2>&1
 echo "train exit $?" | tee -a "$log"
 if [ -f "$aa/model/model.saad" ]; then
     timeout "${SAAD_AA_TIMEOUT:-300}" "$bundle/saad" eval --checkpoint "$aa/model/model.saad" --data-dir "$aa/data" --attacks clean,autoattack \
@@ -106,6 +112,7 @@ if [ -f "$aa/model/model.saad" ]; then
             --json "$results/aa-torch.json" >>"$log" 2>&1
         echo "reference exit $?" | tee -a "$log"
     fi
+fi
 fi
 
 say "summary"
