@@ -158,11 +158,12 @@ pub fn load_weights(spec: &ModelSpec, weights: &[u8], device: &Device, source: &
     // Parameters are initialised lazily: counting them allocates nothing, so a header naming a
     // model far larger than the file is refused before any memory is taken for it.
     let model = spec.init(device);
-    let needed = model.num_params().saturating_mul(4);
+    let params = model.num_params();
+    let needed = params.saturating_mul(4);
     if weights.len() < needed {
         return Err(DataError::new(
             source,
-            format!("the weights section holds {} bytes, too few for a {spec} ({} parameters, {needed} bytes in f32)", weights.len(), model.num_params()),
+            format!("the weights section holds {} bytes, too few for a {spec} ({params} parameters, {needed} bytes in f32)", weights.len()),
         ));
     }
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))

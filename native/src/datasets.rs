@@ -1,6 +1,7 @@
 //! Reads the datasets from their official files (the parsing is in `saad_core::data`).
 
-use anyhow::{Context, Result, bail};
+use crate::fsutil;
+use anyhow::{Result, bail};
 use saad_core::data::cifar::{self, CifarKind};
 use saad_core::data::{Augment, ImageSet, digits, tiny_imagenet};
 use std::path::{Path, PathBuf};
@@ -111,7 +112,7 @@ pub fn load_cifar(dir: &Path, kind: CifarKind, split: Split) -> Result<ImageSet>
         if !path.exists() {
             return Err(missing(&path, kind.name(), kind.archive_url(), dir));
         }
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = fsutil::read(&path)?;
         Ok(cifar::parse(&bytes, kind, &path.display().to_string())?)
     };
     match split {
@@ -131,7 +132,7 @@ fn decode_all(files: &[PathBuf]) -> Result<Vec<u8>> {
                 s.spawn(move || -> Result<Vec<u8>> {
                     let mut out = Vec::new();
                     for f in part {
-                        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+                        let bytes = fsutil::read(f)?;
                         out.extend(tiny_imagenet::decode_image(&bytes, &f.display().to_string())?);
                     }
                     Ok(out)
@@ -194,6 +195,6 @@ pub fn load_tiny_imagenet(dir: &Path, split: Split) -> Result<ImageSet> {
 
 /// A text file; unreadable or non-UTF-8 content is reported with the file's path.
 fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = fsutil::read(path)?;
     String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not a text file (invalid UTF-8 at byte {})", path.display(), e.utf8_error().valid_up_to()))
 }

@@ -89,8 +89,10 @@ pub struct EpochRun {
     next: usize,
     /// `[loss sum, correct count, transfer sums...]` over the batches trained so far.
     pub sums: Tensor<1>,
-    /// `[batches with a non-finite loss, batches - first such batch (0-based), or 0]`.
-    nonfinite: Tensor<1>,
+    /// Batches with a non-finite loss so far.
+    bad_batches: Tensor<1>,
+    /// `batches - b` for the first such batch `b` (0-based), or 0.
+    first_bad_from_end: Tensor<1>,
     lr: f64,
     images: usize,
 }
@@ -301,8 +303,8 @@ impl Trainer {
         let batches = order.num_batches();
         // [loss sum, correct count, transfer sums...]
         let sums = Tensor::<1>::zeros([2 + SUMS_LEN], &self.device);
-        let nonfinite = Tensor::<1>::zeros([2], &self.device);
-        EpochRun { order, batches, next: 0, sums, nonfinite, lr: cfg.lr, images: 0 }
+        let zero = Tensor::<1>::zeros([1], &self.device);
+        EpochRun { order, batches, next: 0, sums, bad_batches: zero.clone(), first_bad_from_end: zero, lr: cfg.lr, images: 0 }
     }
 
     /// Trains batch `run.next` of the epoch `run` belongs to.
@@ -333,9 +335,8 @@ impl Trainer {
         // Divergence watch, on the device: count non-finite losses and remember the first
         // (as `batches - b`, so that a max keeps the earliest; exact in f32).
         let bad = loss.clone().is_finite().bool_not().float();
-        let since = bad.clone().mul_scalar((nb - b) as f64);
-        run.nonfinite = run.nonfinite.clone() + Tensor::cat(vec![bad, Tensor::zeros([1], &self.device)], 0);
-        run.nonfinite = run.nonfinite.clone().max_pair(Tensor::cat(vec![Tensor::zeros([1], &self.device), since], 0));
+        run.first_bad_from_end = run.first_bad_from_end.clone().max_pair(bad.clone().mul_scalar((nb - b) as f64));
+        run.bad_batches = run.bad_batches.clone() + bad;
         let mut parts = vec![
             loss.mul_scalar(n as f64),
             losses::correct(out.logits.clone().detach().without_autodiff(), y.clone()).sum(),
@@ -370,7 +371,7 @@ impl Trainer {
             }
         }
         let weights = crate::health::nonfinite_weights(&self.model, &self.device);
-        let sums = Tensor::cat(vec![run.sums, run.nonfinite, weights], 0);
+        let sums = Tensor::cat(vec![run.sums, run.bad_batches, run.first_bad_from_end, weights], 0);
         PendingEpoch { sums, epoch: self.epochs_done, lr: run.lr, images: data.len, batches: run.batches }
     }
 

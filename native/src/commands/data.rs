@@ -89,7 +89,7 @@ fn download(name: DatasetName, dir: &std::path::Path) -> Result<()> {
     if !status.success() {
         bail!("curl failed for {url} ({status}); download it by hand and extract it into {}", dir.display());
     }
-    let bytes = std::fs::read(&archive).with_context(|| format!("cannot read {}", archive.display()))?;
+    let bytes = crate::fsutil::read(&archive)?;
     let digest = format!("{:x}", md5::compute(&bytes));
     if digest != kind.archive_md5() {
         bail!("{}: MD5 {digest}, expected {} (the download is damaged; delete it and retry)", archive.display(), kind.archive_md5());
