@@ -1,53 +1,10 @@
 //! The `saad` command line end to end: dataset readers on files in the official formats, clear
 //! errors on bad input, interrupted-and-resumed training, evaluation and export.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn saad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_saad")).args(args).env("XDG_RUNTIME_DIR", "/tmp").output().expect("saad runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = saad(args);
-    assert!(out.status.success(), "saad {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail cleanly: non-zero exit, no panic, and stderr containing `needles`.
-fn fails(args: &[&str], needles: &[&str]) {
-    let out = saad(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "saad {args:?} should fail");
-    assert!(!err.contains("panicked"), "saad {args:?} panicked:\n{err}");
-    for n in needles {
-        assert!(err.contains(n), "saad {args:?}: stderr lacks {n:?}:\n{err}");
-    }
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("saad-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// `n` CIFAR records with the given labels (label bytes first, then 3072 pixel bytes).
-fn cifar_records(labels: &[u8], label_bytes: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, &l) in labels.iter().enumerate() {
-        if label_bytes == 2 {
-            out.push(3); // coarse label
-        }
-        out.push(l);
-        out.extend((0..3072).map(|p| ((p * 7 + i * 13) % 256) as u8));
-    }
-    out
-}
+mod common;
+use common::{cifar_records, fails, ok_stdout as ok, s, tempdir};
 
 #[test]
 fn cifar_readers_accept_official_files_and_name_broken_ones() {

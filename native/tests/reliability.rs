@@ -14,51 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn saad() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_saad"));
-    c.env("XDG_RUNTIME_DIR", "/tmp");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    saad().args(args).output().expect("saad runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "saad {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs a command that must fail cleanly (non-zero exit, no panic) and returns its stderr.
-fn fails(args: &[&str], needles: &[&str]) -> String {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "saad {args:?} should fail:\n{err}");
-    assert!(!err.contains("panicked"), "saad {args:?} panicked:\n{err}");
-    for n in needles {
-        assert!(err.contains(n), "saad {args:?}: stderr lacks {n:?}:\n{err}");
-    }
-    err
-}
-
-/// Under the target folder (a disk, where a checkpoint's flush takes a while; /tmp may be a
-/// tmpfs).
-fn tempdir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("saad-rel-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{command, fails, ok_stderr as ok, s, tempdir};
 
 /// A short PGD-AT run on the digits with a weight average from epoch 3, so that checkpoints hold
 /// model, optimizer state and average; `set` replaces flags (or adds them).
@@ -176,7 +133,7 @@ fn killed_at_random_moments_and_mid_write_a_run_resumes_to_the_uninterrupted_wei
         if ckpt.exists() {
             args.push("--resume".into());
         }
-        let mut child = saad()
+        let mut child = command()
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -377,7 +334,7 @@ impl Drop for Mount {
 /// Runs `saad args` with the file size limit (`ulimit -f`) at `limit` bytes; exceeding it then
 /// fails the write (EFBIG) instead of killing the process.
 fn run_with_file_limit(args: &[&str], limit: u64) -> Output {
-    let mut c = saad();
+    let mut c = command();
     c.args(args);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -476,7 +433,7 @@ fn two_runs_in_one_folder_do_not_interleave() {
     let dir = tempdir("lock");
     let out = dir.join("run");
     let first = train_args(&out, 200);
-    let mut a = saad()
+    let mut a = command()
         .args(&first)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -2,32 +2,8 @@
 //! evaluation reads only the test files and writes a result card, `train --help` names every
 //! method, and a missing dataset is reported without a GPU probe's noise.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn saad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_saad")).args(args).env("XDG_RUNTIME_DIR", "/tmp").output().expect("saad runs")
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("saad-trust-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn cifar_records(labels: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, &l) in labels.iter().enumerate() {
-        out.push(l);
-        out.extend((0..3072).map(|p| ((p * 7 + i * 13) % 256) as u8));
-    }
-    out
-}
+mod common;
+use common::{cifar_records, s, saad, tempdir};
 
 #[test]
 fn demo_refuses_a_folder_that_holds_a_run_unless_resumed() {
@@ -46,9 +22,9 @@ fn eval_reads_only_the_test_file_and_writes_a_result_card() {
     let c10 = dir.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&c10).unwrap();
     for b in 1..=5 {
-        std::fs::write(c10.join(format!("data_batch_{b}.bin")), cifar_records(&[0, 1, 2, 3])).unwrap();
+        std::fs::write(c10.join(format!("data_batch_{b}.bin")), cifar_records(&[0, 1, 2, 3], 1)).unwrap();
     }
-    std::fs::write(c10.join("test_batch.bin"), cifar_records(&[4, 5, 6])).unwrap();
+    std::fs::write(c10.join("test_batch.bin"), cifar_records(&[4, 5, 6], 1)).unwrap();
     let run = dir.join("run");
     let out = saad(&[
         "train", "--data", "cifar10", "--data-dir", s(&dir), "--arch", "small-cnn-4", "--method", "natural", "--epochs", "1",
@@ -90,7 +66,7 @@ fn train_help_names_every_method() {
 fn a_missing_dataset_is_reported_without_gpu_probe_noise() {
     let dir = tempdir("quiet");
     // No XDG_RUNTIME_DIR at all, as in containers and CI; --device auto would probe for a GPU.
-    let out = Command::new(env!("CARGO_BIN_EXE_saad"))
+    let out = common::command()
         .args(["train", "--data", "cifar10", "--data-dir", s(&dir), "--out", s(&dir.join("run")), "--device", "auto"])
         .env_remove("XDG_RUNTIME_DIR")
         .output()
