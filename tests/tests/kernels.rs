@@ -196,3 +196,77 @@ fn training_with_and_without_kernels_gives_the_same_loss_curve() {
         assert!((ta.tas - tb.tas).abs() < 1e-9, "epoch {}: TAS {} vs {}", a.epoch, ta.tas, tb.tas);
     }
 }
+
+/// The flex CPU convolution (`kernels::flex_conv`: batched im2col + gemm, own backward) against
+/// burn's convolution and burn's autodiff gradients of it: output, input gradient and weight
+/// gradient, for strides 1 and 2, paddings 0 to 2, 1x1 to 5x5 kernels, odd sizes, one image and a
+/// batch larger than one chunk of columns.
+#[test]
+fn flex_convolution_equals_burns_convolution_and_its_gradients() {
+    use saad_core::burn::tensor::module::conv2d;
+    use saad_core::burn::tensor::ops::ConvOptions;
+    use saad_core::kernels::flex_conv;
+    let _g = serial();
+    let d = Device::flex();
+    d.seed(11);
+    // (batch, channels in, channels out, height, width, kernel, stride, padding)
+    let cases = [
+        (1, 1, 1, 1, 1, 1, 1, 0),
+        (2, 3, 4, 5, 7, 3, 1, 1),
+        (3, 5, 6, 9, 8, 3, 2, 1),
+        (2, 4, 3, 7, 7, 1, 2, 0),
+        (2, 2, 5, 6, 11, 5, 1, 2),
+        (1, 3, 2, 4, 4, 3, 1, 2),
+        (2, 3, 2, 8, 9, 4, 3, 0),
+        // 64 images of 64x9x32x32: five chunks of columns, the last one short.
+        (64, 64, 8, 32, 32, 3, 1, 1),
+    ];
+    for (b, c, o, h, w, k, s, p) in cases {
+        let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &d);
+        let weight = Tensor::<4>::random([o, c, k, k], Distribution::Normal(0.0, 0.3), &d);
+        let run = |ours: bool| {
+            let xl = x.clone().autodiff().require_grad();
+            let wl = weight.clone().autodiff().require_grad();
+            let y = if ours {
+                flex_conv::conv2d(xl.clone(), wl.clone(), [s, s], [p, p])
+            } else {
+                conv2d(xl.clone(), wl.clone(), None, ConvOptions::new([s, s], [p, p], [1, 1], 1))
+            };
+            // Upstream gradient sin(y): non-uniform, so every position's weight matters.
+            let loss = (y.clone() * y.clone().detach().sin()).sum();
+            let grads = loss.backward();
+            (to_vec(y.detach().without_autodiff()), to_vec(xl.grad(&grads).unwrap()), to_vec(wl.grad(&grads).unwrap()))
+        };
+        let (y_ref, dx_ref, dw_ref) = run(false);
+        let (y, dx, dw) = run(true);
+        let case = format!("b{b} c{c} o{o} {h}x{w} k{k} s{s} p{p}");
+        assert_eq!(y.len(), y_ref.len(), "{case}: output size");
+        let scale = |v: &[f32]| v.iter().fold(1.0f32, |m, a| m.max(a.abs()));
+        for (name, ours, reference) in [("output", &y, &y_ref), ("input gradient", &dx, &dx_ref), ("weight gradient", &dw, &dw_ref)] {
+            let diff = max_abs_diff(ours, reference);
+            assert!(diff <= 1e-5 * scale(reference), "{case}: {name} differs by {diff} (largest {})", scale(reference));
+        }
+    }
+}
+
+/// The models take the flex convolution on flex and burn's elsewhere (and with the kernels off):
+/// every architecture's logits are the same either way.
+#[test]
+fn models_give_the_same_logits_with_and_without_the_flex_convolution() {
+    use saad_core::kernels::set_kernels_enabled;
+    use saad_core::models::ModelSpec;
+    let _g = serial();
+    let d = Device::flex();
+    d.seed(12);
+    for arch in ["resnet18", "preact-resnet18-w8", "wrn-16-2", "dm-wrn-10-1", "mobilenetv2", "small-cnn-8"] {
+        let model = ModelSpec::new(arch.parse().unwrap(), 10).init(&d);
+        let x = Tensor::<4>::random([3, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &d);
+        let ours = to_vec(model.forward(x.clone()));
+        set_kernels_enabled(false);
+        let burns = to_vec(model.forward(x));
+        set_kernels_enabled(true);
+        let scale = burns.iter().fold(1.0f32, |m, a| m.max(a.abs()));
+        let diff = max_abs_diff(&ours, &burns);
+        assert!(diff <= 1e-5 * scale, "{arch}: logits differ by {diff} (largest {scale})");
+    }
+}

@@ -6,6 +6,8 @@
 
 mod autodiff;
 mod cube;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod flex_conv;
 
 use crate::losses::{renyi_entropy, saad_weights};
 use crate::train::methods::MethodParams;
@@ -85,6 +87,11 @@ pub enum Route {
 /// Whether a device runs our WGSL kernels (a cubecl device compiling WGSL: wgpu / WebGPU).
 pub fn has_kernels(device: &Device) -> bool {
     matches!(device.clone().without_autodiff().as_dispatch(), burn::backend::DispatchDevice::Cube(_))
+}
+
+/// Whether the project's own kernels (WGSL, and the CPU convolution of [`flex_conv`]) are on.
+pub fn kernels_enabled() -> bool {
+    KERNELS_ON.load(Ordering::SeqCst)
 }
 
 fn use_kernel(route: Route, device: &Device) -> bool {

@@ -8,7 +8,7 @@
 //! (`shortcut` only where the channel count changes), `batchnorm.*`, `logits.{weight,bias}`.
 
 use super::batch_norm::BatchNorm2d;
-use super::layers::{conv2d, global_avg_pool, linear};
+use super::layers::{conv, conv2d, global_avg_pool, linear};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -50,10 +50,10 @@ impl DmBlock {
             1 => act.clone().pad([(1, 1), (1, 1)], PadMode::Constant(0.0)),
             _ => act.clone().pad([(0, 1), (0, 1)], PadMode::Constant(0.0)),
         };
-        let out = self.conv_0.forward(padded);
-        let out = self.conv_1.forward(self.act(self.batchnorm_1.forward(out)));
+        let out = conv(&self.conv_0, padded);
+        let out = conv(&self.conv_1, self.act(self.batchnorm_1.forward(out)));
         match &self.shortcut {
-            Some(conv) => conv.forward(act) + out,
+            Some(shortcut) => conv(&shortcut, act) + out,
             None => x + out,
         }
     }
@@ -100,7 +100,7 @@ impl DmWideResNet {
         let device = x.device();
         let mean = Tensor::<1>::from_floats(self.mean, &device).reshape([1, 3, 1, 1]);
         let std = Tensor::<1>::from_floats(self.std, &device).reshape([1, 3, 1, 1]);
-        let mut x = self.init_conv.forward((x - mean) / std);
+        let mut x = conv(&self.init_conv, (x - mean) / std);
         for group in &self.layer {
             for block in &group.block {
                 x = block.forward(x);

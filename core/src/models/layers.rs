@@ -4,6 +4,16 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+/// `conv.forward(x)`: on the flex CPU backend through the project's batched convolution
+/// ([`crate::kernels::flex_conv`], same result, faster), elsewhere burn's own.
+pub fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(y) = crate::kernels::flex_conv::try_conv2d(conv, &x) {
+        return y;
+    }
+    conv.forward(x)
+}
+
 /// `nn.Conv2d(cin, cout, k, stride, padding, bias=bias)` with PyTorch's default init
 /// (kaiming-uniform, a = sqrt(5): bound 1/sqrt(fan_in)).
 pub fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, bias: bool, device: &Device) -> Conv2d {

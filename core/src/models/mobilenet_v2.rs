@@ -7,7 +7,7 @@
 //! the channel count changes), `conv2.weight`, `bn2.*`, `linear.{weight,bias}`.
 
 use super::batch_norm::BatchNorm2d;
-use super::layers::{conv2d, conv2d_grouped, global_avg_pool, linear};
+use super::layers::{conv, conv2d, conv2d_grouped, global_avg_pool, linear};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -47,14 +47,14 @@ impl InvertedResidual {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
-        let out = relu(self.bn2.forward(self.conv2.forward(out)));
-        let out = self.bn3.forward(self.conv3.forward(out));
+        let out = relu(self.bn1.forward(conv(&self.conv1, x.clone())));
+        let out = relu(self.bn2.forward(conv(&self.conv2, out)));
+        let out = self.bn3.forward(conv(&self.conv3, out));
         if self.stride != 1 {
             return out;
         }
         match &self.shortcut {
-            Some((conv, bn)) => out + bn.forward(conv.forward(x)),
+            Some((shortcut, bn)) => out + bn.forward(conv(&shortcut, x)),
             None => out + x,
         }
     }
@@ -91,11 +91,11 @@ impl MobileNetV2 {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let mut x = relu(self.bn1.forward(conv(&self.conv1, x)));
         for block in &self.layers {
             x = block.forward(x);
         }
-        let x = relu(self.bn2.forward(self.conv2.forward(x)));
+        let x = relu(self.bn2.forward(conv(&self.conv2, x)));
         self.linear.forward(global_avg_pool(x))
     }
 }

@@ -7,7 +7,7 @@
 //! `bn.*`, `linear.{weight,bias}`.
 
 use super::batch_norm::BatchNorm2d;
-use super::layers::{conv2d, global_avg_pool, linear};
+use super::layers::{conv, conv2d, global_avg_pool, linear};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -38,11 +38,11 @@ impl PreActBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let out = relu(self.bn1.forward(x.clone()));
         let short = match &self.shortcut {
-            Some(convs) => convs[0].forward(out.clone()),
+            Some(convs) => conv(&convs[0], out.clone()),
             None => x,
         };
-        let out = self.conv1.forward(out);
-        let out = self.conv2.forward(relu(self.bn2.forward(out)));
+        let out = conv(&self.conv1, out);
+        let out = conv(&self.conv2, relu(self.bn2.forward(out)));
         out + short
     }
 }
@@ -76,7 +76,7 @@ impl PreActResNet {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = self.conv1.forward(x);
+        let mut x = conv(&self.conv1, x);
         for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
             x = block.forward(x);
         }

@@ -9,7 +9,7 @@
 //! (+ `num_batches_tracked` added on export).
 
 use super::batch_norm::BatchNorm2d;
-use super::layers::{conv2d, global_avg_pool, linear};
+use super::layers::{conv, conv2d, global_avg_pool, linear};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -39,10 +39,10 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(self.bn1.forward(conv(&self.conv1, x.clone())));
+        let out = self.bn2.forward(conv(&self.conv2, out));
         let short = match &self.shortcut {
-            Some((conv, bn)) => bn.forward(conv.forward(x)),
+            Some((shortcut, bn)) => bn.forward(conv(&shortcut, x)),
             None => x,
         };
         relu(out + short)
@@ -79,7 +79,7 @@ impl ResNet {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let mut x = relu(self.bn1.forward(conv(&self.conv1, x)));
         for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
             x = block.forward(x);
         }

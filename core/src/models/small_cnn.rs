@@ -5,7 +5,7 @@
 //! `conv3.weight`, `bn3.*`, `fc.{weight,bias}`.
 
 use super::batch_norm::BatchNorm2d;
-use super::layers::{conv2d, global_avg_pool, linear};
+use super::layers::{conv, conv2d, global_avg_pool, linear};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -37,9 +37,9 @@ impl SmallCnn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
-        let x = relu(self.bn2.forward(self.conv2.forward(x)));
-        let x = relu(self.bn3.forward(self.conv3.forward(x)));
+        let x = relu(self.bn1.forward(conv(&self.conv1, x)));
+        let x = relu(self.bn2.forward(conv(&self.conv2, x)));
+        let x = relu(self.bn3.forward(conv(&self.conv3, x)));
         self.fc.forward(global_avg_pool(x))
     }
 }

@@ -10,7 +10,7 @@
 #![allow(non_snake_case)]
 
 use super::batch_norm::BatchNorm2d;
-use super::layers::{conv2d_he_normal, global_avg_pool};
+use super::layers::{conv, conv2d_he_normal, global_avg_pool};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -38,11 +38,11 @@ impl WrnBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let act = relu(self.bn1.forward(x.clone()));
-        let out = self.conv1.forward(act.clone());
-        let out = self.conv2.forward(relu(self.bn2.forward(out)));
+        let out = conv(&self.conv1, act.clone());
+        let out = conv(&self.conv2, relu(self.bn2.forward(out)));
         match &self.convShortcut {
             // The shortcut sees the activated input when the shape changes (as in the reference).
-            Some(conv) => conv.forward(act) + out,
+            Some(shortcut) => conv(&shortcut, act) + out,
             None => x + out,
         }
     }
@@ -100,7 +100,7 @@ impl WideResNet {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.conv1.forward(x);
+        let x = conv(&self.conv1, x);
         let x = self.block3.forward(self.block2.forward(self.block1.forward(x)));
         self.fc.forward(global_avg_pool(relu(self.bn1.forward(x))))
     }
