@@ -218,8 +218,10 @@ fn flex_convolution_equals_burns_convolution_and_its_gradients() {
         (2, 2, 5, 6, 11, 5, 1, 2),
         (1, 3, 2, 4, 4, 3, 1, 2),
         (2, 3, 2, 8, 9, 4, 3, 0),
-        // 64 images of 64x9x32x32: five chunks of columns, the last one short.
-        (64, 64, 8, 32, 32, 3, 1, 1),
+        // Several images per chunk of columns (7 of 576x64 columns), the last chunk short.
+        (40, 64, 4, 8, 8, 3, 1, 1),
+        // One image per chunk (576x1024 columns).
+        (3, 64, 8, 32, 32, 3, 1, 1),
     ];
     for (b, c, o, h, w, k, s, p) in cases {
         let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &d);
