@@ -218,6 +218,9 @@ fn flex_convolution_equals_burns_convolution_and_its_gradients() {
         (2, 2, 5, 6, 11, 5, 1, 2),
         (1, 3, 2, 4, 4, 3, 1, 2),
         (2, 3, 2, 8, 9, 4, 3, 0),
+        // Padding wider than the image: some kernel columns never touch it.
+        (2, 2, 3, 1, 1, 5, 1, 2),
+        (1, 2, 2, 2, 3, 5, 2, 3),
         // Several images per chunk of columns (7 of 576x64 columns), the last chunk short.
         (40, 64, 4, 8, 8, 3, 1, 1),
         // One image per chunk (576x1024 columns).

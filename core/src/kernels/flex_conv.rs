@@ -123,6 +123,9 @@ fn im2col(g: &Geometry, x: &[f32], b0: usize, nb: usize, cols: &mut [f32]) {
                 let src = &plane[iy * g.width..][..g.width];
                 dst[..valid.start].fill(0.0);
                 dst[valid.end..].fill(0.0);
+                if valid.is_empty() {
+                    continue;
+                }
                 let first = valid.start * g.stride[1] + j - g.pad[1];
                 if g.stride[1] == 1 {
                     dst[valid.clone()].copy_from_slice(&src[first..first + valid.len()]);
@@ -151,6 +154,9 @@ fn col2im(g: &Geometry, dcols: &[f32], b0: usize, nb: usize, grad: &mut [f32]) {
                     let Some(iy) = g.input_row(oy, i) else { continue };
                     let dst = &mut plane[iy * g.width..][..g.width];
                     let src = &row[oy * ow..][..ow];
+                    if valid.is_empty() {
+                        continue;
+                    }
                     let first = valid.start * g.stride[1] + j - g.pad[1];
                     if g.stride[1] == 1 {
                         // Contiguous on both sides: a vectorised add.
