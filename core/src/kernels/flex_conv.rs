@@ -91,6 +91,12 @@ impl Geometry {
         (CHUNK_FLOATS / (self.k() * self.positions()).max(1)).clamp(1, self.batch.max(1))
     }
 
+    /// The chunks of the batch: first image and number of images (the last may be short).
+    fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let (chunk, batch) = (self.chunk(), self.batch);
+        (0..batch).step_by(chunk).map(move |b0| (b0, chunk.min(batch - b0)))
+    }
+
     /// Output positions `ox` whose input column `ox·s + j - p` lies inside `[0, width)`.
     fn valid_columns(&self, j: usize) -> std::ops::Range<usize> {
         let (s, p, w, ow) = (self.stride[1], self.pad[1], self.width, self.out[1]);
@@ -255,11 +261,9 @@ fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
 fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (k, l, o) = (g.k(), g.positions(), g.out_channels);
     let mut y = vec![0.0; g.batch * o * l];
-    let chunk = g.chunk();
-    let mut cols = vec![0.0; k * chunk * l];
-    let mut out = vec![0.0; o * chunk * l];
-    for b0 in (0..g.batch).step_by(chunk) {
-        let nb = chunk.min(g.batch - b0);
+    let mut cols = vec![0.0; k * g.chunk() * l];
+    let mut out = vec![0.0; o * g.chunk() * l];
+    for (b0, nb) in g.chunks() {
         let n = nb * l;
         im2col(g, x, b0, nb, &mut cols);
         let weights = Operand { data: w, row_stride: k, col_stride: 1 };
@@ -272,11 +276,9 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
 fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
     let (k, l, o) = (g.k(), g.positions(), g.out_channels);
     let mut dx = vec![0.0; g.batch * g.channels * g.plane()];
-    let chunk = g.chunk();
-    let mut dcols = vec![0.0; k * chunk * l];
-    let mut dout = vec![0.0; o * chunk * l];
-    for b0 in (0..g.batch).step_by(chunk) {
-        let nb = chunk.min(g.batch - b0);
+    let mut dcols = vec![0.0; k * g.chunk() * l];
+    let mut dout = vec![0.0; o * g.chunk() * l];
+    for (b0, nb) in g.chunks() {
         let n = nb * l;
         gather_rows(dy, o, l, b0, nb, &mut dout);
         let weights_t = Operand { data: w, row_stride: 1, col_stride: k };
@@ -289,11 +291,9 @@ fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
 fn weight_gradient(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (k, l, o) = (g.k(), g.positions(), g.out_channels);
     let mut dw = vec![0.0; o * k];
-    let chunk = g.chunk();
-    let mut cols = vec![0.0; k * chunk * l];
-    let mut dout = vec![0.0; o * chunk * l];
-    for b0 in (0..g.batch).step_by(chunk) {
-        let nb = chunk.min(g.batch - b0);
+    let mut cols = vec![0.0; k * g.chunk() * l];
+    let mut dout = vec![0.0; o * g.chunk() * l];
+    for (b0, nb) in g.chunks() {
         let n = nb * l;
         im2col(g, x, b0, nb, &mut cols);
         gather_rows(dy, o, l, b0, nb, &mut dout);

@@ -96,7 +96,7 @@ pub fn kernels_enabled() -> bool {
 
 fn use_kernel(route: Route, device: &Device) -> bool {
     match route {
-        Route::Auto => KERNELS_ON.load(Ordering::SeqCst) && has_kernels(device),
+        Route::Auto => kernels_enabled() && has_kernels(device),
         Route::TensorOps => false,
         Route::Kernel => true,
     }
