@@ -11,7 +11,10 @@
 # README) or small (narrow models, batch 32: checks the scripts end to end on lavapipe and a CPU
 # PyTorch in minutes); SAAD_DEVICE (default wgpu), TORCH_DEVICE (default cuda if PyTorch sees
 # one, else cpu with 2 threads); SAAD_AA_N (images for AutoAttack, default 1000 full / 64 small);
-# SAAD_SKIP=selftest,torch,bench,autoattack skips those stages (to rerun one that failed).
+# SAAD_SKIP=selftest,torch,bench,autoattack skips those stages (to rerun one that failed);
+# SAAD_PROFILE=1 adds a per-kernel profile of the default build (profile.txt, profile.log.xz);
+# SAAD_VARIANTS=saad,saad-noautotune picks the builds to benchmark (default: all in the bundle);
+# SAAD_SELFTEST_ARCHS overrides the architectures `saad selftest` checks.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle="$(realpath "${1:-out/gpu}")"
@@ -71,7 +74,7 @@ say "saad devices"
 
 if ! skip selftest; then
 say "saad selftest --device $dev"
-timeout "${SAAD_SELFTEST_TIMEOUT:-240}" "$bundle/saad" selftest --device "$dev" --archs "$selftest_archs" 2>&1 | tee -a "$log" "$results/selftest.txt"
+timeout "${SAAD_SELFTEST_TIMEOUT:-240}" "$bundle/saad" selftest --device "$dev" --archs "${SAAD_SELFTEST_ARCHS:-$selftest_archs}" 2>&1 | tee -a "$log" "$results/selftest.txt"
 fi
 
 if [ "$torch_dev" != none ] && ! skip torch; then
@@ -84,11 +87,28 @@ fi
 for bin in "$bundle"/saad "$bundle"/saad-*; do
     [ -x "$bin" ] && [ "${bin%.xz}" = "$bin" ] && ! skip bench || continue
     variant="$(basename "$bin")"
+    [ -z "${SAAD_VARIANTS:-}" ] || [[ ",$SAAD_VARIANTS," == *",$variant,"* ]] || continue
     say "$variant bench --method pgd-at,saad --device $dev"
     timeout "${SAAD_BENCH_TIMEOUT:-400}" "$bin" bench --method pgd-at,saad --device "$dev" "${shape[@]}" --attack-steps 10 --json \
         > "$results/bench-$variant.json" 2>>"$log"
     echo "exit $?" | tee -a "$log"
 done
+
+# Per-kernel profile (SAAD_PROFILE=1): the default build's benchmark once more, with cubecl's
+# profiling logger on (every launch blocking and timed on the device), from a folder inside the
+# repository so that it reads the autotune cache the run above filled; bench/gpu/profile.py
+# breaks the log down by kernel family, per epoch.
+if [ -n "${SAAD_PROFILE:-}" ] && ! skip profile; then
+    say "per-kernel profile: saad bench --method ${SAAD_PROFILE_METHODS:-pgd-at,saad} --steps 1 with cubecl's profiling logger"
+    prof="out/profile-run"; rm -rf "$prof"; mkdir -p "$prof"
+    printf '[profiling.logger]\nlevel = "basic"\nfile = "%s"\n' "$results/profile.log" > "$prof/cubecl.toml"
+    profile_shape=("${shape[@]}"); profile_shape[${#profile_shape[@]}-1]=1
+    (cd "$prof" && timeout "${SAAD_PROFILE_TIMEOUT:-240}" "$bundle/saad" bench --method "${SAAD_PROFILE_METHODS:-pgd-at,saad}" --device "$dev" \
+        "${profile_shape[@]}" --attack-steps 10 2>&1 | tee -a "$log")
+    python3 bench/gpu/profile.py "$results/profile.log" --segments 4 > "$results/profile.txt" 2>&1
+    tail -n 60 "$results/profile.txt" | tee -a "$log"
+    xz -T0 -f "$results/profile.log"
+fi
 
 if ! skip autoattack; then
 say "AutoAttack: PGD-AT $aa_arch on the rendered digits ($aa_n images), ours and the reference"

@@ -197,60 +197,84 @@ fn training_with_and_without_kernels_gives_the_same_loss_curve() {
     }
 }
 
-/// The flex CPU convolution (`kernels::flex_conv`: batched im2col + gemm, own backward) against
-/// burn's convolution and burn's autodiff gradients of it: output, input gradient and weight
-/// gradient, for strides 1 and 2, paddings 0 to 2, 1x1 to 5x5 kernels, odd sizes, one image and a
-/// batch larger than one chunk of columns.
-#[test]
-fn flex_convolution_equals_burns_convolution_and_its_gradients() {
+/// (batch, channels in, channels out, height, width, kernel, stride, padding) of the
+/// convolution checks below: strides 1 to 3, paddings 0 to 2, 1x1 to 5x5 kernels, odd sizes,
+/// one image, padding wider than the image.
+const CONV_CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 9] = [
+    (1, 1, 1, 1, 1, 1, 1, 0),
+    (2, 3, 4, 5, 7, 3, 1, 1),
+    (3, 5, 6, 9, 8, 3, 2, 1),
+    (2, 4, 3, 7, 7, 1, 2, 0),
+    (2, 2, 5, 6, 11, 5, 1, 2),
+    (1, 3, 2, 4, 4, 3, 1, 2),
+    (2, 3, 2, 8, 9, 4, 3, 0),
+    // Padding wider than the image: some kernel columns never touch it.
+    (2, 2, 3, 1, 1, 5, 1, 2),
+    (1, 2, 2, 2, 3, 5, 2, 3),
+];
+
+/// `ours(x, weight, stride, padding)` on `device` against burn's convolution and burn's autodiff
+/// gradients of it on flex (so that a wgpu check does not tune burn's convolution kernels for
+/// each shape): output, input gradient and weight gradient within 1e-5 of the largest value,
+/// with a non-uniform upstream gradient (sin(y)) so that every position's weight matters.
+fn check_convolution_against_burns(device: &Device, cases: &[(usize, usize, usize, usize, usize, usize, usize, usize)], ours: fn(Tensor<4>, Tensor<4>, [usize; 2], [usize; 2]) -> Tensor<4>, what: &str) {
     use saad_core::burn::tensor::module::conv2d;
     use saad_core::burn::tensor::ops::ConvOptions;
-    use saad_core::kernels::flex_conv;
-    let _g = serial();
-    let d = Device::flex();
-    d.seed(11);
-    // (batch, channels in, channels out, height, width, kernel, stride, padding)
-    let cases = [
-        (1, 1, 1, 1, 1, 1, 1, 0),
-        (2, 3, 4, 5, 7, 3, 1, 1),
-        (3, 5, 6, 9, 8, 3, 2, 1),
-        (2, 4, 3, 7, 7, 1, 2, 0),
-        (2, 2, 5, 6, 11, 5, 1, 2),
-        (1, 3, 2, 4, 4, 3, 1, 2),
-        (2, 3, 2, 8, 9, 4, 3, 0),
-        // Padding wider than the image: some kernel columns never touch it.
-        (2, 2, 3, 1, 1, 5, 1, 2),
-        (1, 2, 2, 2, 3, 5, 2, 3),
-        // Several images per chunk of columns (7 of 576x64 columns), the last chunk short.
-        (40, 64, 4, 8, 8, 3, 1, 1),
-        // One image per chunk (576x1024 columns).
-        (3, 64, 8, 32, 32, 3, 1, 1),
-    ];
-    for (b, c, o, h, w, k, s, p) in cases {
-        let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &d);
-        let weight = Tensor::<4>::random([o, c, k, k], Distribution::Normal(0.0, 0.3), &d);
-        let run = |ours: bool| {
-            let xl = x.clone().autodiff().require_grad();
-            let wl = weight.clone().autodiff().require_grad();
-            let y = if ours {
-                flex_conv::conv2d(xl.clone(), wl.clone(), [s, s], [p, p])
-            } else {
-                conv2d(xl.clone(), wl.clone(), None, ConvOptions::new([s, s], [p, p], [1, 1], 1))
-            };
-            // Upstream gradient sin(y): non-uniform, so every position's weight matters.
+    let flex = Device::flex();
+    for &(b, c, o, h, w, k, s, p) in cases {
+        let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &flex);
+        let weight = Tensor::<4>::random([o, c, k, k], Distribution::Normal(0.0, 0.3), &flex);
+        let run = |mine: bool| {
+            let on = if mine { device } else { &flex };
+            let xl = x.clone().to_device(on).autodiff().require_grad();
+            let wl = weight.clone().to_device(on).autodiff().require_grad();
+            let y = if mine { ours(xl.clone(), wl.clone(), [s, s], [p, p]) } else { conv2d(xl.clone(), wl.clone(), None, ConvOptions::new([s, s], [p, p], [1, 1], 1)) };
             let loss = (y.clone() * y.clone().detach().sin()).sum();
             let grads = loss.backward();
             (to_vec(y.detach().without_autodiff()), to_vec(xl.grad(&grads).unwrap()), to_vec(wl.grad(&grads).unwrap()))
         };
         let (y_ref, dx_ref, dw_ref) = run(false);
         let (y, dx, dw) = run(true);
-        let case = format!("b{b} c{c} o{o} {h}x{w} k{k} s{s} p{p}");
+        let case = format!("{what}: b{b} c{c} o{o} {h}x{w} k{k} s{s} p{p}");
         assert_eq!(y.len(), y_ref.len(), "{case}: output size");
         let scale = |v: &[f32]| v.iter().fold(1.0f32, |m, a| m.max(a.abs()));
-        for (name, ours, reference) in [("output", &y, &y_ref), ("input gradient", &dx, &dx_ref), ("weight gradient", &dw, &dw_ref)] {
-            let diff = max_abs_diff(ours, reference);
+        for (name, mine, reference) in [("output", &y, &y_ref), ("input gradient", &dx, &dx_ref), ("weight gradient", &dw, &dw_ref)] {
+            let diff = max_abs_diff(mine, reference);
             assert!(diff <= 1e-5 * scale(reference), "{case}: {name} differs by {diff} (largest {})", scale(reference));
         }
+    }
+}
+
+/// The flex CPU convolution (`kernels::flex_conv`: batched im2col + gemm, own backward) against
+/// burn's convolution and its gradients, plus a batch larger than one chunk of columns and one
+/// image per chunk.
+#[test]
+fn flex_convolution_equals_burns_convolution_and_its_gradients() {
+    let _g = serial();
+    let d = Device::flex();
+    d.seed(11);
+    let mut cases = CONV_CASES.to_vec();
+    // Several images per chunk of columns (7 of 576x64 columns), the last chunk short.
+    cases.push((40, 64, 4, 8, 8, 3, 1, 1));
+    // One image per chunk (576x1024 columns).
+    cases.push((3, 64, 8, 32, 32, 3, 1, 1));
+    check_convolution_against_burns(&d, &cases, saad_core::kernels::flex_conv::conv2d, "flex convolution");
+}
+
+/// The wgpu convolution (`kernels::gemm_conv`: strided-slice columns times the weights, in
+/// tensor ops) against burn's convolution and its gradients, on the software wgpu adapter where
+/// it runs for real, and on flex (the same tensor ops).
+#[test]
+fn columns_times_weights_convolution_equals_burns_convolution_and_its_gradients() {
+    let _g = serial();
+    let flex = Device::flex();
+    flex.seed(13);
+    check_convolution_against_burns(&flex, &CONV_CASES, saad_core::kernels::gemm_conv::conv2d, "gemm convolution on flex");
+    if let Some(d) = wgpu_device() {
+        // Each shape compiles and tunes its own kernels on the software adapter (~15 s a case):
+        // one case with a stride, padding and odd sizes runs the backend's strided slices and
+        // padding; the edge cases are the same tensor ops, checked on flex above.
+        check_convolution_against_burns(&d, &[CONV_CASES[2]], saad_core::kernels::gemm_conv::conv2d, "gemm convolution on wgpu");
     }
 }
 

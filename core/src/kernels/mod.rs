@@ -8,6 +8,7 @@ mod autodiff;
 mod cube;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod flex_conv;
+pub mod gemm_conv;
 
 use crate::losses::{renyi_entropy, saad_weights};
 use crate::train::methods::MethodParams;
@@ -89,7 +90,8 @@ pub fn has_kernels(device: &Device) -> bool {
     matches!(device.clone().without_autodiff().as_dispatch(), burn::backend::DispatchDevice::Cube(_))
 }
 
-/// Whether the project's own kernels (WGSL, and the CPU convolution of [`flex_conv`]) are on.
+/// Whether the project's own kernels (WGSL, the CPU convolution of [`flex_conv`] and the
+/// wgpu convolution of [`gemm_conv`]) are on.
 pub fn kernels_enabled() -> bool {
     KERNELS_ON.load(Ordering::SeqCst)
 }

@@ -5,10 +5,14 @@ use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
 /// `conv.forward(x)`: on the flex CPU backend through the project's batched convolution
-/// ([`crate::kernels::flex_conv`], same result, faster), elsewhere burn's own.
+/// ([`crate::kernels::flex_conv`]), on wgpu as columns times weights
+/// ([`crate::kernels::gemm_conv`]; same result, faster), elsewhere burn's own.
 pub fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(not(target_arch = "wasm32"))]
     if let Some(y) = crate::kernels::flex_conv::try_conv2d(conv, &x) {
+        return y;
+    }
+    if let Some(y) = crate::kernels::gemm_conv::try_conv2d(conv, &x) {
         return y;
     }
     conv.forward(x)
