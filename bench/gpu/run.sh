@@ -12,9 +12,11 @@
 # PyTorch in minutes); SAAD_DEVICE (default wgpu), TORCH_DEVICE (default cuda if PyTorch sees
 # one, else cpu with 2 threads); SAAD_AA_N (images for AutoAttack, default 1000 full / 64 small);
 # SAAD_SKIP=selftest,torch,bench,autoattack skips those stages (to rerun one that failed);
-# SAAD_PROFILE=1 adds a per-kernel profile of the default build (profile.txt, profile.log.xz);
+# SAAD_PROFILE=1 adds a per-kernel profile of the default build (profile.txt, profile.log.xz;
+# SAAD_PROFILE_CONV picks its wgpu convolution, default columns);
 # SAAD_VARIANTS=saad,saad-noautotune picks the builds to benchmark (default: all in the bundle);
-# SAAD_SELFTEST_ARCHS overrides the architectures `saad selftest` checks.
+# SAAD_SELFTEST_ARCHS overrides the architectures `saad selftest` checks; SAAD_WGPU_CONV the
+# wgpu convolutions each build is timed with (default burn,columns; see core/src/kernels/gemm_conv.rs).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle="$(realpath "${1:-out/gpu}")"
@@ -63,6 +65,8 @@ fi
 # The small size is the end-to-end check on a software adapter (lavapipe): tune as little as the
 # tests do there; a real GPU keeps cubecl's default (balanced) unless told otherwise.
 [ "$size" = small ] && export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
+# The wgpu convolutions to time (saad bench --wgpu-conv): burn's and the project's columns one.
+wgpu_conv="${SAAD_WGPU_CONV:-burn,columns}"
 torch_dev="${TORCH_DEVICE:-$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo none)}"
 
 say "machine"
@@ -89,7 +93,7 @@ for bin in "$bundle"/saad "$bundle"/saad-*; do
     variant="$(basename "$bin")"
     [ -z "${SAAD_VARIANTS:-}" ] || [[ ",$SAAD_VARIANTS," == *",$variant,"* ]] || continue
     say "$variant bench --method pgd-at,saad --device $dev"
-    timeout "${SAAD_BENCH_TIMEOUT:-400}" "$bin" bench --method pgd-at,saad --device "$dev" "${shape[@]}" --attack-steps 10 --json \
+    timeout "${SAAD_BENCH_TIMEOUT:-400}" "$bin" bench --method pgd-at,saad --device "$dev" "${shape[@]}" --attack-steps 10 --wgpu-conv "$wgpu_conv" --json \
         > "$results/bench-$variant.json" 2>>"$log"
     echo "exit $?" | tee -a "$log"
 done
@@ -104,7 +108,7 @@ if [ -n "${SAAD_PROFILE:-}" ] && ! skip profile; then
     printf '[profiling.logger]\nlevel = "basic"\nfile = "%s"\n' "$results/profile.log" > "$prof/cubecl.toml"
     profile_shape=("${shape[@]}"); profile_shape[${#profile_shape[@]}-1]=1
     (cd "$prof" && timeout "${SAAD_PROFILE_TIMEOUT:-240}" "$bundle/saad" bench --method "${SAAD_PROFILE_METHODS:-pgd-at,saad}" --device "$dev" \
-        "${profile_shape[@]}" --attack-steps 10 2>&1 | tee -a "$log")
+        "${profile_shape[@]}" --attack-steps 10 --wgpu-conv "${SAAD_PROFILE_CONV:-columns}" 2>&1 | tee -a "$log")
     python3 bench/gpu/profile.py "$results/profile.log" --segments 4 > "$results/profile.txt" 2>&1
     tail -n 60 "$results/profile.txt" | tee -a "$log"
     xz -T0 -f "$results/profile.log"

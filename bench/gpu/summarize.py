@@ -35,17 +35,20 @@ def main():
             t = tw.get(w["method"], {})
             ts = t.get("seconds_per_step")
             ratio = ts / w["seconds_per_step"] if ts else None
-            rows.append((variant, w["method"], w["seconds_per_step"], w["images_per_sec"], w["seconds_per_cifar10_epoch"],
-                         w["first_epoch_seconds"], w["reads_per_step"], mib(w.get("device_reserved_bytes")),
+            # Rows of a run over several wgpu convolutions (`--wgpu-conv burn,columns`) say which.
+            build = f"{variant}/{w['wgpu_conv']}" if len({x.get("wgpu_conv") for x in b["workloads"]}) > 1 else variant
+            rows.append((build, w["method"], w["seconds_per_step"], w["images_per_sec"], w["seconds_per_cifar10_epoch"],
+                         w["first_epoch_seconds"], w["reads_per_step"], w.get("launches_per_step"), mib(w.get("device_reserved_bytes")),
                          ts, mib(t.get("peak_memory_bytes")), ratio))
     print()
-    head = ("build", "workload", "s/step", "img/s", "s/CIFAR ep", "1st epoch s", "reads", "dev MiB", "torch s/step", "torch MiB", "speed vs torch")
-    print("{:<22} {:<8} {:>8} {:>8} {:>10} {:>11} {:>6} {:>8} {:>12} {:>9} {:>14}".format(*head))
+    head = ("build", "workload", "s/step", "img/s", "s/CIFAR ep", "1st epoch s", "reads", "launches", "dev MiB", "torch s/step", "torch MiB", "speed vs torch")
+    print("{:<22} {:<8} {:>8} {:>8} {:>10} {:>11} {:>6} {:>8} {:>8} {:>12} {:>9} {:>14}".format(*head))
     for r in rows:
-        ts = "-" if r[8] is None else f"{r[8]:.3f}"
-        ratio = "-" if r[10] is None else f"{r[10]:.2f}x"
-        print(f"{r[0]:<22} {r[1]:<8} {r[2]:>8.3f} {r[3]:>8.1f} {r[4]:>10.0f} {r[5]:>11.1f} {r[6]:>6.2f} {r[7]:>8} {ts:>12} {r[9]:>9} {ratio:>14}")
-    print("speed vs torch = torch s/step / saad s/step (>= 1.0: saad as fast or faster); 1st epoch = the untimed first epoch (compilation, autotune)")
+        ts = "-" if r[9] is None else f"{r[9]:.3f}"
+        ratio = "-" if r[11] is None else f"{r[11]:.2f}x"
+        launches = "-" if r[7] is None else f"{r[7]:.0f}"
+        print(f"{r[0]:<22} {r[1]:<8} {r[2]:>8.3f} {r[3]:>8.1f} {r[4]:>10.0f} {r[5]:>11.1f} {r[6]:>6.2f} {launches:>8} {r[8]:>8} {ts:>12} {r[10]:>9} {ratio:>14}")
+    print("speed vs torch = torch s/step / saad s/step (>= 1.0: saad as fast or faster); 1st epoch = the untimed first epoch (compilation, autotune); launches = GPU kernel launches per step")
     aa, ref = load(os.path.join(d, "aa-saad.json")), load(os.path.join(d, "aa-torch.json"))
     print()
     ours = (aa or {}).get("autoattack", [None])[0]

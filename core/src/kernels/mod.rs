@@ -183,3 +183,35 @@ pub fn distinct_kernels_launched(f: impl FnOnce()) -> usize {
     f();
     collect.finish().len()
 }
+
+/// Counts every kernel launch on cubecl devices while installed (cubecl's launch observer, one
+/// per process: a second replaces the first while it lives). On wgpu each launch costs the host
+/// its share of burn's and wgpu's work, so launches per training step is what a step's time
+/// follows once the kernels themselves are fast (`bench/NOTES.md`, section 5).
+pub struct LaunchCounter {
+    count: std::sync::Arc<CountLaunches>,
+    _observation: burn_cubecl::cubecl::logging::LaunchObservation,
+}
+
+#[derive(Default)]
+struct CountLaunches(std::sync::atomic::AtomicU64);
+
+impl burn_cubecl::cubecl::logging::LaunchObserver for CountLaunches {
+    fn launched(&self, _kernel: &'static str) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl LaunchCounter {
+    /// Starts counting.
+    pub fn start() -> Self {
+        let count = std::sync::Arc::new(CountLaunches::default());
+        let _observation = burn_cubecl::cubecl::logging::LaunchObservation::new(count.clone());
+        LaunchCounter { count, _observation }
+    }
+
+    /// Launches issued since [`LaunchCounter::start`].
+    pub fn launches(&self) -> u64 {
+        self.count.0.load(Ordering::Relaxed)
+    }
+}

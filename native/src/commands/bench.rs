@@ -11,6 +11,8 @@ use saad_core::burn::tensor::{Distribution, TensorData};
 use saad_core::checkpoint::DatasetInfo;
 use saad_core::data::DeviceSet;
 use saad_core::host_copy::host_reads;
+use saad_core::kernels::LaunchCounter;
+use saad_core::kernels::gemm_conv::{WgpuConvolution, set_wgpu_convolution};
 use saad_core::models::{Arch, ModelSpec};
 use saad_core::train::{LrSchedule, MethodKind, TrainConfig, Trainer};
 use serde_json::{Value, json};
@@ -51,6 +53,10 @@ pub struct BenchArgs {
     /// Benchmark the WGSL kernels against their tensor-op twins instead (use a wgpu device).
     #[arg(long)]
     pub kernels: bool,
+    /// The convolutions of a wgpu device, each timed in this run (comma-separated): burn's own
+    /// and/or `columns` (the project's columns-times-weights forward pass, `kernels::gemm_conv`).
+    #[arg(long = "wgpu-conv", value_delimiter = ',', default_value = "burn")]
+    pub wgpu_conv: Vec<WgpuConvolution>,
     /// Calls per timing of the kernel benchmark.
     #[arg(long, default_value_t = 20)]
     pub calls: usize,
@@ -67,10 +73,16 @@ fn peak_rss() -> Option<u64> {
 /// What one method's timing measured.
 struct StepTiming {
     method: MethodKind,
+    /// The wgpu convolution it ran with.
+    conv: WgpuConvolution,
+    /// This convolution's natural step, the row's baseline.
+    natural_seconds: f64,
     /// The first epoch (`steps` batches): kernel compilation, autotuning, allocation.
     first_epoch_seconds: f64,
     seconds_per_step: f64,
     reads_per_step: f64,
+    /// Kernel launches per step on a cubecl (wgpu) device; 0 on flex.
+    launches_per_step: f64,
     device_reserved_bytes: Option<u64>,
 }
 
@@ -93,11 +105,23 @@ fn time_steps(method: MethodKind, args: &BenchArgs, data: &DeviceSet, teacher: O
     trainer.train_epoch(data, &mut |_, _| {});
     let first_epoch_seconds = start.elapsed().as_secs_f64();
     let reads = host_reads();
+    let launches = LaunchCounter::start();
     let start = Instant::now();
     trainer.train_epoch(data, &mut |_, _| {});
     let seconds_per_step = start.elapsed().as_secs_f64() / args.steps as f64;
+    let launches_per_step = launches.launches() as f64 / args.steps as f64;
+    drop(launches);
     let reads_per_step = (host_reads() - reads) as f64 / args.steps as f64;
-    StepTiming { method, first_epoch_seconds, seconds_per_step, reads_per_step, device_reserved_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved) }
+    StepTiming {
+        method,
+        conv: saad_core::kernels::gemm_conv::wgpu_convolution(),
+        natural_seconds: seconds_per_step,
+        first_epoch_seconds,
+        seconds_per_step,
+        reads_per_step,
+        launches_per_step,
+        device_reserved_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -115,22 +139,30 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let data = DeviceSet { images, labels, len: n, num_classes: args.classes };
     let teacher = args.methods.iter().any(|m| m.needs_teacher()).then(|| ModelSpec::new(args.teacher_arch.clone(), args.classes).init(&device));
 
-    let mut timings = vec![time_steps(MethodKind::Natural, &args, &data, None, &device)];
-    for &m in args.methods.iter().filter(|&&m| m != MethodKind::Natural) {
-        timings.push(time_steps(m, &args, &data, teacher.as_ref(), &device));
+    let mut timings = Vec::new();
+    for &conv in &args.wgpu_conv {
+        set_wgpu_convolution(conv);
+        let natural = time_steps(MethodKind::Natural, &args, &data, None, &device);
+        let natural_seconds = natural.seconds_per_step;
+        timings.push(natural);
+        for &m in args.methods.iter().filter(|&&m| m != MethodKind::Natural) {
+            timings.push(StepTiming { natural_seconds, ..time_steps(m, &args, &data, teacher.as_ref(), &device) });
+        }
     }
-    let natural = timings[0].seconds_per_step;
+    set_wgpu_convolution(WgpuConvolution::default());
     let rows: Vec<Value> = timings
         .iter()
         .map(|t| {
             json!({
                 "method": t.method.name(),
+                "wgpu_conv": t.conv.name(),
                 "seconds_per_step": t.seconds_per_step,
                 "images_per_sec": b as f64 / t.seconds_per_step,
                 "seconds_per_cifar10_epoch": CIFAR10_TRAIN / b as f64 * t.seconds_per_step,
-                "over_natural": t.seconds_per_step / natural,
+                "over_natural": t.seconds_per_step / t.natural_seconds,
                 "first_epoch_seconds": t.first_epoch_seconds,
                 "reads_per_step": t.reads_per_step,
+                "launches_per_step": t.launches_per_step,
                 "device_reserved_bytes": t.device_reserved_bytes,
             })
         })
@@ -149,23 +181,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     println!("device   {device_name}");
     println!("student  {} ({} classes), batch {b}, {s}x{s}, {} attack steps; teacher {} (random weights)", args.arch, args.classes, args.attack_steps, args.teacher_arch);
-    println!("{:<8} {:>10} {:>10} {:>12} {:>9} {:>12} {:>7} {:>12}", "method", "s/step", "images/s", "s/CIFAR ep.", "x natural", "first ep. s", "reads", "device MiB");
+    let label = |t: &StepTiming| if args.wgpu_conv.len() > 1 { format!("{}/{}", t.method.name(), t.conv.name()) } else { t.method.name().to_string() };
+    println!("{:<15} {:>10} {:>10} {:>12} {:>9} {:>12} {:>7} {:>9} {:>12}", "method", "s/step", "images/s", "s/CIFAR ep.", "x natural", "first ep. s", "reads", "launches", "device MiB");
     for (t, r) in timings.iter().zip(&rows) {
         let mem = t.device_reserved_bytes.map(|m| format!("{:.0}", m as f64 / 1048576.0)).unwrap_or_else(|| "-".into());
         println!(
-            "{:<8} {:>10.3} {:>10.1} {:>12.0} {:>9.2} {:>12.2} {:>7.2} {:>12}",
-            t.method.name(),
+            "{:<15} {:>10.3} {:>10.1} {:>12.0} {:>9.2} {:>12.2} {:>7.2} {:>9.0} {:>12}",
+            label(t),
             t.seconds_per_step,
             r["images_per_sec"].as_f64().unwrap_or(0.0),
             r["seconds_per_cifar10_epoch"].as_f64().unwrap_or(0.0),
-            t.seconds_per_step / natural,
+            t.seconds_per_step / t.natural_seconds,
             t.first_epoch_seconds,
             t.reads_per_step,
+            t.launches_per_step,
             mem
         );
     }
     if let Some(r) = rss {
-        println!("peak RSS {:.0} MiB (whole process); reads = host reads per step (the trainer reads once per epoch)", r as f64 / 1048576.0);
+        println!("peak RSS {:.0} MiB (whole process); reads = host reads per step (the trainer reads once per epoch); launches = GPU kernel launches per step (0 on flex)", r as f64 / 1048576.0);
     }
     Ok(())
 }
