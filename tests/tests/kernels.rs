@@ -197,10 +197,12 @@ fn training_with_and_without_kernels_gives_the_same_loss_curve() {
     }
 }
 
-/// (batch, channels in, channels out, height, width, kernel, stride, padding) of the
-/// convolution checks below: strides 1 to 3, paddings 0 to 2, 1x1 to 5x5 kernels, odd sizes,
+/// (batch, channels in, channels out, height, width, kernel, stride, padding) of a convolution.
+type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// The convolution checks below: strides 1 to 3, paddings 0 to 2, 1x1 to 5x5 kernels, odd sizes,
 /// one image, padding wider than the image.
-const CONV_CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 9] = [
+const CONV_CASES: [ConvCase; 9] = [
     (1, 1, 1, 1, 1, 1, 1, 0),
     (2, 3, 4, 5, 7, 3, 1, 1),
     (3, 5, 6, 9, 8, 3, 2, 1),
@@ -217,7 +219,7 @@ const CONV_CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 9] 
 /// gradients of it on flex (so that a wgpu check does not tune burn's convolution kernels for
 /// each shape): output, input gradient and weight gradient within 1e-5 of the largest value,
 /// with a non-uniform upstream gradient (sin(y)) so that every position's weight matters.
-fn check_convolution_against_burns(device: &Device, cases: &[(usize, usize, usize, usize, usize, usize, usize, usize)], ours: fn(Tensor<4>, Tensor<4>, [usize; 2], [usize; 2]) -> Tensor<4>, what: &str) {
+fn check_convolution_against_burns(device: &Device, cases: &[ConvCase], ours: fn(Tensor<4>, Tensor<4>, [usize; 2], [usize; 2]) -> Tensor<4>, what: &str) {
     use saad_core::burn::tensor::module::conv2d;
     use saad_core::burn::tensor::ops::ConvOptions;
     let flex = Device::flex();

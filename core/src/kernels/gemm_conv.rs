@@ -20,13 +20,13 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::DType;
-use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
@@ -59,7 +59,9 @@ impl std::str::FromStr for WgpuConvolution {
         match s {
             "burn" => Ok(WgpuConvolution::Burn),
             "columns" => Ok(WgpuConvolution::Columns),
-            other => Err(format!("unknown wgpu convolution '{other}': use burn or columns")),
+            other => Err(format!(
+                "unknown wgpu convolution '{other}': use burn or columns"
+            )),
         }
     }
 }
@@ -73,14 +75,25 @@ pub fn set_wgpu_convolution(choice: WgpuConvolution) {
 
 /// The convolution wgpu devices run now.
 pub fn wgpu_convolution() -> WgpuConvolution {
-    if COLUMNS_ON.load(Ordering::SeqCst) { WgpuConvolution::Columns } else { WgpuConvolution::Burn }
+    if COLUMNS_ON.load(Ordering::SeqCst) {
+        WgpuConvolution::Columns
+    } else {
+        WgpuConvolution::Burn
+    }
 }
 
 /// The convolution as a custom operation of the cubecl backend (and of autodiff over it).
 #[backend_extension(Cube: cfg(all()), Autodiff)]
 pub trait ColumnsConv: Backend {
     /// `conv2d(x, weight)` without bias, groups 1, dilation 1, symmetric zero padding.
-    fn columns_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride_h: usize, stride_w: usize, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
+    fn columns_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self>;
 }
 
 fn options(stride: [usize; 2], pad: [usize; 2]) -> ConvOptions<2> {
@@ -88,20 +101,48 @@ fn options(stride: [usize; 2], pad: [usize; 2]) -> ConvOptions<2> {
 }
 
 impl ColumnsConv for CubeBackend {
-    fn columns_conv2d(x: CubeTensor, weight: CubeTensor, stride_h: usize, stride_w: usize, pad_h: usize, pad_w: usize) -> CubeTensor {
+    fn columns_conv2d(
+        x: CubeTensor,
+        weight: CubeTensor,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> CubeTensor {
         let [n, c, h, w] = x.meta.shape().dims::<4>();
         let [o, ci, kh, kw] = weight.meta.shape().dims::<4>();
-        assert_eq!(c, ci, "columns_conv2d: the input has {c} channels, the weight {ci}");
+        assert_eq!(
+            c, ci,
+            "columns_conv2d: the input has {c} channels, the weight {ci}"
+        );
         let (hp, wp) = (h + 2 * pad_h, w + 2 * pad_w);
-        assert!(hp >= kh && wp >= kw, "columns_conv2d: a {kh}x{kw} kernel on a padded {hp}x{wp} input");
+        assert!(
+            hp >= kh && wp >= kw,
+            "columns_conv2d: a {kh}x{kw} kernel on a padded {hp}x{wp} input"
+        );
         let (ho, wo) = ((hp - kh) / stride_h + 1, (wp - kw) / stride_w + 1);
-        let padded = if pad_h + pad_w > 0 { Self::float_pad(x, &[(0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)], PadMode::Constant(0.0)) } else { x };
+        let padded = if pad_h + pad_w > 0 {
+            Self::float_pad(
+                x,
+                &[(0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)],
+                PadMode::Constant(0.0),
+            )
+        } else {
+            x
+        };
         // Views, no copies: [N, C, Ho, Wp, kh] then [N, C, Ho, Wo, kh, kw].
-        let windows = Self::float_unfold(Self::float_unfold(padded, 2, kh, stride_h), 3, kw, stride_w);
+        let windows =
+            Self::float_unfold(Self::float_unfold(padded, 2, kh, stride_h), 3, kw, stride_w);
         // Rows (c, i, j) as the weight's [O, C, kh, kw] flattens; columns (n, y, x). The reshape
         // of the permuted view is the one copy.
-        let columns = Self::float_reshape(Self::float_permute(windows, &[1, 4, 5, 0, 2, 3]), [c * kh * kw, n * ho * wo].into());
-        let y = Self::float_matmul(Self::float_reshape(weight, [o, c * kh * kw].into()), columns);
+        let columns = Self::float_reshape(
+            Self::float_permute(windows, &[1, 4, 5, 0, 2, 3]),
+            [c * kh * kw, n * ho * wo].into(),
+        );
+        let y = Self::float_matmul(
+            Self::float_reshape(weight, [o, c * kh * kw].into()),
+            columns,
+        );
         Self::float_swap_dims(Self::float_reshape(y, [o, n, ho, wo].into()), 0, 1)
     }
 }
@@ -114,7 +155,12 @@ impl Backward<CubeBackend, 2> for ColumnsConvNode {
     /// Input, weight, stride and padding of the forward pass.
     type State = (CubeTensor, CubeTensor, [usize; 2], [usize; 2]);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
         let (x, w, stride, pad) = ops.state;
         let (x2, w2) = (x.clone(), w.clone());
         binary::<CubeBackend, _, _>(
@@ -128,11 +174,25 @@ impl Backward<CubeBackend, 2> for ColumnsConvNode {
 }
 
 impl<C: CheckpointStrategy> ColumnsConv for Autodiff<CubeBackend, C> {
-    fn columns_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride_h: usize, stride_w: usize, pad_h: usize, pad_w: usize) -> FloatTensor<Self> {
+    fn columns_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self> {
         let (x_p, w_p) = (x.primitive().clone(), weight.primitive().clone());
-        let y = CubeBackend::columns_conv2d(x_p.clone(), w_p.clone(), stride_h, stride_w, pad_h, pad_w);
-        match ColumnsConvNode.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((x_p, w_p, [stride_h, stride_w], [pad_h, pad_w]), y),
+        let y =
+            CubeBackend::columns_conv2d(x_p.clone(), w_p.clone(), stride_h, stride_w, pad_h, pad_w);
+        match ColumnsConvNode
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                prep.finish((x_p, w_p, [stride_h, stride_w], [pad_h, pad_w]), y)
+            }
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
@@ -140,7 +200,14 @@ impl<C: CheckpointStrategy> ColumnsConv for Autodiff<CubeBackend, C> {
 
 /// [`ColumnsConv`] on cubecl tensors (no bias).
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, stride: [usize; 2], pad: [usize; 2]) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as ColumnsConv>::columns_conv2d(x.into_dispatch(), weight.into_dispatch(), stride[0], stride[1], pad[0], pad[1]))
+    Tensor::from_dispatch(<Dispatch as ColumnsConv>::columns_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        stride[0],
+        stride[1],
+        pad[0],
+        pad[1],
+    ))
 }
 
 /// The layer's forward pass through [`conv2d`] when it applies: [`WgpuConvolution::Columns`]
@@ -149,12 +216,21 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, stride: [usize; 2], pad: [usize; 
 /// `None`: use burn's.
 pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     let [_, _, kh, kw] = conv.weight.dims();
-    if wgpu_convolution() != WgpuConvolution::Columns || !super::kernels_enabled() || !super::has_kernels(&x.device()) || x.dtype() != DType::F32 || conv.groups != 1 || conv.dilation != [1, 1] || kh * kw == 1 {
+    if wgpu_convolution() != WgpuConvolution::Columns
+        || !super::kernels_enabled()
+        || !super::has_kernels(&x.device())
+        || x.dtype() != DType::F32
+        || conv.groups != 1
+        || conv.dilation != [1, 1]
+        || kh * kw == 1
+    {
         return None;
     }
     let pad = match conv.padding {
         PaddingConfig2d::Valid => [0, 0],
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
         _ => return None,
     };
     let y = conv2d(x.clone(), conv.weight.val(), conv.stride, pad);

@@ -53,7 +53,7 @@ impl DmBlock {
         let out = conv(&self.conv_0, padded);
         let out = conv(&self.conv_1, self.act(self.batchnorm_1.forward(out)));
         match &self.shortcut {
-            Some(shortcut) => conv(&shortcut, act) + out,
+            Some(shortcut) => conv(shortcut, act) + out,
             None => x + out,
         }
     }

@@ -54,7 +54,7 @@ impl InvertedResidual {
             return out;
         }
         match &self.shortcut {
-            Some((shortcut, bn)) => out + bn.forward(conv(&shortcut, x)),
+            Some((shortcut, bn)) => out + bn.forward(conv(shortcut, x)),
             None => out + x,
         }
     }
