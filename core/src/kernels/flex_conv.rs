@@ -22,7 +22,6 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, backend_extension};
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
@@ -353,13 +352,8 @@ pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     if !on_flex || !super::kernels_enabled() || x.dtype() != DType::F32 || conv.groups != 1 || conv.dilation != [1, 1] {
         return None;
     }
-    // The models state their padding explicitly; `Same` is left to burn.
-    let (top, left) = match conv.padding {
-        PaddingConfig2d::Valid => (0, 0),
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => (top, left),
-        _ => return None,
-    };
-    Some(add_bias(conv2d(x.clone(), conv.weight.val(), conv.stride, [top, left]), conv))
+    let pad = super::symmetric_padding(conv)?;
+    Some(super::add_conv_bias(conv2d(x.clone(), conv.weight.val(), conv.stride, pad), conv))
 }
 
 /// The convolution of [`FlexConv`] on flex tensors (no bias).
@@ -367,13 +361,3 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, stride: [usize; 2], pad: [usize; 
     Tensor::from_dispatch(<Dispatch as FlexConv>::flex_conv2d(x.into_dispatch(), weight.into_dispatch(), stride[0], stride[1], pad[0], pad[1]))
 }
 
-/// Adds the convolution's bias, if it has one, as burn's convolution does.
-fn add_bias(y: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
-    match &conv.bias {
-        Some(bias) => {
-            let o = bias.dims()[0];
-            y + bias.val().reshape([1, o, 1, 1])
-        }
-        None => y,
-    }
-}

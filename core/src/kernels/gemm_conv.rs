@@ -23,7 +23,6 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -226,19 +225,9 @@ pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     {
         return None;
     }
-    let pad = match conv.padding {
-        PaddingConfig2d::Valid => [0, 0],
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
-            [top, left]
-        }
-        _ => return None,
-    };
-    let y = conv2d(x.clone(), conv.weight.val(), conv.stride, pad);
-    Some(match &conv.bias {
-        Some(bias) => {
-            let o = bias.dims()[0];
-            y + bias.val().reshape([1, o, 1, 1])
-        }
-        None => y,
-    })
+    let pad = super::symmetric_padding(conv)?;
+    Some(super::add_conv_bias(
+        conv2d(x.clone(), conv.weight.val(), conv.stride, pad),
+        conv,
+    ))
 }

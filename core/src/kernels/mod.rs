@@ -96,6 +96,27 @@ pub fn kernels_enabled() -> bool {
     KERNELS_ON.load(Ordering::SeqCst)
 }
 
+/// A layer's padding as the project's convolutions take it: symmetric `[rows, columns]`, or
+/// `None` for anything else (`Same`, asymmetric), which is left to burn.
+pub(crate) fn symmetric_padding(conv: &burn::nn::conv::Conv2d) -> Option<[usize; 2]> {
+    match conv.padding {
+        burn::nn::PaddingConfig2d::Valid => Some([0, 0]),
+        burn::nn::PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => Some([top, left]),
+        _ => None,
+    }
+}
+
+/// Adds a layer's bias, if it has one, to a convolution's output, as burn's convolution does.
+pub(crate) fn add_conv_bias(y: Tensor<4>, conv: &burn::nn::conv::Conv2d) -> Tensor<4> {
+    match &conv.bias {
+        Some(bias) => {
+            let o = bias.dims()[0];
+            y + bias.val().reshape([1, o, 1, 1])
+        }
+        None => y,
+    }
+}
+
 fn use_kernel(route: Route, device: &Device) -> bool {
     match route {
         Route::Auto => kernels_enabled() && has_kernels(device),
