@@ -53,13 +53,10 @@ def segments(path):
                 out.append(current)
                 current = []
                 continue
+            # Launch lines start with a duration; a summary table's rows start with a name.
             m = LINE.match(line)
             if m:
-                out_name = m.group(3)
-                # A summary row has four columns; a launch line has two.
-                if out_name.count("|") >= 3 and re.search(r"\|\s*[0-9]+\s*\|\s*[0-9]+ %", out_name):
-                    continue
-                current.append((family(out_name), float(m.group(1)) * UNITS[m.group(2)]))
+                current.append((family(m.group(3)), float(m.group(1)) * UNITS[m.group(2)]))
     if current:
         out.append(current)
     return out
