@@ -8,8 +8,8 @@
 //! reported as such before any of it is interpreted; version 1 files (no checksums) are still
 //! read. Native code writes it atomically (temporary file + rename).
 
-use crate::models::{ModelSpec, Net};
 use crate::error::DataError;
+use crate::models::{ModelSpec, Net};
 use burn::module::Module;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
@@ -65,7 +65,8 @@ pub struct Checkpoint {
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let header = serde_json::to_vec_pretty(&self.header).expect("header serialises");
-        let mut out = Vec::with_capacity(32 + header.len() + self.model.len() + self.optimizer.len());
+        let mut out =
+            Vec::with_capacity(32 + header.len() + self.model.len() + self.optimizer.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         for section in [&header[..], &self.model[..], &self.optimizer[..], &self.averaged[..]] {
@@ -78,7 +79,12 @@ impl Checkpoint {
 
     /// A model file (no training state) holding `model`: what `saad import` writes and what
     /// the page and `saad eval` read.
-    pub fn of_model(model: &Net, spec: ModelSpec, dataset: DatasetInfo, notes: serde_json::Map<String, serde_json::Value>) -> Self {
+    pub fn of_model(
+        model: &Net,
+        spec: ModelSpec,
+        dataset: DatasetInfo,
+        notes: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
         Self {
             header: Header {
                 model: spec,
@@ -103,20 +109,29 @@ impl Checkpoint {
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
         if !(1..=VERSION).contains(&version) {
-            return Err(err(format!("checkpoint format version {version}, this saad reads versions 1 to {VERSION} (a newer saad wrote it?)")));
+            return Err(err(format!(
+                "checkpoint format version {version}, this saad reads versions 1 to {VERSION} (a newer saad wrote it?)"
+            )));
         }
         let mut pos = 12;
         let mut sections = Vec::new();
         for name in SECTIONS {
-            let len_bytes = bytes.get(pos..pos + 8).ok_or_else(|| err(format!("truncated before the {name} section")))?;
+            let len_bytes = bytes
+                .get(pos..pos + 8)
+                .ok_or_else(|| err(format!("truncated before the {name} section")))?;
             let len = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
             pos += 8;
-            let section = bytes
-                .get(pos..pos.saturating_add(len))
-                .ok_or_else(|| err(format!("truncated in the {name} section ({len} bytes announced, {} present)", bytes.len() - pos)))?;
+            let section = bytes.get(pos..pos.saturating_add(len)).ok_or_else(|| {
+                err(format!(
+                    "truncated in the {name} section ({len} bytes announced, {} present)",
+                    bytes.len() - pos
+                ))
+            })?;
             pos += len;
             if version >= 2 {
-                let stored = bytes.get(pos..pos + 4).ok_or_else(|| err(format!("truncated after the {name} section (its checksum is missing)")))?;
+                let stored = bytes.get(pos..pos + 4).ok_or_else(|| {
+                    err(format!("truncated after the {name} section (its checksum is missing)"))
+                })?;
                 if u32::from_le_bytes(stored.try_into().unwrap()) != crc32(section) {
                     return Err(err(format!(
                         "the {name} section is damaged (its CRC-32 does not match): the file was corrupted on disk or in transfer; use another copy"
@@ -127,12 +142,19 @@ impl Checkpoint {
             sections.push(section.to_vec());
         }
         if pos != bytes.len() {
-            return Err(err(format!("{} bytes after the last section: the file is not a single checkpoint", bytes.len() - pos)));
+            return Err(err(format!(
+                "{} bytes after the last section: the file is not a single checkpoint",
+                bytes.len() - pos
+            )));
         }
-        let header: Header = serde_json::from_slice(&sections[0]).map_err(|e| err(format!("unreadable header: {e}")))?;
+        let header: Header = serde_json::from_slice(&sections[0])
+            .map_err(|e| err(format!("unreadable header: {e}")))?;
         let classes = header.model.num_classes;
         if !(1..=crate::models::MAX_CLASSES).contains(&classes) {
-            return Err(err(format!("the header says {classes} classes (expected 1 to {})", crate::models::MAX_CLASSES)));
+            return Err(err(format!(
+                "the header says {classes} classes (expected 1 to {})",
+                crate::models::MAX_CLASSES
+            )));
         }
         let averaged = sections.pop().unwrap();
         let optimizer = sections.pop().unwrap();
@@ -154,7 +176,12 @@ pub fn model_bytes(model: &Net) -> Vec<u8> {
 }
 
 /// Builds `spec` on `device` and loads burnpack `weights` into it.
-pub fn load_weights(spec: &ModelSpec, weights: &[u8], device: &Device, source: &str) -> Result<Net, DataError> {
+pub fn load_weights(
+    spec: &ModelSpec,
+    weights: &[u8],
+    device: &Device,
+    source: &str,
+) -> Result<Net, DataError> {
     // Parameters are initialised lazily: counting them allocates nothing, so a header naming a
     // model far larger than the file is refused before any memory is taken for it.
     let model = spec.init(device);
@@ -163,12 +190,15 @@ pub fn load_weights(spec: &ModelSpec, weights: &[u8], device: &Device, source: &
     if weights.len() < needed {
         return Err(DataError::new(
             source,
-            format!("the weights section holds {} bytes, too few for a {spec} ({params} parameters, {needed} bytes in f32)", weights.len()),
+            format!(
+                "the weights section holds {} bytes, too few for a {spec} ({params} parameters, {needed} bytes in f32)",
+                weights.len()
+            ),
         ));
     }
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
         .map_err(|e| DataError::new(source, format!("unreadable model weights: {e}")))?;
-    model.try_load_record(record).map_err(|e| {
-        DataError::new(source, format!("the weights do not fit a {spec}: {e}"))
-    })
+    model
+        .try_load_record(record)
+        .map_err(|e| DataError::new(source, format!("the weights do not fit a {spec}: {e}")))
 }

@@ -17,15 +17,25 @@ pub enum EvalAttack {
     /// One step of size eps, no random start, CE.
     Fgsm,
     /// PGD-K with CE, uniform start, step 2/255.
-    Pgd { steps: usize, restarts: usize },
+    Pgd {
+        steps: usize,
+        restarts: usize,
+    },
     /// CW-inf: margin loss, step 2/255, K steps, R restarts keeping the worst per sample.
-    Cw { steps: usize, restarts: usize },
+    Cw {
+        steps: usize,
+        restarts: usize,
+    },
 }
 
 impl EvalAttack {
     /// Clean, FGSM, PGD-20 and CW-inf (50 steps, 10 restarts): the protocol's white-box set.
-    pub const STANDARD: [EvalAttack; 4] =
-        [EvalAttack::Clean, EvalAttack::Fgsm, EvalAttack::Pgd { steps: 20, restarts: 1 }, EvalAttack::Cw { steps: 50, restarts: 10 }];
+    pub const STANDARD: [EvalAttack; 4] = [
+        EvalAttack::Clean,
+        EvalAttack::Fgsm,
+        EvalAttack::Pgd { steps: 20, restarts: 1 },
+        EvalAttack::Cw { steps: 50, restarts: 10 },
+    ];
 
     /// Adversarial examples for a batch (the clean batch for `Clean`).
     pub fn craft(&self, model: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, eps: f32) -> Tensor<4> {
@@ -35,10 +45,19 @@ impl EvalAttack {
         match *self {
             EvalAttack::Clean => x.clone(),
             EvalAttack::Fgsm => fgsm(&forward, &ce as &dyn Objective, x, eps),
-            EvalAttack::Pgd { steps, restarts } => Pgd { eps, alpha, steps, start: crate::attacks::Start::Uniform, restarts }
-                .run_with_restarts(&forward, &ce, x, y),
-            EvalAttack::Cw { steps, restarts } => Pgd { eps, alpha, steps, start: crate::attacks::Start::Uniform, restarts }
-                .run_with_restarts(&forward, &ObjectiveKind::CwMargin { labels: y.clone() }, x, y),
+            EvalAttack::Pgd { steps, restarts } => {
+                Pgd { eps, alpha, steps, start: crate::attacks::Start::Uniform, restarts }
+                    .run_with_restarts(&forward, &ce, x, y)
+            }
+            EvalAttack::Cw { steps, restarts } => {
+                Pgd { eps, alpha, steps, start: crate::attacks::Start::Uniform, restarts }
+                    .run_with_restarts(
+                        &forward,
+                        &ObjectiveKind::CwMargin { labels: y.clone() },
+                        x,
+                        y,
+                    )
+            }
         }
     }
 }
@@ -60,10 +79,15 @@ impl FromStr for EvalAttack {
     type Err = String;
     /// `clean`, `fgsm`, `pgdK[xR]` (e.g. `pgd20`), `cw-inf` (= `cw50x10`), `cwK[xR]`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("unknown attack {s:?}; expected clean, fgsm, pgd20 (pgdK[xR]), cw-inf (cwK[xR])");
+        let bad = || {
+            format!(
+                "unknown attack {s:?}; expected clean, fgsm, pgd20 (pgdK[xR]), cw-inf (cwK[xR])"
+            )
+        };
         let steps_restarts = |t: &str| -> Result<(usize, usize), String> {
             let mut it = t.split('x');
-            let steps = it.next().and_then(|v| v.parse().ok()).filter(|&v| v > 0).ok_or_else(bad)?;
+            let steps =
+                it.next().and_then(|v| v.parse().ok()).filter(|&v| v > 0).ok_or_else(bad)?;
             let restarts = match it.next() {
                 Some(r) => r.parse().ok().filter(|&v| v > 0).ok_or_else(bad)?,
                 None => 1,
@@ -74,8 +98,12 @@ impl FromStr for EvalAttack {
             "clean" => Ok(EvalAttack::Clean),
             "fgsm" => Ok(EvalAttack::Fgsm),
             "cw-inf" | "cw" => Ok(EvalAttack::Cw { steps: 50, restarts: 10 }),
-            _ if s.starts_with("pgd") => steps_restarts(&s[3..]).map(|(steps, restarts)| EvalAttack::Pgd { steps, restarts }),
-            _ if s.starts_with("cw") => steps_restarts(&s[2..]).map(|(steps, restarts)| EvalAttack::Cw { steps, restarts }),
+            _ if s.starts_with("pgd") => {
+                steps_restarts(&s[3..]).map(|(steps, restarts)| EvalAttack::Pgd { steps, restarts })
+            }
+            _ if s.starts_with("cw") => {
+                steps_restarts(&s[2..]).map(|(steps, restarts)| EvalAttack::Cw { steps, restarts })
+            }
             _ => Err(bad()),
         }
     }

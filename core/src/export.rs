@@ -29,12 +29,19 @@ pub fn state_dict(model: &Net) -> Vec<StateTensor> {
         if shape.len() == 2 {
             // burn Linear stores [in, out]; PyTorch [out, in].
             let (din, dout) = (shape[0], shape[1]);
-            values = (0..dout).flat_map(|o| (0..din).map(move |i| (o, i))).map(|(o, i)| values[i * dout + o]).collect();
+            values = (0..dout)
+                .flat_map(|o| (0..din).map(move |i| (o, i)))
+                .map(|(o, i)| values[i * dout + o])
+                .collect();
             shape = vec![dout, din];
         }
         if t.key.ends_with("num_batches_tracked") {
             // PyTorch keeps the batch count as a 0-d int64 tensor.
-            out.push(StateTensor { key: t.key, shape: vec![], data: StateData::I64(vec![values[0].round() as i64]) });
+            out.push(StateTensor {
+                key: t.key,
+                shape: vec![],
+                data: StateData::I64(vec![values[0].round() as i64]),
+            });
         } else {
             out.push(StateTensor { key: t.key, shape, data: StateData::F32(values) });
         }
@@ -46,7 +53,8 @@ pub fn state_dict(model: &Net) -> Vec<StateTensor> {
 pub fn to_safetensors(tensors: &[StateTensor], metadata: &[(&str, String)]) -> Vec<u8> {
     let mut header = Map::new();
     if !metadata.is_empty() {
-        let meta: Map<String, Value> = metadata.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect();
+        let meta: Map<String, Value> =
+            metadata.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect();
         header.insert("__metadata__".into(), Value::Object(meta));
     }
     let mut data = Vec::new();
@@ -62,7 +70,10 @@ pub fn to_safetensors(tensors: &[StateTensor], metadata: &[(&str, String)]) -> V
                 "I64"
             }
         };
-        header.insert(t.key.clone(), json!({"dtype": dtype, "shape": t.shape, "data_offsets": [begin, data.len()]}));
+        header.insert(
+            t.key.clone(),
+            json!({"dtype": dtype, "shape": t.shape, "data_offsets": [begin, data.len()]}),
+        );
     }
     let mut header = serde_json::to_vec(&Value::Object(header)).expect("json");
     // Pad the header with spaces so the data starts 8-byte aligned.

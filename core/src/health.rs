@@ -15,13 +15,7 @@ struct NonFinite {
 
 impl ModuleVisitor for NonFinite {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let bad = param
-            .val()
-            .without_autodiff()
-            .is_finite()
-            .bool_not()
-            .float()
-            .sum();
+        let bad = param.val().without_autodiff().is_finite().bool_not().float().sum();
         self.count = Some(match self.count.take() {
             Some(c) => c + bad,
             None => bad,

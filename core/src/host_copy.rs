@@ -72,7 +72,10 @@ impl ModuleMapper for Place {
         let device = self.device.clone();
         param.map(|t| Tensor::<1, Int>::from_data(data, &device).reshape(t.shape()))
     }
-    fn map_bool<const D: usize>(&mut self, param: Param<Tensor<D, Bool>>) -> Param<Tensor<D, Bool>> {
+    fn map_bool<const D: usize>(
+        &mut self,
+        param: Param<Tensor<D, Bool>>,
+    ) -> Param<Tensor<D, Bool>> {
         let data = self.bools.next().expect("one value per bool parameter");
         let device = self.device.clone();
         param.map(|t| Tensor::<1, Bool>::from_data(data, &device).reshape(t.shape()))
@@ -86,16 +89,27 @@ pub async fn model_on_host(model: &Net) -> Result<Net, String> {
     model.visit(&mut collect);
     let mut floats = Vec::with_capacity(collect.floats.len());
     for t in collect.floats {
-        floats.push(owned(t.into_data_async().await.map_err(|e| format!("reading the model's weights: {e:?}"))?));
+        floats.push(owned(
+            t.into_data_async().await.map_err(|e| format!("reading the model's weights: {e:?}"))?,
+        ));
     }
     let mut ints = Vec::with_capacity(collect.ints.len());
     for t in collect.ints {
-        ints.push(owned(t.into_data_async().await.map_err(|e| format!("reading the model's buffers: {e:?}"))?));
+        ints.push(owned(
+            t.into_data_async().await.map_err(|e| format!("reading the model's buffers: {e:?}"))?,
+        ));
     }
     let mut bools = Vec::with_capacity(collect.bools.len());
     for t in collect.bools {
-        bools.push(owned(t.into_data_async().await.map_err(|e| format!("reading the model's flags: {e:?}"))?));
+        bools.push(owned(
+            t.into_data_async().await.map_err(|e| format!("reading the model's flags: {e:?}"))?,
+        ));
     }
-    let mut place = Place { floats: floats.into_iter(), ints: ints.into_iter(), bools: bools.into_iter(), device: Device::flex() };
+    let mut place = Place {
+        floats: floats.into_iter(),
+        ints: ints.into_iter(),
+        bools: bools.into_iter(),
+        device: Device::flex(),
+    };
     Ok(model.clone().map(&mut place))
 }

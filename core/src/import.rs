@@ -23,17 +23,35 @@ pub type StateDict = BTreeMap<String, StateEntry>;
 /// Reads a safetensors file (F32, F64, F16, BF16, I64, I32 tensors).
 pub fn parse_safetensors(bytes: &[u8], source: &str) -> Result<StateDict, DataError> {
     let err = |m: String| DataError::new(source, m);
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| err(format!("not a readable safetensors file: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| err(format!("not a readable safetensors file: {e}")))?;
     let mut out = StateDict::new();
     for (name, view) in st.tensors() {
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            safetensors::Dtype::F64 => data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-            safetensors::Dtype::F16 => data.chunks_exact(2).map(|b| half_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-            safetensors::Dtype::BF16 => data.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
-            safetensors::Dtype::I64 => data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-            safetensors::Dtype::I32 => data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+            safetensors::Dtype::F32 => {
+                data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+            }
+            safetensors::Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
+            safetensors::Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| half_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+            safetensors::Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                .collect(),
+            safetensors::Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
+            safetensors::Dtype::I32 => data
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
             other => return Err(err(format!("tensor {name}: unsupported dtype {other:?}"))),
         };
         out.insert(name, StateEntry { shape: view.shape().to_vec(), values });
@@ -64,14 +82,19 @@ pub fn half_to_f32(h: u16) -> f32 {
 /// are dropped), and the `module.` prefix of DataParallel, repeatedly.
 pub fn strip_prefixes(mut dict: StateDict) -> StateDict {
     loop {
-        let nested = ["state_dict.", "model_state_dict.", "model.", "net."].into_iter().find(|p| dict.keys().any(|k| k.starts_with(p)));
+        let nested = ["state_dict.", "model_state_dict.", "model.", "net."]
+            .into_iter()
+            .find(|p| dict.keys().any(|k| k.starts_with(p)));
         let all_module = !dict.is_empty() && dict.keys().all(|k| k.starts_with("module."));
         let prefix = match (nested, all_module) {
             (_, true) => "module.",
             (Some(p), false) => p,
             (None, false) => return dict,
         };
-        dict = dict.into_iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v))).collect();
+        dict = dict
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v)))
+            .collect();
     }
 }
 
@@ -110,14 +133,19 @@ impl ModuleMapper for Loader {
             _ if key.ends_with("num_batches_tracked") => (vec![], false),
             _ => (want.clone(), false),
         };
-        let shape_ok = entry.shape == expected || (key.ends_with("num_batches_tracked") && entry.values.len() == 1);
+        let shape_ok = entry.shape == expected
+            || (key.ends_with("num_batches_tracked") && entry.values.len() == 1);
         if !shape_ok {
-            self.mismatched.push(format!("{key}: file has {:?}, model needs {:?}", entry.shape, expected));
+            self.mismatched
+                .push(format!("{key}: file has {:?}, model needs {:?}", entry.shape, expected));
             return param;
         }
         let values = if transpose {
             let (rows, cols) = (expected[0], expected[1]); // [out, in]
-            (0..cols).flat_map(|i| (0..rows).map(move |o| (o, i))).map(|(o, i)| entry.values[o * cols + i]).collect()
+            (0..cols)
+                .flat_map(|i| (0..rows).map(move |o| (o, i)))
+                .map(|(o, i)| entry.values[o * cols + i])
+                .collect()
         } else {
             entry.values
         };
@@ -127,14 +155,30 @@ impl ModuleMapper for Loader {
 }
 
 /// Builds `spec` and loads a PyTorch state dict into it, strictly.
-pub fn load_state_dict(spec: &ModelSpec, dict: StateDict, device: &Device, source: &str) -> Result<Net, DataError> {
-    let mut loader = Loader { path: Vec::new(), dict: strip_prefixes(dict), missing: Vec::new(), mismatched: Vec::new() };
+pub fn load_state_dict(
+    spec: &ModelSpec,
+    dict: StateDict,
+    device: &Device,
+    source: &str,
+) -> Result<Net, DataError> {
+    let mut loader = Loader {
+        path: Vec::new(),
+        dict: strip_prefixes(dict),
+        missing: Vec::new(),
+        mismatched: Vec::new(),
+    };
     let model = spec.init(device).map(&mut loader);
     let unexpected: Vec<&String> = loader.dict.keys().filter(|k| !ignorable(k)).collect();
     if loader.missing.is_empty() && loader.mismatched.is_empty() && unexpected.is_empty() {
         return Ok(model);
     }
-    let list = |v: &[String]| if v.len() > 12 { format!("{} (and {} more)", v[..12].join(", "), v.len() - 12) } else { v.join(", ") };
+    let list = |v: &[String]| {
+        if v.len() > 12 {
+            format!("{} (and {} more)", v[..12].join(", "), v.len() - 12)
+        } else {
+            v.join(", ")
+        }
+    };
     let mut msg = format!("this state dict does not fit a {spec}:");
     if !loader.missing.is_empty() {
         msg += &format!("\n  missing keys: {}", list(&loader.missing));

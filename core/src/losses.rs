@@ -25,7 +25,9 @@ pub fn kl_div(target_logits: Tensor<2>, input_logits: Tensor<2>) -> Tensor<1> {
 pub fn one_hot(labels: Tensor<1, Int>, classes: usize) -> Tensor<2, Bool> {
     let [b] = labels.dims();
     let device = labels.device();
-    let class_ids = Tensor::<1, Int>::arange(0..classes as i64, &device).reshape([1, classes]).expand([b, classes]);
+    let class_ids = Tensor::<1, Int>::arange(0..classes as i64, &device)
+        .reshape([1, classes])
+        .expand([b, classes]);
     labels.reshape([b, 1]).expand([b, classes]).equal(class_ids)
 }
 
@@ -78,7 +80,11 @@ pub fn saad_weights(entropy: Tensor<1>, scale: f64) -> (Tensor<1>, Tensor<1>) {
 }
 
 /// `softmax(z / tau)` KL as used by distillation with temperature: `KL(softmax(t/tau) || softmax(s/tau))`.
-pub fn kl_div_temperature(target_logits: Tensor<2>, input_logits: Tensor<2>, tau: f64) -> Tensor<1> {
+pub fn kl_div_temperature(
+    target_logits: Tensor<2>,
+    input_logits: Tensor<2>,
+    tau: f64,
+) -> Tensor<1> {
     kl_div(target_logits.div_scalar(tau), input_logits.div_scalar(tau))
 }
 
@@ -104,7 +110,11 @@ pub fn dlr(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
 
 /// The targeted DLR loss: `-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)`; with fewer
 /// than 4 classes the last logit stands in for the missing ones.
-pub fn dlr_targeted(logits: Tensor<2>, labels: Tensor<1, Int>, targets: Tensor<1, Int>) -> Tensor<1> {
+pub fn dlr_targeted(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    targets: Tensor<1, Int>,
+) -> Tensor<1> {
     let [b, c] = logits.dims();
     let sorted = sorted_desc(logits.clone());
     let col = |k: usize| sorted.clone().slice([0..b, k.min(c - 1)..k.min(c - 1) + 1]).reshape([b]);

@@ -26,7 +26,8 @@ impl FromStr for TransferAttack {
     type Err = String;
     /// `fgsm`, `pgdK` (e.g. `pgd20`), `saad` (10 steps) or `saadK`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("unknown attack {s:?}; expected fgsm, pgdK (e.g. pgd20), saad or saadK");
+        let bad =
+            || format!("unknown attack {s:?}; expected fgsm, pgdK (e.g. pgd20), saad or saadK");
         let steps = |t: &str| t.parse::<usize>().ok().filter(|&k| k > 0).ok_or_else(bad);
         match s {
             "fgsm" => Ok(TransferAttack::Fgsm),
@@ -60,7 +61,16 @@ pub struct SampleRecord {
 }
 
 /// Crafts the adversarial batch against `student` (eval mode).
-pub fn craft(attack: TransferAttack, student: &Net, teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, eps: f32, alpha: f32, params: &MethodParams) -> Tensor<4> {
+pub fn craft(
+    attack: TransferAttack,
+    student: &Net,
+    teacher: &Net,
+    x: &Tensor<4>,
+    y: &Tensor<1, Int>,
+    eps: f32,
+    alpha: f32,
+    params: &MethodParams,
+) -> Tensor<4> {
     craft_traced(attack, student, teacher, x, y, eps, alpha, params, false).0
 }
 
@@ -86,11 +96,20 @@ pub fn craft_traced(
             let iterates = if keep { vec![x.clone(), x_adv.clone()] } else { Vec::new() };
             (x_adv, iterates)
         }
-        TransferAttack::Pgd { steps } => Pgd { eps, alpha, steps, start: Start::Uniform, restarts: 1 }.run_traced(&forward, &ce, x, keep),
+        TransferAttack::Pgd { steps } => {
+            Pgd { eps, alpha, steps, start: Start::Uniform, restarts: 1 }
+                .run_traced(&forward, &ce, x, keep)
+        }
         TransferAttack::Saad { steps } => {
             // saad_inner_max, with the iterates.
-            let pgd = Pgd { eps, alpha, steps, start: Start::Gaussian(params.init_sigma), restarts: 1 };
-            pgd.run_traced(&forward, &SaadObjective::new(teacher, x, y, params.saad_lambda), x, keep)
+            let pgd =
+                Pgd { eps, alpha, steps, start: Start::Gaussian(params.init_sigma), restarts: 1 };
+            pgd.run_traced(
+                &forward,
+                &SaadObjective::new(teacher, x, y, params.saad_lambda),
+                x,
+                keep,
+            )
         }
     }
 }
@@ -180,7 +199,8 @@ pub fn transfer_records(
     let mut sums: Option<Tensor<1>> = None;
     let nb = data.len.div_ceil(batch);
     for (bi, (x, y)) in data.batches_in_order(batch).enumerate() {
-        let (cols, batch_sums, _) = batch_columns(teacher, student, &x, &y, attack, eps, alpha, params);
+        let (cols, batch_sums, _) =
+            batch_columns(teacher, student, &x, &y, attack, eps, alpha, params);
         sums = Some(match sums {
             Some(s) => s + batch_sums,
             None => batch_sums,

@@ -6,7 +6,9 @@ use saad_core::data::cifar::{self, CifarKind};
 use saad_core::data::{Augment, ImageSet, digits, tiny_imagenet};
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
     /// The built-in handwritten digits (offline, embedded).
@@ -27,9 +29,14 @@ impl DatasetName {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [DatasetName::Digits, DatasetName::Cifar10, DatasetName::Cifar100, DatasetName::TinyImagenet]
-            .into_iter()
-            .find(|d| d.as_str() == s)
+        [
+            DatasetName::Digits,
+            DatasetName::Cifar10,
+            DatasetName::Cifar100,
+            DatasetName::TinyImagenet,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
     }
 
     /// The training augmentation of this dataset: crop padding 4 at 32x32 (8 at 64x64, scaled
@@ -116,7 +123,9 @@ pub fn load_cifar(dir: &Path, kind: CifarKind, split: Split) -> Result<ImageSet>
         Ok(cifar::parse(&bytes, kind, &path.display().to_string())?)
     };
     match split {
-        Split::Train => Ok(cifar::concat(train_files.iter().map(|f| read(f)).collect::<Result<Vec<_>>>()?)),
+        Split::Train => {
+            Ok(cifar::concat(train_files.iter().map(|f| read(f)).collect::<Result<Vec<_>>>()?))
+        }
         Split::Test => read(test_file),
     }
 }
@@ -154,7 +163,8 @@ pub fn load_tiny_imagenet(dir: &Path, split: Split) -> Result<ImageSet> {
     if !wnids_path.exists() {
         return Err(missing(&wnids_path, "tiny-imagenet", url, dir));
     }
-    let wnids = tiny_imagenet::parse_wnids(&read_text(&wnids_path)?, &wnids_path.display().to_string())?;
+    let wnids =
+        tiny_imagenet::parse_wnids(&read_text(&wnids_path)?, &wnids_path.display().to_string())?;
     let make = |pixels: Vec<u8>, labels: Vec<u32>| ImageSet {
         name: "tiny-imagenet".into(),
         pixels,
@@ -170,8 +180,13 @@ pub fn load_tiny_imagenet(dir: &Path, split: Split) -> Result<ImageSet> {
         if !ann_path.exists() {
             return Err(missing(&ann_path, "tiny-imagenet", url, dir));
         }
-        let ann = tiny_imagenet::parse_val_annotations(&read_text(&ann_path)?, &wnids, &ann_path.display().to_string())?;
-        let val_files: Vec<PathBuf> = ann.iter().map(|(f, _)| root.join("val").join("images").join(f)).collect();
+        let ann = tiny_imagenet::parse_val_annotations(
+            &read_text(&ann_path)?,
+            &wnids,
+            &ann_path.display().to_string(),
+        )?;
+        let val_files: Vec<PathBuf> =
+            ann.iter().map(|(f, _)| root.join("val").join("images").join(f)).collect();
         return Ok(make(decode_all(&val_files)?, ann.iter().map(|(_, l)| *l).collect()));
     }
     let mut train_files = Vec::new();
@@ -181,7 +196,11 @@ pub fn load_tiny_imagenet(dir: &Path, split: Split) -> Result<ImageSet> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
             .map_err(|_| missing(&folder, "tiny-imagenet", url, dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpeg") || e.eq_ignore_ascii_case("jpg")))
+            .filter(|p| {
+                p.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("jpeg") || e.eq_ignore_ascii_case("jpg")
+                })
+            })
             .collect();
         if files.is_empty() {
             bail!("{} holds no JPEG images", folder.display());
@@ -196,5 +215,11 @@ pub fn load_tiny_imagenet(dir: &Path, split: Split) -> Result<ImageSet> {
 /// A text file; unreadable or non-UTF-8 content is reported with the file's path.
 fn read_text(path: &Path) -> Result<String> {
     let bytes = fsutil::read(path)?;
-    String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not a text file (invalid UTF-8 at byte {})", path.display(), e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a text file (invalid UTF-8 at byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }

@@ -25,10 +25,14 @@ pub struct Adapter {
 /// The wgpu adapters of this machine, GPUs first. Never panics: a machine without a Vulkan
 /// (Metal, DX12) driver has none.
 pub fn wgpu_adapters() -> Vec<Adapter> {
-    let listed = catch_unwind(|| Device::enumerate(DeviceType::Wgpu).into_iter().collect::<Vec<_>>()).unwrap_or_default();
+    let listed =
+        catch_unwind(|| Device::enumerate(DeviceType::Wgpu).into_iter().collect::<Vec<_>>())
+            .unwrap_or_default();
     let mut out = Vec::new();
     let kinds = (0..4)
-        .flat_map(|i| [DeviceKind::DiscreteGpu(i), DeviceKind::IntegratedGpu(i), DeviceKind::VirtualGpu(i)])
+        .flat_map(|i| {
+            [DeviceKind::DiscreteGpu(i), DeviceKind::IntegratedGpu(i), DeviceKind::VirtualGpu(i)]
+        })
         .chain((0..1).map(|_| DeviceKind::Cpu));
     for kind in kinds {
         let device = Device::wgpu(kind.clone());

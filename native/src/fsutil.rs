@@ -28,7 +28,8 @@ fn write_hint(e: &std::io::Error) -> &'static str {
 
 /// Creates `dir` and its parents; the error says why it could not.
 fn create_folder(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| anyhow!("cannot create folder {}: {e} ({})", dir.display(), write_hint(&e)))
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow!("cannot create folder {}: {e} ({})", dir.display(), write_hint(&e)))
 }
 
 /// The temporary file [`write_atomic`] writes `path` through (hidden, in the same folder, named
@@ -47,10 +48,7 @@ fn temporary(path: &Path) -> PathBuf {
 /// read-only) or is interrupted (the process killed) leaves the previous file intact; a failed
 /// write removes its temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     create_folder(dir)?;
     let tmp = temporary(path);
     let written = (|| -> std::io::Result<()> {
@@ -67,11 +65,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         } else {
             String::new()
         };
-        bail!(
-            "cannot write {}: {e} ({}){kept}",
-            path.display(),
-            write_hint(&e)
-        );
+        bail!("cannot write {}: {e} ({}){kept}", path.display(), write_hint(&e));
     }
     // The rename itself reaches the disk only with the folder (a crash could otherwise lose it).
     #[cfg(unix)]
@@ -112,11 +106,7 @@ pub fn lock_folder(dir: &Path) -> Result<FolderLock> {
         .truncate(false)
         .open(&path)
         .map_err(|e| {
-            anyhow!(
-                "cannot create the lock file {}: {e} ({})",
-                path.display(),
-                write_hint(&e)
-            )
+            anyhow!("cannot create the lock file {}: {e} ({})", path.display(), write_hint(&e))
         })?;
     match file.try_lock() {
         Ok(()) => {}
@@ -124,11 +114,7 @@ pub fn lock_folder(dir: &Path) -> Result<FolderLock> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.split_whitespace().collect::<Vec<_>>().join(" ");
-            let holder = if holder.is_empty() {
-                "another process".to_string()
-            } else {
-                holder
-            };
+            let holder = if holder.is_empty() { "another process".to_string() } else { holder };
             bail!(
                 "{} is in use by another saad run ({holder}); two runs in one folder would overwrite each other's checkpoints: wait for it to finish, stop it, or choose another --out",
                 dir.display()
@@ -146,9 +132,7 @@ pub fn lock_folder(dir: &Path) -> Result<FolderLock> {
         command.join(" ")
     );
     // The lock is held; what it says about its holder is informative only.
-    let _ = file
-        .set_len(0)
-        .and_then(|_| file.write_all(note.as_bytes()));
+    let _ = file.set_len(0).and_then(|_| file.write_all(note.as_bytes()));
     remove_stale_temporaries(dir);
     Ok(FolderLock { _file: file, path })
 }
@@ -161,10 +145,8 @@ fn remove_stale_temporaries(dir: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix('.')
-            .and_then(|n| n.rsplit_once(".tmp-"))
-            .map(|(_, pid)| pid)
+        let Some(pid) =
+            name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")).map(|(_, pid)| pid)
         else {
             continue;
         };

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use saad_native::commands;
 
 #[derive(Parser)]
-#[command(name = "saad", version, about = "Adversarial distillation (SAAD) and robust training on any GPU vendor or CPU")]
+#[command(
+    name = "saad",
+    version,
+    about = "Adversarial distillation (SAAD) and robust training on any GPU vendor or CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,7 +48,8 @@ fn main() {
         let dir = std::env::temp_dir().join("saad-xdg-runtime");
         if std::fs::create_dir_all(&dir).is_ok() {
             #[cfg(unix)]
-            let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+            let _ =
+                std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
             // SAFETY: the process is still single-threaded here.
             unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
         }

@@ -6,7 +6,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const COLORS: [&str; 8] =
+    ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
@@ -27,7 +28,8 @@ pub fn line_chart(title: &str, x_label: &str, series: &[Series]) -> String {
     );
     for i in 0..=5 {
         let y = i as f64 / 5.0;
-        let (x2, yy, tx, ty, label) = (left + pw, sy(y), left - 6.0, sy(y) + 4.0, (y * 100.0) as u32);
+        let (x2, yy, tx, ty, label) =
+            (left + pw, sy(y), left - 6.0, sy(y) + 4.0, (y * 100.0) as u32);
         out += &format!(
             "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{yy}\" y2=\"{yy}\" stroke=\"#ddd\"/><text x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\">{label}%</text>\n"
         );
@@ -35,7 +37,12 @@ pub fn line_chart(title: &str, x_label: &str, series: &[Series]) -> String {
     let ticks = (x_max as usize).clamp(1, 10);
     for i in 0..=ticks {
         let x = x_max * i as f64 / ticks as f64;
-        out += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:.0}</text>\n", sx(x), top + ph + 18.0, x);
+        out += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:.0}</text>\n",
+            sx(x),
+            top + ph + 18.0,
+            x
+        );
     }
     out += &format!(
         "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#333\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
@@ -45,10 +52,18 @@ pub fn line_chart(title: &str, x_label: &str, series: &[Series]) -> String {
     );
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let pts: Vec<String> = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-        out += &format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n", pts.join(" "));
+        let pts: Vec<String> =
+            s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
+        out += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            pts.join(" ")
+        );
         for &(x, y) in &s.points {
-            out += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{color}\"/>\n", sx(x), sy(y));
+            out += &format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{color}\"/>\n",
+                sx(x),
+                sy(y)
+            );
         }
         let ly = top + 14.0 + 18.0 * i as f64;
         out += &format!(
@@ -69,7 +84,14 @@ mod tests {
 
     #[test]
     fn chart_has_a_polyline_per_series() {
-        let s = line_chart("t <1>", "epoch", &[Series { name: "a".into(), points: vec![(1.0, 0.5), (2.0, 0.7)] }, Series { name: "b".into(), points: vec![(1.0, 0.1)] }]);
+        let s = line_chart(
+            "t <1>",
+            "epoch",
+            &[
+                Series { name: "a".into(), points: vec![(1.0, 0.5), (2.0, 0.7)] },
+                Series { name: "b".into(), points: vec![(1.0, 0.1)] },
+            ],
+        );
         assert_eq!(s.matches("<polyline").count(), 2);
         assert!(s.contains("t &lt;1&gt;") && s.starts_with("<svg"));
     }

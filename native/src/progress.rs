@@ -13,8 +13,11 @@ impl Progress {
             return Self { bar: None };
         }
         let bar = ProgressBar::new(total);
-        let template = format!("{{msg:>14}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}}");
-        bar.set_style(ProgressStyle::with_template(&template).expect("template").progress_chars("=> "));
+        let template =
+            format!("{{msg:>14}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}}");
+        bar.set_style(
+            ProgressStyle::with_template(&template).expect("template").progress_chars("=> "),
+        );
         bar.set_message(what.to_string());
         Self { bar: Some(bar) }
     }

@@ -11,9 +11,13 @@ fn cifar_readers_accept_official_files_and_name_broken_ones() {
     let dir = tempdir("cifar");
     let c10 = dir.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&c10).unwrap();
-    fails(&["data", "check", "--data", "cifar10", "--data-dir", s(&dir)], &["data_batch_1.bin is missing", "cifar-10-binary.tar.gz"]);
+    fails(
+        &["data", "check", "--data", "cifar10", "--data-dir", s(&dir)],
+        &["data_batch_1.bin is missing", "cifar-10-binary.tar.gz"],
+    );
     for b in 1..=5 {
-        std::fs::write(c10.join(format!("data_batch_{b}.bin")), cifar_records(&[0, 1, 9], 1)).unwrap();
+        std::fs::write(c10.join(format!("data_batch_{b}.bin")), cifar_records(&[0, 1, 9], 1))
+            .unwrap();
     }
     std::fs::write(c10.join("test_batch.bin"), cifar_records(&[2, 3], 1)).unwrap();
     let out = ok(&["data", "check", "--data", "cifar10", "--data-dir", s(&dir)]);
@@ -22,9 +26,15 @@ fn cifar_readers_accept_official_files_and_name_broken_ones() {
     let mut truncated = cifar_records(&[1, 2], 1);
     truncated.truncate(4000);
     std::fs::write(c10.join("data_batch_3.bin"), truncated).unwrap();
-    fails(&["data", "check", "--data", "cifar10", "--data-dir", s(&dir)], &["data_batch_3.bin", "truncated"]);
+    fails(
+        &["data", "check", "--data", "cifar10", "--data-dir", s(&dir)],
+        &["data_batch_3.bin", "truncated"],
+    );
     std::fs::write(c10.join("data_batch_3.bin"), cifar_records(&[1, 12], 1)).unwrap();
-    fails(&["data", "check", "--data", "cifar10", "--data-dir", s(&dir)], &["data_batch_3.bin", "record 1", "label 12"]);
+    fails(
+        &["data", "check", "--data", "cifar10", "--data-dir", s(&dir)],
+        &["data_batch_3.bin", "record 1", "label 12"],
+    );
 
     let c100 = dir.join("cifar-100-binary");
     std::fs::create_dir_all(&c100).unwrap();
@@ -58,17 +68,27 @@ fn tiny_imagenet_reader_accepts_the_official_layout() {
         jpeg(&folder.join(format!("{w}_1.JPEG")), 64, k == 1); // a grayscale image, as in the real set
     }
     jpeg(&root.join("val/images/val_0.JPEG"), 64, false);
-    std::fs::write(root.join("val/val_annotations.txt"), "val_0.JPEG\tn01629819\t0\t0\t63\t63\n").unwrap();
+    std::fs::write(root.join("val/val_annotations.txt"), "val_0.JPEG\tn01629819\t0\t0\t63\t63\n")
+        .unwrap();
     let out = ok(&["data", "check", "--data", "tiny-imagenet", "--data-dir", s(&dir)]);
     assert!(out.contains("4 train and 1 test images, 3x64x64, 2 classes"), "{out}");
 
     jpeg(&root.join("train/n01443537/images/n01443537_1.JPEG"), 32, false);
-    fails(&["data", "check", "--data", "tiny-imagenet", "--data-dir", s(&dir)], &["n01443537_1.JPEG", "32x32"]);
+    fails(
+        &["data", "check", "--data", "tiny-imagenet", "--data-dir", s(&dir)],
+        &["n01443537_1.JPEG", "32x32"],
+    );
     std::fs::write(root.join("train/n01443537/images/n01443537_1.JPEG"), b"not a jpeg").unwrap();
-    fails(&["data", "check", "--data", "tiny-imagenet", "--data-dir", s(&dir)], &["n01443537_1.JPEG", "JPEG"]);
+    fails(
+        &["data", "check", "--data", "tiny-imagenet", "--data-dir", s(&dir)],
+        &["n01443537_1.JPEG", "JPEG"],
+    );
     std::fs::remove_file(root.join("val/val_annotations.txt")).unwrap();
     jpeg(&root.join("train/n01443537/images/n01443537_1.JPEG"), 64, false);
-    fails(&["data", "check", "--data", "tiny-imagenet", "--data-dir", s(&dir)], &["val_annotations.txt is missing", "tiny-imagenet-200.zip"]);
+    fails(
+        &["data", "check", "--data", "tiny-imagenet", "--data-dir", s(&dir)],
+        &["val_annotations.txt is missing", "tiny-imagenet-200.zip"],
+    );
 }
 
 /// An interrupted run (stopped after epoch 1) resumed with `--resume` ends with exactly the
@@ -77,9 +97,32 @@ fn tiny_imagenet_reader_accepts_the_official_layout() {
 fn interrupted_training_resumes_to_identical_weights() {
     let dir = tempdir("resume");
     let common = [
-        "train", "--data", "digits", "--image-size", "16", "--arch", "small-cnn-4", "--method", "pgd-at", "--attack-steps", "2",
-        "--epochs", "2", "--batch-size", "256", "--schedule", "cosine", "--seed", "3", "--eval-every", "0", "--eval-n", "64",
-        "--device", "flex", "--quiet",
+        "train",
+        "--data",
+        "digits",
+        "--image-size",
+        "16",
+        "--arch",
+        "small-cnn-4",
+        "--method",
+        "pgd-at",
+        "--attack-steps",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "256",
+        "--schedule",
+        "cosine",
+        "--seed",
+        "3",
+        "--eval-every",
+        "0",
+        "--eval-n",
+        "64",
+        "--device",
+        "flex",
+        "--quiet",
     ];
     let (a, b) = (dir.join("a"), dir.join("b"));
     ok(&[&common[..], &["--out", s(&a)]].concat());
@@ -91,13 +134,32 @@ fn interrupted_training_resumes_to_identical_weights() {
     assert_eq!(std::fs::read_to_string(b.join("log.jsonl")).unwrap().lines().count(), 2);
     let export = |run: &Path| {
         let out = run.join("model.safetensors");
-        ok(&["export", "--checkpoint", s(&run.join("checkpoint.saad")), "--format", "safetensors", "--out", s(&out)]);
+        ok(&[
+            "export",
+            "--checkpoint",
+            s(&run.join("checkpoint.saad")),
+            "--format",
+            "safetensors",
+            "--out",
+            s(&out),
+        ]);
         std::fs::read(out).unwrap()
     };
     assert!(export(&a) == export(&b), "resumed weights differ from the uninterrupted run");
 
     // Evaluation of the result, as JSON.
-    let out = ok(&["eval", "--checkpoint", s(&b.join("checkpoint.saad")), "--attacks", "clean,fgsm,pgd3", "--n", "40", "--json", "--device", "flex"]);
+    let out = ok(&[
+        "eval",
+        "--checkpoint",
+        s(&b.join("checkpoint.saad")),
+        "--attacks",
+        "clean,fgsm,pgd3",
+        "--n",
+        "40",
+        "--json",
+        "--device",
+        "flex",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
@@ -128,11 +190,41 @@ fn digits_natural_is_accurate_but_fragile_and_pgd_at_is_robust() {
     let run = |method: &str, epochs: &str, batch: &str, extra: &[&str]| {
         let out = dir.join(method);
         let base = [
-            "train", "--data", "digits", "--arch", "small-cnn-16", "--method", method, "--epochs", epochs, "--batch-size", batch,
-            "--lr", "0.05", "--schedule", "cosine", "--no-augment", "--eval-every", "0", "--device", "flex", "--quiet", "--out", s(&out),
+            "train",
+            "--data",
+            "digits",
+            "--arch",
+            "small-cnn-16",
+            "--method",
+            method,
+            "--epochs",
+            epochs,
+            "--batch-size",
+            batch,
+            "--lr",
+            "0.05",
+            "--schedule",
+            "cosine",
+            "--no-augment",
+            "--eval-every",
+            "0",
+            "--device",
+            "flex",
+            "--quiet",
+            "--out",
+            s(&out),
         ];
         ok(&[&base[..], extra].concat());
-        let report = ok(&["eval", "--checkpoint", s(&out.join("checkpoint.saad")), "--attacks", "clean,pgd20", "--json", "--device", "flex"]);
+        let report = ok(&[
+            "eval",
+            "--checkpoint",
+            s(&out.join("checkpoint.saad")),
+            "--attacks",
+            "clean,pgd20",
+            "--json",
+            "--device",
+            "flex",
+        ]);
         let v: serde_json::Value = serde_json::from_str(&report).unwrap();
         (accuracy(&v, "clean"), accuracy(&v, "pgd20"))
     };

@@ -78,10 +78,7 @@ fn start_watchdog() {
                 std::thread::sleep(Duration::from_secs(1));
                 let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some((name, t)) = running.iter().find(|(_, t)| t.elapsed() > CASE_LIMIT) {
-                    eprintln!(
-                        "fuzz: a {name} case has run for {:?}: endless loop",
-                        t.elapsed()
-                    );
+                    eprintln!("fuzz: a {name} case has run for {:?}: endless loop", t.elapsed());
                     std::process::abort();
                 }
             }
@@ -196,10 +193,7 @@ fn apply(seed: &[u8], mutations: &[Mutation]) -> Vec<u8> {
 
 /// Cases per parser.
 fn cases() -> u32 {
-    std::env::var("SAAD_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300)
+    std::env::var("SAAD_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
 }
 
 /// Runs `parse` on mutations of `seeds`. `parse` returns the error text (or `None` for `Ok`);
@@ -216,14 +210,7 @@ fn fuzz(
     for (i, s) in seeds.iter().enumerate() {
         assert_eq!(parse(s), None, "{name}: seed {i} does not parse");
     }
-    fuzz_with(
-        name,
-        seeds.len(),
-        |which, m| apply(&seeds[which], m),
-        source,
-        budget,
-        parse,
-    );
+    fuzz_with(name, seeds.len(), |which, m| apply(&seeds[which], m), source, budget, parse);
 }
 
 /// [`fuzz`] with the inputs made by `make(seed index, mutations)` (structure-aware fuzzing).
@@ -239,10 +226,7 @@ fn fuzz_with(
     // The parsers that build models draw from the process-wide device RNG: one target at a
     // time keeps every run of this file identical.
     let _g = saad_tests::serial();
-    let seed: u64 = std::env::var("SAAD_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let seed: u64 = std::env::var("SAAD_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     key[8..8 + name.len().min(24)].copy_from_slice(&name.as_bytes()[..name.len().min(24)]);
@@ -258,17 +242,11 @@ fn fuzz_with(
     let (ok, errors) = (Cell::new(0u64), Cell::new(0u64));
     let outcome = runner.run(&strategy, |(which, mutations)| {
         let input = make(which, &mutations);
-        RUNNING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((name, Instant::now()));
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((name, Instant::now()));
         LARGEST.with(|l| l.set(0));
         let result = parse(&input);
         let largest = LARGEST.with(|l| l.get());
-        RUNNING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(n, _)| *n != name);
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).retain(|(n, _)| *n != name);
         match &result {
             None => ok.set(ok.get() + 1),
             Some(e) => {
@@ -319,15 +297,10 @@ fn cifar_seed(kind: cifar::CifarKind) -> Vec<u8> {
 fn jpeg(size: u16, gray: bool, progressive: bool) -> Vec<u8> {
     let n = size as usize * size as usize;
     let (data, ct) = if gray {
-        (
-            (0..n).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-            jpeg_encoder::ColorType::Luma,
-        )
+        ((0..n).map(|i| (i % 251) as u8).collect::<Vec<_>>(), jpeg_encoder::ColorType::Luma)
     } else {
         (
-            (0..3 * n)
-                .map(|i| ((i * 7) % 253) as u8)
-                .collect::<Vec<_>>(),
+            (0..3 * n).map(|i| ((i * 7) % 253) as u8).collect::<Vec<_>>(),
             jpeg_encoder::ColorType::Rgb,
         )
     };
@@ -351,11 +324,7 @@ fn trained_checkpoint() -> Vec<u8> {
     config.batch_size = 32;
     config.augment = None;
     config.swa_start = Some(1);
-    let info = DatasetInfo {
-        name: "digits".into(),
-        image_size: 16,
-        num_classes: 10,
-    };
+    let info = DatasetInfo { name: "digits".into(), image_size: 16, num_classes: 10 };
     let spec = ModelSpec::new("small-cnn-2".parse().unwrap(), 10);
     let mut t = Trainer::new(spec, config, info, &device);
     let data = DeviceSet::upload(&train, &device);
@@ -377,11 +346,7 @@ fn msg<T, E: std::fmt::Display>(r: Result<T, E>) -> Option<String> {
 #[test]
 fn cifar_batches() {
     for kind in [cifar::CifarKind::Cifar10, cifar::CifarKind::Cifar100] {
-        let name = if kind == cifar::CifarKind::Cifar10 {
-            "cifar10"
-        } else {
-            "cifar100"
-        };
+        let name = if kind == cifar::CifarKind::Cifar10 { "cifar10" } else { "cifar100" };
         fuzz(
             name,
             &[cifar_seed(kind)],
@@ -417,22 +382,14 @@ fn tiny_imagenet_text_files() {
         |len| 4 * len + mib(1),
         |b| {
             let text = std::str::from_utf8(b).ok()?;
-            msg(tiny_imagenet::parse_val_annotations(
-                text,
-                &ids,
-                "val_annotations.txt",
-            ))
+            msg(tiny_imagenet::parse_val_annotations(text, &ids, "val_annotations.txt"))
         },
     );
 }
 
 #[test]
 fn tiny_imagenet_jpegs() {
-    let seeds = vec![
-        jpeg(64, false, false),
-        jpeg(64, true, false),
-        jpeg(64, false, true),
-    ];
+    let seeds = vec![jpeg(64, false, false), jpeg(64, true, false), jpeg(64, false, true)];
     fuzz(
         "jpeg",
         &seeds,
@@ -471,12 +428,7 @@ fn pytorch_pt_files() {
             let first = load_state_dict(&spec, strip_prefixes(dict.clone()), &device, &source);
             match first {
                 Ok(_) => None,
-                Err(_) => msg(load_state_dict(
-                    &spec2,
-                    strip_prefixes(dict),
-                    &device,
-                    &source,
-                )),
+                Err(_) => msg(load_state_dict(&spec2, strip_prefixes(dict), &device, &source)),
             }
         },
     );
@@ -506,12 +458,7 @@ fn safetensors_files() {
                 Ok(d) => d,
                 Err(e) => return err(e),
             };
-            msg(load_state_dict(
-                &spec,
-                strip_prefixes(dict),
-                &device,
-                "teacher.safetensors",
-            ))
+            msg(load_state_dict(&spec, strip_prefixes(dict), &device, "teacher.safetensors"))
         },
     );
 }
@@ -519,10 +466,8 @@ fn safetensors_files() {
 #[test]
 fn saad_checkpoints() {
     let device = Device::flex();
-    let seeds = vec![
-        trained_checkpoint(),
-        std::fs::read(fixtures().join("roundtrip.saad")).unwrap(),
-    ];
+    let seeds =
+        vec![trained_checkpoint(), std::fs::read(fixtures().join("roundtrip.saad")).unwrap()];
     let parse = |b: &[u8]| {
         let ckpt = match Checkpoint::decode(b, "checkpoint.saad") {
             Ok(c) => c,
@@ -538,28 +483,15 @@ fn saad_checkpoints() {
         msg(Trainer::resume(&ckpt, &device, "checkpoint.saad"))
     };
     // Whole files: damage is caught by the section checksums (and the framing).
-    fuzz(
-        "saad",
-        &seeds,
-        "checkpoint.saad",
-        |len| 8 * len + mib(1),
-        parse,
-    );
+    fuzz("saad", &seeds, "checkpoint.saad", |len| 8 * len + mib(1), parse);
     // One section mutated and the file re-sealed with valid checksums: what a file written by
     // something else, or crafted, would present to the header, weight and optimizer readers.
-    let decoded: Vec<Checkpoint> = seeds
-        .iter()
-        .map(|b| Checkpoint::decode(b, "seed").unwrap())
-        .collect();
+    let decoded: Vec<Checkpoint> =
+        seeds.iter().map(|b| Checkpoint::decode(b, "seed").unwrap()).collect();
     let make = |k: usize, m: &[Mutation]| {
         let c = &decoded[k / 4];
         let header = serde_json::to_vec(&c.header).unwrap();
-        let mut parts = [
-            header,
-            c.model.clone(),
-            c.optimizer.clone(),
-            c.averaged.clone(),
-        ];
+        let mut parts = [header, c.model.clone(), c.optimizer.clone(), c.averaged.clone()];
         parts[k % 4] = apply(&parts[k % 4], m);
         sealed(&parts)
     };
@@ -612,7 +544,8 @@ fn headers_naming_huge_models_are_refused_before_allocating() {
     for (h, needle) in cases {
         let bytes = sealed(&[h, c.model.clone(), c.optimizer.clone(), c.averaged.clone()]);
         LARGEST.with(|l| l.set(0));
-        let e = Checkpoint::decode(&bytes, "checkpoint.saad").and_then(|c| c.load_model(&device, "checkpoint.saad").map(|_| ()));
+        let e = Checkpoint::decode(&bytes, "checkpoint.saad")
+            .and_then(|c| c.load_model(&device, "checkpoint.saad").map(|_| ()));
         let largest = LARGEST.with(|l| l.get());
         let e = e.expect_err(needle).to_string();
         assert!(e.contains("checkpoint.saad") && e.contains(needle), "{e}");

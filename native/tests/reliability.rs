@@ -133,12 +133,8 @@ fn killed_at_random_moments_and_mid_write_a_run_resumes_to_the_uninterrupted_wei
         if ckpt.exists() {
             args.push("--resume".into());
         }
-        let mut child = command()
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            command().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let pid = child.id();
         let tmp = out.join(format!(".checkpoint.saad.tmp-{pid}"));
         let started = Instant::now();
@@ -166,19 +162,13 @@ fn killed_at_random_moments_and_mid_write_a_run_resumes_to_the_uninterrupted_wei
             Some(status) => {
                 let mut err = String::new();
                 std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                assert!(
-                    status.success(),
-                    "saad {args:?} failed after {kills} kills:\n{err}"
-                );
+                assert!(status.success(), "saad {args:?} failed after {kills} kills:\n{err}");
                 finished = true;
             }
             None => {
                 kill(&mut child);
                 kills += 1;
-                if temporaries(&out)
-                    .iter()
-                    .any(|n| n.ends_with(&format!("tmp-{pid}")))
-                {
+                if temporaries(&out).iter().any(|n| n.ends_with(&format!("tmp-{pid}"))) {
                     mid_write += 1;
                 }
             }
@@ -224,18 +214,11 @@ fn killed_at_random_moments_and_mid_write_a_run_resumes_to_the_uninterrupted_wei
     );
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), epochs, "{log}");
-    assert!(
-        temporaries(&out).is_empty(),
-        "temporary files left: {:?}",
-        temporaries(&out)
-    );
+    assert!(temporaries(&out).is_empty(), "temporary files left: {:?}", temporaries(&out));
     eprintln!(
         "{kills} kills ({mid_write} while a checkpoint write was in progress); uninterrupted run {full_run:?}; final weights identical"
     );
-    assert!(
-        kills >= KILLS / 2,
-        "only {kills} kills: the run is too short for this test"
-    );
+    assert!(kills >= KILLS / 2, "only {kills} kills: the run is too short for this test");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -244,11 +227,7 @@ fn a_diverging_run_stops_naming_epoch_and_batch_and_keeps_the_last_good_checkpoi
     let dir = tempdir("diverge");
     let out = dir.join("run");
     // Epoch 1 at lr 0.05, then x1e12: the weights blow up in epoch 2.
-    let diverging = [
-        ("--lr", "0.05"),
-        ("--schedule", "multistep:1:1e12"),
-        ("--swa-start", "none"),
-    ];
+    let diverging = [("--lr", "0.05"), ("--schedule", "multistep:1:1e12"), ("--swa-start", "none")];
     let args = train_args_with(&out, 3, &diverging);
     let err = fails(
         &args_ref(&args),
@@ -264,13 +243,7 @@ fn a_diverging_run_stops_naming_epoch_and_batch_and_keeps_the_last_good_checkpoi
     let c = read_ckpt(&out.join("checkpoint.saad"));
     assert_eq!(c.header.epochs_done, 1);
     Trainer::resume(&c, &Device::flex(), "checkpoint.saad").unwrap();
-    assert_eq!(
-        std::fs::read_to_string(out.join("log.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        1
-    );
+    assert_eq!(std::fs::read_to_string(out.join("log.jsonl")).unwrap().lines().count(), 1);
     assert!(!out.join("model.saad").exists());
     // The same epoch 1 as a run that stopped there by itself: nothing of epoch 2 was written.
     let mut one = train_args_with(&dir.join("one"), 3, &diverging);
@@ -283,18 +256,9 @@ fn a_diverging_run_stops_naming_epoch_and_batch_and_keeps_the_last_good_checkpoi
     );
 
     // Diverging in the first epoch: no checkpoint yet, said so.
-    let first = train_args_with(
-        &dir.join("first"),
-        2,
-        &[("--lr", "1e12"), ("--schedule", "constant")],
-    );
-    fails(
-        &args_ref(&first),
-        &[
-            "diverged in epoch 1 of 2",
-            "no checkpoint had been written yet",
-        ],
-    );
+    let first =
+        train_args_with(&dir.join("first"), 2, &[("--lr", "1e12"), ("--schedule", "constant")]);
+    fails(&args_ref(&first), &["diverged in epoch 1 of 2", "no checkpoint had been written yet"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -304,24 +268,14 @@ impl Mount {
     fn tmpfs(dir: &Path, bytes: usize) -> Option<Mount> {
         std::fs::create_dir_all(dir).unwrap();
         let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={bytes}"),
-                "tmpfs",
-                s(dir),
-            ])
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs", s(dir)])
             .stderr(Stdio::null())
             .status()
             .ok()?;
         status.success().then(|| Mount(dir.to_path_buf()))
     }
     fn read_only(&self) {
-        let st = Command::new("mount")
-            .args(["-o", "remount,ro", s(&self.0)])
-            .status()
-            .unwrap();
+        let st = Command::new("mount").args(["-o", "remount,ro", s(&self.0)]).status().unwrap();
         assert!(st.success(), "remount read-only");
     }
 }
@@ -340,10 +294,8 @@ fn run_with_file_limit(args: &[&str], limit: u64) -> Output {
     unsafe {
         c.pre_exec(move || {
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let lim = libc::rlimit {
-                rlim_cur: limit as libc::rlim_t,
-                rlim_max: limit as libc::rlim_t,
-            };
+            let lim =
+                libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
             if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -373,11 +325,7 @@ fn disk_faults_give_clear_errors_and_leave_the_previous_checkpoint_intact() {
             before,
             "the previous checkpoint changed"
         );
-        assert!(
-            temporaries(out).is_empty(),
-            "temporary files left: {:?}",
-            temporaries(out)
-        );
+        assert!(temporaries(out).is_empty(), "temporary files left: {:?}", temporaries(out));
     };
 
     // 1. A file size limit below the checkpoint's size (an injected write failure, no root needed).
@@ -385,10 +333,7 @@ fn disk_faults_give_clear_errors_and_leave_the_previous_checkpoint_intact() {
     let (before, resume) = one_epoch_then_resume(&out);
     let res = run_with_file_limit(&args_ref(&resume), before.len() as u64 / 2);
     let err = String::from_utf8_lossy(&res.stderr);
-    assert!(
-        !res.status.success(),
-        "a write over the size limit must fail"
-    );
+    assert!(!res.status.success(), "a write over the size limit must fail");
     assert!(
         err.contains("cannot write")
             && err.contains("checkpoint.saad")
@@ -410,12 +355,7 @@ fn disk_faults_give_clear_errors_and_leave_the_previous_checkpoint_intact() {
             let (before, resume) = one_epoch_then_resume(&out);
             let err = fails(
                 &args_ref(&resume),
-                &[
-                    "cannot write",
-                    "checkpoint.saad",
-                    "disk is full",
-                    "is intact",
-                ],
+                &["cannot write", "checkpoint.saad", "disk is full", "is intact"],
             );
             check_intact(&out, &before, &err);
             eprintln!("full disk: {}", err.trim());
@@ -433,19 +373,11 @@ fn two_runs_in_one_folder_do_not_interleave() {
     let dir = tempdir("lock");
     let out = dir.join("run");
     let first = train_args(&out, 200);
-    let mut a = command()
-        .args(&first)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut a = command().args(&first).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let lock = out.join(".lock");
     let t = Instant::now();
     while !std::fs::read_to_string(&lock).is_ok_and(|l| l.contains("process")) {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the first run never took its folder"
-        );
+        assert!(t.elapsed() < Duration::from_secs(60), "the first run never took its folder");
         std::thread::sleep(Duration::from_millis(10));
     }
     let pid = a.id().to_string();
@@ -454,21 +386,13 @@ fn two_runs_in_one_folder_do_not_interleave() {
     // Whether or not the first run has written a checkpoint yet, a second run is refused.
     let fresh = fails(
         &args_ref(&first),
-        &[
-            "in use by another saad run",
-            &format!("process {pid}"),
-            "--out",
-        ],
+        &["in use by another saad run", &format!("process {pid}"), "--out"],
     );
     eprintln!("{}", fresh.trim());
     kill(&mut a);
     // Killed, the first run holds nothing: the folder can be used again (resumed if the run got
     // as far as a checkpoint).
-    let mut again = if out.join("checkpoint.saad").exists() {
-        second
-    } else {
-        first
-    };
+    let mut again = if out.join("checkpoint.saad").exists() { second } else { first };
     again.extend(["--stop-after-epochs", "1"].map(String::from));
     ok(&args_ref(&again));
     let _ = std::fs::remove_dir_all(&dir);
@@ -506,34 +430,18 @@ fn teacher_file(path: &Path, value: f32, only_first: bool) {
 fn teachers_with_broken_weights_are_refused_before_the_run() {
     let dir = tempdir("teacher");
     let student = |teacher: &Path, out: &str| {
-        train_args_with(
-            &dir.join(out),
-            1,
-            &[("--method", "saad"), ("--teacher", s(teacher))],
-        )
+        train_args_with(&dir.join(out), 1, &[("--method", "saad"), ("--teacher", s(teacher))])
     };
     let zero = dir.join("zero.saad");
     teacher_file(&zero, 0.0, false);
-    fails(
-        &args_ref(&student(&zero, "a")),
-        &["zero.saad", "not usable", "same logits"],
-    );
+    fails(&args_ref(&student(&zero, "a")), &["zero.saad", "not usable", "same logits"]);
     let nan = dir.join("nan.saad");
     teacher_file(&nan, f32::NAN, true);
-    fails(
-        &args_ref(&student(&nan, "b")),
-        &["nan.saad", "not usable", "NaN or infinite"],
-    );
+    fails(&args_ref(&student(&nan, "b")), &["nan.saad", "not usable", "NaN or infinite"]);
     let inf = dir.join("inf.saad");
     teacher_file(&inf, f32::INFINITY, true);
-    fails(
-        &args_ref(&student(&inf, "c")),
-        &["inf.saad", "NaN or infinite"],
-    );
-    assert!(
-        !dir.join("a/checkpoint.saad").exists(),
-        "a refused teacher must not start a run"
-    );
+    fails(&args_ref(&student(&inf, "c")), &["inf.saad", "NaN or infinite"]);
+    assert!(!dir.join("a/checkpoint.saad").exists(), "a refused teacher must not start a run");
     // An untrained (random) teacher is usable but warned about.
     let random = dir.join("random.saad");
     teacher_file(&random, 1.0, false);

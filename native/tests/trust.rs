@@ -22,13 +22,32 @@ fn eval_reads_only_the_test_file_and_writes_a_result_card() {
     let c10 = dir.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&c10).unwrap();
     for b in 1..=5 {
-        std::fs::write(c10.join(format!("data_batch_{b}.bin")), cifar_records(&[0, 1, 2, 3], 1)).unwrap();
+        std::fs::write(c10.join(format!("data_batch_{b}.bin")), cifar_records(&[0, 1, 2, 3], 1))
+            .unwrap();
     }
     std::fs::write(c10.join("test_batch.bin"), cifar_records(&[4, 5, 6], 1)).unwrap();
     let run = dir.join("run");
     let out = saad(&[
-        "train", "--data", "cifar10", "--data-dir", s(&dir), "--arch", "small-cnn-4", "--method", "natural", "--epochs", "1",
-        "--batch-size", "8", "--eval-n", "3", "--device", "flex", "--quiet", "--out", s(&run),
+        "train",
+        "--data",
+        "cifar10",
+        "--data-dir",
+        s(&dir),
+        "--arch",
+        "small-cnn-4",
+        "--method",
+        "natural",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--eval-n",
+        "3",
+        "--device",
+        "flex",
+        "--quiet",
+        "--out",
+        s(&run),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Only the test file is left: evaluation must not need the training files.
@@ -37,10 +56,24 @@ fn eval_reads_only_the_test_file_and_writes_a_result_card() {
     }
     let card = dir.join("card.json");
     let model = run.join("model.saad");
-    let out = saad(&["eval", "--checkpoint", s(&model), "--data-dir", s(&dir), "--attacks", "clean,pgd20", "--device", "flex", "--json", "--card", s(&card)]);
+    let out = saad(&[
+        "eval",
+        "--checkpoint",
+        s(&model),
+        "--data-dir",
+        s(&dir),
+        "--attacks",
+        "clean,pgd20",
+        "--device",
+        "flex",
+        "--json",
+        "--card",
+        s(&card),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&card).unwrap()).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&card).unwrap()).unwrap();
     assert_eq!(report["card"], written);
     assert_eq!(written["dataset"], "cifar10");
     assert_eq!(written["architecture"], "small-cnn-4");
@@ -67,7 +100,17 @@ fn a_missing_dataset_is_reported_without_gpu_probe_noise() {
     let dir = tempdir("quiet");
     // No XDG_RUNTIME_DIR at all, as in containers and CI; --device auto would probe for a GPU.
     let out = common::command()
-        .args(["train", "--data", "cifar10", "--data-dir", s(&dir), "--out", s(&dir.join("run")), "--device", "auto"])
+        .args([
+            "train",
+            "--data",
+            "cifar10",
+            "--data-dir",
+            s(&dir),
+            "--out",
+            s(&dir.join("run")),
+            "--device",
+            "auto",
+        ])
         .env_remove("XDG_RUNTIME_DIR")
         .output()
         .unwrap();

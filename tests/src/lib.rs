@@ -16,7 +16,10 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// The software wgpu adapter (lavapipe) if this machine has one. With `SAAD_REQUIRE_WGPU=1`
 /// (set by `.ci/run`) its absence is an error rather than a skip.
 pub fn wgpu_device() -> Option<Device> {
-    let listed = std::panic::catch_unwind(|| Device::enumerate(DeviceType::Wgpu).into_iter().collect::<Vec<_>>()).unwrap_or_default();
+    let listed = std::panic::catch_unwind(|| {
+        Device::enumerate(DeviceType::Wgpu).into_iter().collect::<Vec<_>>()
+    })
+    .unwrap_or_default();
     let found = [DeviceKind::Cpu, DeviceKind::DefaultDevice]
         .into_iter()
         .map(Device::wgpu)
@@ -24,9 +27,13 @@ pub fn wgpu_device() -> Option<Device> {
         .or_else(|| listed.into_iter().next());
     if found.is_none() {
         if std::env::var("SAAD_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
-            panic!("SAAD_REQUIRE_WGPU=1 but no wgpu adapter was found (install mesa-vulkan-drivers libvulkan1)");
+            panic!(
+                "SAAD_REQUIRE_WGPU=1 but no wgpu adapter was found (install mesa-vulkan-drivers libvulkan1)"
+            );
         }
-        eprintln!("note: no wgpu adapter; wgpu checks skipped (set SAAD_REQUIRE_WGPU=1 to make this an error)");
+        eprintln!(
+            "note: no wgpu adapter; wgpu checks skipped (set SAAD_REQUIRE_WGPU=1 to make this an error)"
+        );
     }
     found
 }

@@ -15,7 +15,10 @@ fn tiny_model(arch: &str, device: &Device) -> Net {
 
 fn batch(device: &Device, n: usize, size: usize) -> (Tensor<4>, Tensor<1, Int>) {
     let x = Tensor::<4>::random([n, 3, size, size], Distribution::Uniform(0.0, 1.0), device);
-    let y = Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| i % 10).collect::<Vec<_>>(), [n]), device);
+    let y = Tensor::<1, Int>::from_data(
+        TensorData::new((0..n as i64).map(|i| i % 10).collect::<Vec<_>>(), [n]),
+        device,
+    );
     (x, y)
 }
 
@@ -38,7 +41,10 @@ fn pgd_stays_in_the_ball_and_the_box_and_raises_the_loss() {
             let clean = to_vec(cross_entropy(model.forward(x.clone()), y.clone()));
             let adv = to_vec(cross_entropy(model.forward(x_adv), y.clone()));
             for (i, (c, a)) in clean.iter().zip(&adv).enumerate() {
-                assert!(a > c, "{name} {start:?}: sample {i}: adversarial loss {a} not above clean {c}");
+                assert!(
+                    a > c,
+                    "{name} {start:?}: sample {i}: adversarial loss {a} not above clean {c}"
+                );
             }
         }
     }
@@ -76,9 +82,14 @@ fn input_gradient_matches_finite_differences() {
         device.seed(100 + k);
         let v = x.random_like(Distribution::Normal(0.0, 1.0));
         let analytic = to_vec((g.clone() * v.clone()).sum())[0] as f64;
-        let numeric = (loss(x.clone() + v.clone().mul_scalar(h)) - loss(x.clone() - v.mul_scalar(h))) / (2.0 * h as f64);
+        let numeric = (loss(x.clone() + v.clone().mul_scalar(h))
+            - loss(x.clone() - v.mul_scalar(h)))
+            / (2.0 * h as f64);
         let rel = (analytic - numeric).abs() / numeric.abs().max(1e-3);
-        assert!(rel < 1e-2, "direction {k}: autodiff {analytic} vs finite difference {numeric} (rel {rel})");
+        assert!(
+            rel < 1e-2,
+            "direction {k}: autodiff {analytic} vs finite difference {numeric} (rel {rel})"
+        );
     }
 }
 
@@ -90,7 +101,8 @@ fn restarts_never_make_a_sample_worse() {
     let forward = |x| model.forward(x);
     let (x, y) = batch(&device, 8, 12);
     let cw = ObjectiveKind::CwMargin { labels: y.clone() };
-    let one = Pgd { eps: 4.0 / 255.0, alpha: 1.0 / 255.0, steps: 3, start: Start::Uniform, restarts: 1 };
+    let one =
+        Pgd { eps: 4.0 / 255.0, alpha: 1.0 / 255.0, steps: 3, start: Start::Uniform, restarts: 1 };
     device.seed(5);
     let single = one.run(&forward, &cw, &x);
     device.seed(5);

@@ -33,7 +33,8 @@ fn robust_model(device: &Device) -> (Net, DeviceSet) {
     config.schedule = LrSchedule::Cosine;
     config.augment = None;
     let info = DatasetInfo { name: "digits".into(), image_size: 8, num_classes: 10 };
-    let mut t = Trainer::new(ModelSpec::new("small-cnn-8".parse().unwrap(), 10), config, info, device);
+    let mut t =
+        Trainer::new(ModelSpec::new("small-cnn-8".parse().unwrap(), 10), config, info, device);
     while !t.is_done() {
         t.train_epoch(&train, &mut |_, _| {});
     }
@@ -50,7 +51,10 @@ fn in_ball_and_box(x_adv: &Tensor<4>, x: &Tensor<4>, eps: f32, what: &str) {
 #[test]
 fn dlr_losses_match_hand_computed_values() {
     let d = Device::flex();
-    let z = Tensor::<2>::from_data(TensorData::new(vec![3.0f32, 1.0, 2.0, 0.0, 0.5, 2.0, 1.0, -1.0], [2, 4]), &d);
+    let z = Tensor::<2>::from_data(
+        TensorData::new(vec![3.0f32, 1.0, 2.0, 0.0, 0.5, 2.0, 1.0, -1.0], [2, 4]),
+        &d,
+    );
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 0], [2]), &d);
     let t = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 3], [2]), &d);
     let v = to_vec(dlr(z.clone(), y.clone()));
@@ -75,13 +79,26 @@ fn fab_projection_is_the_smallest_box_feasible_move() {
         let (ti, wi, di) = (&tv[3 * i..3 * i + 3], &wv[3 * i..3 * i + 3], &delta[3 * i..3 * i + 3]);
         let z: Vec<f32> = (0..3).map(|k| ti[k] + di[k]).collect();
         assert!(z.iter().all(|v| (-1e-6..=1.0 + 1e-6).contains(v)), "row {i}: leaves the box");
-        let reach: f32 = (0..3).map(|k| wi[k].abs() * if wi[k] * (bv[i] - dot(wi, ti)) > 0.0 { 1.0 - ti[k] } else { ti[k] }).sum();
+        let reach: f32 = (0..3)
+            .map(|k| {
+                wi[k].abs() * if wi[k] * (bv[i] - dot(wi, ti)) > 0.0 { 1.0 - ti[k] } else { ti[k] }
+            })
+            .sum();
         let need = (bv[i] - dot(wi, ti)).abs();
         if need < reach - 1e-4 {
             assert!((dot(wi, &z) - bv[i]).abs() < 1e-4, "row {i}: not on the hyperplane");
             // Brute force: no radius 2% smaller reaches the hyperplane.
             let r = di.iter().fold(0f32, |m, v| m.max(v.abs())) * 0.98;
-            let best: f32 = (0..3).map(|k| wi[k].abs() * r.min(if wi[k] * (bv[i] - dot(wi, ti)) > 0.0 { 1.0 - ti[k] } else { ti[k] })).sum();
+            let best: f32 = (0..3)
+                .map(|k| {
+                    wi[k].abs()
+                        * r.min(if wi[k] * (bv[i] - dot(wi, ti)) > 0.0 {
+                            1.0 - ti[k]
+                        } else {
+                            ti[k]
+                        })
+                })
+                .sum();
             assert!(best < need + 1e-5, "row {i}: radius is not minimal");
         }
     }
@@ -100,13 +117,32 @@ fn every_attack_returns_points_in_the_ball_and_the_box() {
         let forward = |x| model.forward(x);
         let x = Tensor::<4>::random([12, 3, 8, 8], Distribution::Uniform(0.0, 1.0), &device);
         let y = model.forward(x.clone()).argmax(1).reshape([12]); // all correctly classified
-        let t = Tensor::<1, Int>::from_data(TensorData::new((0..12i64).map(|i| (i + 1) % 10).collect::<Vec<_>>(), [12]), &device);
-        let t = t.clone().mask_where(t.clone().equal(y.clone()), t.add_scalar(1).remainder_scalar(10));
+        let t = Tensor::<1, Int>::from_data(
+            TensorData::new((0..12i64).map(|i| (i + 1) % 10).collect::<Vec<_>>(), [12]),
+            &device,
+        );
+        let t =
+            t.clone().mask_where(t.clone().equal(y.clone()), t.add_scalar(1).remainder_scalar(10));
         let apgd = Apgd { n_iter: 20, ..Apgd::new(EPS) };
         in_ball_and_box(&apgd.run_ce(&forward, &x, &y).0, &x, EPS, &format!("{name} apgd-ce"));
-        in_ball_and_box(&apgd.run_targeted(&forward, &x, &y, &t).0, &x, EPS, &format!("{name} apgd-t"));
-        in_ball_and_box(&Fab { n_iter: 20, ..Fab::new(EPS) }.run_targeted(&forward, &x, &y, &t).0, &x, EPS, &format!("{name} fab-t"));
-        in_ball_and_box(&Square { n_queries: 200, ..Square::new(EPS, 1) }.run(&forward, &x, &y).0, &x, EPS, &format!("{name} square"));
+        in_ball_and_box(
+            &apgd.run_targeted(&forward, &x, &y, &t).0,
+            &x,
+            EPS,
+            &format!("{name} apgd-t"),
+        );
+        in_ball_and_box(
+            &Fab { n_iter: 20, ..Fab::new(EPS) }.run_targeted(&forward, &x, &y, &t).0,
+            &x,
+            EPS,
+            &format!("{name} fab-t"),
+        );
+        in_ball_and_box(
+            &Square { n_queries: 200, ..Square::new(EPS, 1) }.run(&forward, &x, &y).0,
+            &x,
+            EPS,
+            &format!("{name} square"),
+        );
     }
 }
 
@@ -126,10 +162,22 @@ fn apgd_ce_is_at_least_as_strong_as_pgd20_and_the_ensemble_bookkeeping_holds() {
     let apgd_robust = to_vec(correct(model.forward(apgd), y.clone()).sum())[0];
     let clean = to_vec(correct(model.forward(x.clone()), y.clone()).sum())[0];
     eprintln!("clean {clean}, PGD-20 robust {pgd_robust}, APGD-CE robust {apgd_robust} of 160");
-    assert!(pgd_robust > 0.0 && pgd_robust < clean, "the model must be partly robust for this test");
-    assert!(apgd_robust <= pgd_robust, "APGD-CE {apgd_robust} robust points vs PGD-20 {pgd_robust}");
+    assert!(
+        pgd_robust > 0.0 && pgd_robust < clean,
+        "the model must be partly robust for this test"
+    );
+    assert!(
+        apgd_robust <= pgd_robust,
+        "APGD-CE {apgd_robust} robust points vs PGD-20 {pgd_robust}"
+    );
 
-    let config = AutoAttackConfig { apgd_iter: 30, fab_iter: 30, square_queries: 300, batch: 64, ..AutoAttackConfig::standard(eps) };
+    let config = AutoAttackConfig {
+        apgd_iter: 30,
+        fab_iter: 30,
+        square_queries: 300,
+        batch: 64,
+        ..AutoAttackConfig::standard(eps)
+    };
     let mut aa = AutoAttack::new(&forward, x.clone(), y.clone(), config);
     let mut before = aa.robust.clone();
     for attack in AaAttack::STANDARD {
@@ -141,11 +189,19 @@ fn apgd_ce_is_at_least_as_strong_as_pgd20_and_the_ensemble_bookkeeping_holds() {
         before = aa.robust.clone();
     }
     let (recheck, max_linf) = aa.recheck();
-    assert_eq!(recheck, aa.robust_count(), "reported robust accuracy must equal the recomputed one");
+    assert_eq!(
+        recheck,
+        aa.robust_count(),
+        "reported robust accuracy must equal the recomputed one"
+    );
     assert!(max_linf <= eps + 1e-6, "max Linf {max_linf}");
-    assert!(aa.robust_count() <= apgd_robust as usize + 5, "the ensemble is not weaker than APGD-CE alone");
+    assert!(
+        aa.robust_count() <= apgd_robust as usize + 5,
+        "the ensemble is not weaker than APGD-CE alone"
+    );
     // Robust points keep their clean image exactly.
-    let idx: Vec<i64> = aa.robust.iter().enumerate().filter(|(_, r)| **r).map(|(i, _)| i as i64).collect();
+    let idx: Vec<i64> =
+        aa.robust.iter().enumerate().filter(|(_, r)| **r).map(|(i, _)| i as i64).collect();
     if !idx.is_empty() {
         let ix = Tensor::<1, Int>::from_data(TensorData::new(idx.clone(), [idx.len()]), &device);
         assert_eq!(to_vec(aa.x_adv.clone().select(0, ix.clone())), to_vec(x.select(0, ix)));
@@ -159,7 +215,13 @@ fn masked_gradients_raise_the_flags() {
     let (model, test) = robust_model(&device);
     // The input is cut from the graph: every input gradient is zero.
     let masked = |x: Tensor<4>| model.forward(x.detach());
-    let config = AutoAttackConfig { apgd_iter: 10, fab_iter: 10, square_queries: 500, batch: 80, ..AutoAttackConfig::standard(EPS) };
+    let config = AutoAttackConfig {
+        apgd_iter: 10,
+        fab_iter: 10,
+        square_queries: 500,
+        batch: 80,
+        ..AutoAttackConfig::standard(EPS)
+    };
     let mut aa = AutoAttack::new(&masked, test.images.clone(), test.labels.clone(), config);
     assert!(aa.flags.iter().any(|f| f.contains("zero input gradient")), "{:?}", aa.flags);
     for attack in AaAttack::STANDARD {
@@ -184,7 +246,9 @@ fn linear_model_case(k: usize, seed: u64) -> Vec<(bool, bool)> {
     };
     let logits = to_vec(forward(x.clone()));
     let wv = to_vec(w.clone());
-    let labels: Vec<usize> = (0..n).map(|i| (0..k).max_by(|&a, &b| logits[i * k + a].total_cmp(&logits[i * k + b])).unwrap()).collect();
+    let labels: Vec<usize> = (0..n)
+        .map(|i| (0..k).max_by(|&a, &b| logits[i * k + a].total_cmp(&logits[i * k + b])).unwrap())
+        .collect();
     let closed_form: Vec<bool> = (0..n)
         .map(|i| {
             let yi = labels[i];
@@ -194,10 +258,14 @@ fn linear_model_case(k: usize, seed: u64) -> Vec<(bool, bool)> {
             })
         })
         .collect();
-    let y = Tensor::<1, Int>::from_data(TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]), &device);
+    let y = Tensor::<1, Int>::from_data(
+        TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
+        &device,
+    );
     // The paper's variant: on 4x4 images the standard one never moves the last row and column
     // after its initial stripes, so it cannot reach the optimal vertex these tests check.
-    let (adv, fooled) = Square { n_queries: 5000, ..Square::paper(eps, seed) }.run(&forward, &x, &y);
+    let (adv, fooled) =
+        Square { n_queries: 5000, ..Square::paper(eps, seed) }.run(&forward, &x, &y);
     in_ball_and_box(&adv, &x, eps, "square on the linear model");
     let fooled = to_vec(fooled);
     closed_form.into_iter().zip(fooled).map(|(cf, f)| (cf, f < 0.5)).collect()
@@ -210,7 +278,10 @@ fn square_alone_matches_the_closed_form_on_a_binary_linear_model() {
     let _g = serial();
     let points = linear_model_case(2, 21);
     let robust = points.iter().filter(|p| p.0).count();
-    assert!(robust > 5 && robust < points.len() - 5, "the closed form should split the points ({robust} robust)");
+    assert!(
+        robust > 5 && robust < points.len() - 5,
+        "the closed form should split the points ({robust} robust)"
+    );
     for (i, (cf, sq)) in points.iter().enumerate() {
         assert_eq!(sq, cf, "point {i}: Square says robust = {sq}, closed form {cf}");
     }
@@ -225,9 +296,15 @@ fn square_alone_is_sound_and_strong_on_a_ten_class_linear_model() {
     let points = linear_model_case(10, 22);
     let non_robust = points.iter().filter(|p| !p.0).count();
     let found = points.iter().filter(|p| !p.0 && !p.1).count();
-    assert!(points.iter().all(|&(cf, sq)| !cf || sq), "Square broke a point the closed form proves robust");
+    assert!(
+        points.iter().all(|&(cf, sq)| !cf || sq),
+        "Square broke a point the closed form proves robust"
+    );
     eprintln!("ten classes: Square broke {found} of {non_robust} non-robust points");
-    assert!(non_robust > 5 && found as f64 >= 0.9 * non_robust as f64, "Square broke only {found} of {non_robust}");
+    assert!(
+        non_robust > 5 && found as f64 >= 0.9 * non_robust as f64,
+        "Square broke only {found} of {non_robust}"
+    );
 }
 
 /// AutoAttack's standard Square calls the reference's `p_selection` with `resc_schedule=False`
@@ -238,15 +315,24 @@ fn square_alone_is_sound_and_strong_on_a_ten_class_linear_model() {
 #[test]
 fn square_schedule_is_the_references_without_rescaling() {
     let standard = Square::new(EPS, 0);
-    assert_eq!((standard.n_queries, standard.p_init, standard.rescale_schedule, standard.corners), (5000, 0.8, false, Corners::Reference));
+    assert_eq!(
+        (standard.n_queries, standard.p_init, standard.rescale_schedule, standard.corners),
+        (5000, 0.8, false, Corners::Reference)
+    );
     let its = [0, 10, 11, 50, 51, 200, 201, 500, 501, 1000, 1001, 2000, 2001, 4000, 4001, 4999];
     let div = [1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128];
     for (i, d) in its.into_iter().zip(div) {
         assert_eq!(standard.p_selection(i), 0.8 / d as f64, "standard, iteration {i}");
     }
     let paper = Square::paper(EPS, 0);
-    assert_eq!((paper.n_queries, paper.rescale_schedule, paper.corners), (5000, true, Corners::Full));
-    let its = [0, 5, 6, 25, 26, 100, 101, 250, 251, 500, 501, 1000, 1001, 2000, 2001, 3000, 3001, 4000, 4001, 4999];
+    assert_eq!(
+        (paper.n_queries, paper.rescale_schedule, paper.corners),
+        (5000, true, Corners::Full)
+    );
+    let its = [
+        0, 5, 6, 25, 26, 100, 101, 250, 251, 500, 501, 1000, 1001, 2000, 2001, 3000, 3001, 4000,
+        4001, 4999,
+    ];
     let div = [1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 512];
     for (i, d) in its.into_iter().zip(div) {
         assert_eq!(paper.p_selection(i), 0.8 / d as f64, "paper, iteration {i}");
@@ -268,7 +354,9 @@ fn square_schedule_is_the_references_without_rescaling() {
 fn square_window_corners_are_drawn_as_the_reference_draws_them() {
     let _g = serial();
     let (standard, paper) = (Square::new(EPS, 3), Square::paper(EPS, 3));
-    for (len, s, reference, full) in [(8, 1, 7, 8), (8, 3, 5, 6), (8, 7, 1, 2), (8, 8, 1, 1), (32, 29, 3, 4), (32, 1, 31, 32)] {
+    for (len, s, reference, full) in
+        [(8, 1, 7, 8), (8, 3, 5, 6), (8, 7, 1, 2), (8, 8, 1, 1), (32, 29, 3, 4), (32, 1, 31, 32)]
+    {
         assert_eq!(standard.corner_choices(len, s), reference, "reference, side {len}, window {s}");
         assert_eq!(paper.corner_choices(len, s), full, "paper, side {len}, window {s}");
     }
@@ -287,8 +375,16 @@ fn square_window_corners_are_drawn_as_the_reference_draws_them() {
     let y = Tensor::<1, Int>::zeros([n], &device);
     let last_column_moved = |sq: Square| {
         let d = to_vec(sq.run(&forward, &x, &y).0 - x.clone());
-        (0..n * c).any(|bc| (1..h).any(|r| (d[(bc * h + r) * w + w - 1] - d[bc * h * w + w - 1]).abs() > 1e-6))
+        (0..n * c).any(|bc| {
+            (1..h).any(|r| (d[(bc * h + r) * w + w - 1] - d[bc * h * w + w - 1]).abs() > 1e-6)
+        })
     };
-    assert!(!last_column_moved(Square { n_queries: 300, ..standard }), "the standard Square moved the last column");
-    assert!(last_column_moved(Square { n_queries: 300, ..paper }), "the paper variant never moved the last column");
+    assert!(
+        !last_column_moved(Square { n_queries: 300, ..standard }),
+        "the standard Square moved the last column"
+    );
+    assert!(
+        last_column_moved(Square { n_queries: 300, ..paper }),
+        "the paper variant never moved the last column"
+    );
 }

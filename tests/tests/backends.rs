@@ -8,7 +8,8 @@ use saad_core::checkpoint::{load_weights, model_bytes};
 use saad_core::models::ModelSpec;
 use saad_tests::{max_abs_diff, serial, to_vec, wgpu_device};
 
-const ARCHS: [&str; 6] = ["small-cnn-4", "resnet18-w4", "preact-resnet18-w4", "mobilenetv2", "wrn-10-2", "dm-wrn-10-2"];
+const ARCHS: [&str; 6] =
+    ["small-cnn-4", "resnet18-w4", "preact-resnet18-w4", "mobilenetv2", "wrn-10-2", "dm-wrn-10-2"];
 
 #[test]
 fn flex_and_wgpu_agree_on_logits_and_input_gradients() {
@@ -20,9 +21,14 @@ fn flex_and_wgpu_agree_on_logits_and_input_gradients() {
         flex.seed(3);
         let model = spec.init(&flex).valid();
         // Non-trivial BatchNorm statistics: a few training-mode forwards on the autodiff device.
-        let train = load_weights(&spec, &model_bytes(&model), &flex.clone().autodiff(), "test").unwrap();
+        let train =
+            load_weights(&spec, &model_bytes(&model), &flex.clone().autodiff(), "test").unwrap();
         for _ in 0..2 {
-            let _ = train.forward(Tensor::<4>::random([4, 3, 16, 16], Distribution::Uniform(0.0, 1.0), &flex));
+            let _ = train.forward(Tensor::<4>::random(
+                [4, 3, 16, 16],
+                Distribution::Uniform(0.0, 1.0),
+                &flex,
+            ));
         }
         let weights = model_bytes(&train);
         let on_flex = load_weights(&spec, &weights, &flex, "flex").unwrap().valid();
@@ -37,12 +43,19 @@ fn flex_and_wgpu_agree_on_logits_and_input_gradients() {
         assert!(d < 1e-4, "{arch}: logits differ by {d}");
 
         let y = [1i64, 4, 9];
-        let ce_f = ObjectiveKind::CrossEntropy { labels: Tensor::from_data(TensorData::new(y.to_vec(), [3]), &flex) };
-        let ce_w = ObjectiveKind::CrossEntropy { labels: Tensor::from_data(TensorData::new(y.to_vec(), [3]), &wgpu) };
+        let ce_f = ObjectiveKind::CrossEntropy {
+            labels: Tensor::from_data(TensorData::new(y.to_vec(), [3]), &flex),
+        };
+        let ce_w = ObjectiveKind::CrossEntropy {
+            labels: Tensor::from_data(TensorData::new(y.to_vec(), [3]), &wgpu),
+        };
         let gf = to_vec(input_gradient(&|x| on_flex.forward(x), &ce_f, &x));
         let gw = to_vec(input_gradient(&|x| on_wgpu.forward(x), &ce_w, &xw));
         let scale = gf.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = max_abs_diff(&gf, &gw);
-        assert!(d <= 1e-3 * scale.max(1e-3), "{arch}: input gradients differ by {d} (max |g| {scale})");
+        assert!(
+            d <= 1e-3 * scale.max(1e-3),
+            "{arch}: input gradients differ by {d} (max |g| {scale})"
+        );
     }
 }

@@ -21,7 +21,11 @@ fn random_crop_flip_produces_padded_crops_and_flips() {
         let mut offsets = std::collections::HashSet::new();
         for n in 0..b {
             let at = |ch: usize, y: i64, x: i64| -> f32 {
-                if y < 0 || x < 0 || y >= h as i64 || x >= w as i64 { 0.0 } else { src[((n * c + ch) * h + y as usize) * w + x as usize] }
+                if y < 0 || x < 0 || y >= h as i64 || x >= w as i64 {
+                    0.0
+                } else {
+                    src[((n * c + ch) * h + y as usize) * w + x as usize]
+                }
             };
             let got = &out[n * c * h * w..(n + 1) * c * h * w];
             let mut found = None;
@@ -32,7 +36,8 @@ fn random_crop_flip_produces_padded_crops_and_flips() {
                             (0..h).all(|y| {
                                 (0..w).all(|xx| {
                                     let sx = if flip { w - 1 - xx } else { xx } as i64;
-                                    got[(ch * h + y) * w + xx] == at(ch, y as i64 + oy - pad as i64, sx + ox - pad as i64)
+                                    got[(ch * h + y) * w + xx]
+                                        == at(ch, y as i64 + oy - pad as i64, sx + ox - pad as i64)
                                 })
                             })
                         });
@@ -42,7 +47,8 @@ fn random_crop_flip_produces_padded_crops_and_flips() {
                     }
                 }
             }
-            let (oy, ox, flip) = found.unwrap_or_else(|| panic!("{name}: sample {n} is not a padded crop of its source"));
+            let (oy, ox, flip) = found
+                .unwrap_or_else(|| panic!("{name}: sample {n} is not a padded crop of its source"));
             seen_flip[flip as usize] = true;
             offsets.insert((oy, ox));
         }
@@ -58,7 +64,9 @@ fn epoch_order_covers_every_sample_once() {
     let device = Device::flex();
     let set = DeviceSet::upload(&train, &device);
     let order = EpochOrder::new(set.len, 100, 3, &device);
-    let mut all: Vec<i64> = (0..order.num_batches()).flat_map(|b| order.batch_indices(b).into_data().iter::<i64>().collect::<Vec<_>>()).collect();
+    let mut all: Vec<i64> = (0..order.num_batches())
+        .flat_map(|b| order.batch_indices(b).into_data().iter::<i64>().collect::<Vec<_>>())
+        .collect();
     assert_eq!(order.num_batches(), 15);
     all.sort();
     assert_eq!(all, (0..set.len as i64).collect::<Vec<_>>());

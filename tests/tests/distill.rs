@@ -7,14 +7,21 @@ use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::{Distribution, TensorData};
 use saad_core::checkpoint::DatasetInfo;
 use saad_core::data::{DeviceSet, digits};
-use saad_core::losses::{cross_entropy, cw_margin, entropy, kl_div, one_hot, renyi_entropy, saad_weights};
+use saad_core::losses::{
+    cross_entropy, cw_margin, entropy, kl_div, one_hot, renyi_entropy, saad_weights,
+};
 use saad_core::models::{ModelSpec, Net};
 use saad_core::train::methods::ard::ard_outer_loss;
 use saad_core::train::methods::iad::{iad_outer_loss, introspection_on};
 use saad_core::train::methods::rslad::rslad_outer_loss;
-use saad_core::train::methods::saad::{SaadLogits, saad_inner_max, saad_outer_loss, surrogate_teacher_logits, teacher_true_class_gradient};
+use saad_core::train::methods::saad::{
+    SaadLogits, saad_inner_max, saad_outer_loss, surrogate_teacher_logits,
+    teacher_true_class_gradient,
+};
 use saad_core::train::methods::{KlReduction, Preset};
-use saad_core::train::{LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, WeightAverage, recompute_batch_norm};
+use saad_core::train::{
+    LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, WeightAverage, recompute_batch_norm,
+};
 use saad_tests::{devices, max_abs_diff, serial, to_vec};
 
 fn t2(rows: [[f32; 3]; 2], device: &Device) -> Tensor<2> {
@@ -53,12 +60,27 @@ fn saad_loss_terms_match_hand_computed_values() {
         // alpha_IG = 1, epoch 3 of 10 (ramp 0.3), beta = 0.5.
         let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
         let loss = to_vec(saad_outer_loss(&logits, &p, 3.0 / 10.0));
-        close(&loss, &[0.27033967195957265, 0.512228953173525], 1e-5, &format!("{name} SAAD per-sample loss"));
+        close(
+            &loss,
+            &[0.27033967195957265, 0.512228953173525],
+            1e-5,
+            &format!("{name} SAAD per-sample loss"),
+        );
         // The reference beta = 0 drops the clean term: sample 0 (lowest entropy) contributes 0.
         let loss0 = to_vec(saad_outer_loss(&logits, &MethodParams::default(), 0.3));
-        close(&loss0, &[0.0, 2.165198033847111 * (0.11949909193060798 + 0.3 * 0.3902487568891655)], 1e-5, "SAAD loss, beta 0");
+        close(
+            &loss0,
+            &[0.0, 2.165198033847111 * (0.11949909193060798 + 0.3 * 0.3902487568891655)],
+            1e-5,
+            "SAAD loss, beta 0",
+        );
 
-        let r = to_vec(rslad_outer_loss(logits.t0.clone(), logits.s_plus.clone(), logits.s0.clone(), 5.0 / 6.0));
+        let r = to_vec(rslad_outer_loss(
+            logits.t0.clone(),
+            logits.s_plus.clone(),
+            logits.s0.clone(),
+            5.0 / 6.0,
+        ));
         close(&r, &[1.0397567675745965, 0.4435350762608684], 1e-5, "RSLAD per-sample loss");
         let y = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 0], [2]), &d);
         let ce = to_vec(cross_entropy(t2([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]], &d), y.clone()));
@@ -101,19 +123,32 @@ fn ard_loss_matches_the_saad_authors_and_the_original_ard() {
         let b = baseline(&d);
         let p = MethodParams::default();
         assert_eq!((p.ard_tau, p.ard_alpha, p.ard_reduction), (1.0, 1.0, KlReduction::BatchMean));
-        let loss = to_vec(ard_outer_loss(b.t_clean.clone(), b.s_adv.clone(), None, b.y.clone(), &p));
+        let loss =
+            to_vec(ard_outer_loss(b.t_clean.clone(), b.s_adv.clone(), None, b.y.clone(), &p));
         close(&loss, &[0.7518737897272152], 1e-5, &format!("{name} ARD, SAAD authors' ard.py"));
 
         let original = Preset::find("ard-original").unwrap();
         assert_eq!(original.method, MethodKind::Ard);
-        let loss = to_vec(ard_outer_loss(b.t_clean.clone(), b.s_adv.clone(), None, b.y.clone(), &original.params));
+        let loss = to_vec(ard_outer_loss(
+            b.t_clean.clone(),
+            b.s_adv.clone(),
+            None,
+            b.y.clone(),
+            &original.params,
+        ));
         // tau 30: the KL of two nearly uniform softmaxes (~3e-4) is multiplied by 900, so f32
         // cancellation shows at ~2e-5 absolute (measured on flex); a wrong tau or reduction
         // moves the value by far more (tau 1: 0.75).
         close(&loss, &[0.30112196900402377], 1e-4, &format!("{name} ARD original, alpha 1"));
         // alpha 0.9 brings in the clean CE: 0.9 * 900 * KL / (B C) + 0.1 * CE(S(x), y).
         let p = original.params.with_overrides(r#"{"ard_alpha": 0.9}"#).unwrap();
-        let loss = to_vec(ard_outer_loss(b.t_clean.clone(), b.s_adv.clone(), Some(b.s_clean.clone()), b.y.clone(), &p));
+        let loss = to_vec(ard_outer_loss(
+            b.t_clean.clone(),
+            b.s_adv.clone(),
+            Some(b.s_clean.clone()),
+            b.y.clone(),
+            &p,
+        ));
         close(&loss, &[0.42608675061762813], 1e-4, &format!("{name} ARD original, alpha 0.9"));
     }
 }
@@ -132,7 +167,17 @@ fn iad_term_starts_in_the_61st_epoch_with_the_reference_values() {
     assert!(introspection_on(1, &MethodParams { iad_begin: 0, ..p.clone() }));
     for (name, d) in devices() {
         let b = baseline(&d);
-        let loss = |epoch| to_vec(iad_outer_loss(b.t_clean.clone(), b.t_adv.clone(), b.s_adv.clone(), Some(b.s_clean.clone()), b.y.clone(), epoch, &p));
+        let loss = |epoch| {
+            to_vec(iad_outer_loss(
+                b.t_clean.clone(),
+                b.t_adv.clone(),
+                b.s_adv.clone(),
+                Some(b.s_clean.clone()),
+                b.y.clone(),
+                epoch,
+                &p,
+            ))
+        };
         close(&loss(60), &[0.7518737897272152], 1e-5, &format!("{name} IAD in epoch 60"));
         close(&loss(61), &[0.7974884120971952], 1e-5, &format!("{name} IAD in epoch 61"));
     }
@@ -147,10 +192,30 @@ fn renyi_entropy_matches_the_saad_authors_formula() {
     let _g = serial();
     for (name, d) in devices() {
         let z = t2([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], &d);
-        close(&to_vec(renyi_entropy(z.clone(), 2.0)), &[0.4431132326940186, 1.0986122886651097], 1e-5, &format!("{name} Renyi 2"));
-        close(&to_vec(renyi_entropy(z.clone(), 0.5)), &[0.8633446616435165, 1.0986122886692644], 1e-5, &format!("{name} Renyi 0.5"));
-        close(&to_vec(renyi_entropy(z.clone(), 25.0)), &[0.24952579813117717, 1.0882474405748435], 1e-4, &format!("{name} Renyi 25"));
-        close(&to_vec(renyi_entropy(z, 1.0 + 5e-7)), &[0.6655726818956875, 1.0986122886651097], 1e-5, &format!("{name} Renyi 1 + 5e-7"));
+        close(
+            &to_vec(renyi_entropy(z.clone(), 2.0)),
+            &[0.4431132326940186, 1.0986122886651097],
+            1e-5,
+            &format!("{name} Renyi 2"),
+        );
+        close(
+            &to_vec(renyi_entropy(z.clone(), 0.5)),
+            &[0.8633446616435165, 1.0986122886692644],
+            1e-5,
+            &format!("{name} Renyi 0.5"),
+        );
+        close(
+            &to_vec(renyi_entropy(z.clone(), 25.0)),
+            &[0.24952579813117717, 1.0882474405748435],
+            1e-4,
+            &format!("{name} Renyi 25"),
+        );
+        close(
+            &to_vec(renyi_entropy(z, 1.0 + 5e-7)),
+            &[0.6655726818956875, 1.0986122886651097],
+            1e-5,
+            &format!("{name} Renyi 1 + 5e-7"),
+        );
     }
 }
 
@@ -162,20 +227,44 @@ fn presets_switch_rslad_and_adaad_to_the_mean_reduction() {
     let _g = serial();
     let d = Device::flex();
     let b = baseline(&d);
-    let per_sample = rslad_outer_loss(b.t_clean.clone(), b.s_adv.clone(), b.s_clean.clone(), 5.0 / 6.0);
+    let per_sample =
+        rslad_outer_loss(b.t_clean.clone(), b.s_adv.clone(), b.s_clean.clone(), 5.0 / 6.0);
     let rslad = Preset::find("rslad-original").unwrap();
-    assert_eq!((rslad.method, rslad.params.rslad_reduction), (MethodKind::Rslad, KlReduction::Mean));
-    close(&to_vec(MethodParams::default().rslad_reduction.reduce(per_sample.clone(), 3)), &[0.7416459219177324], 1e-5, "RSLAD batchmean");
-    close(&to_vec(rslad.params.rslad_reduction.reduce(per_sample, 3)), &[0.2472153073059108], 1e-5, "RSLAD mean");
+    assert_eq!(
+        (rslad.method, rslad.params.rslad_reduction),
+        (MethodKind::Rslad, KlReduction::Mean)
+    );
+    close(
+        &to_vec(MethodParams::default().rslad_reduction.reduce(per_sample.clone(), 3)),
+        &[0.7416459219177324],
+        1e-5,
+        "RSLAD batchmean",
+    );
+    close(
+        &to_vec(rslad.params.rslad_reduction.reduce(per_sample, 3)),
+        &[0.2472153073059108],
+        1e-5,
+        "RSLAD mean",
+    );
     let adaad = Preset::find("adaad-original").unwrap();
-    assert_eq!((adaad.method, adaad.params.adaad_reduction), (MethodKind::Adaad, KlReduction::Mean));
+    assert_eq!(
+        (adaad.method, adaad.params.adaad_reduction),
+        (MethodKind::Adaad, KlReduction::Mean)
+    );
     // The presets whose recipe is already the default change no constant.
     for name in ["iad-original", "trades-original"] {
         assert_eq!(Preset::find(name).unwrap().params, MethodParams::default(), "{name}");
     }
     assert!(Preset::find("ard").is_err());
-    assert!(MethodParams::default().with_overrides(r#"{"ard_temp": 30}"#).unwrap_err().contains("unknown key"));
-    let p = MethodParams::default().with_overrides(r#"{"ard_reduction": "mean", "iad_begin": 5}"#).unwrap();
+    assert!(
+        MethodParams::default()
+            .with_overrides(r#"{"ard_temp": 30}"#)
+            .unwrap_err()
+            .contains("unknown key")
+    );
+    let p = MethodParams::default()
+        .with_overrides(r#"{"ard_reduction": "mean", "iad_begin": 5}"#)
+        .unwrap();
     assert_eq!((p.ard_reduction, p.iad_begin), (KlReduction::Mean, 5));
 }
 
@@ -203,7 +292,14 @@ fn saad_weights_carry_no_gradient() {
     assert!(!w.is_tracked() && !w_hat.is_tracked(), "weights must be detached");
     let s_plus = t2([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], &d).require_grad();
     let zeros = t2([[0.0; 3]; 2], &d);
-    let logits = SaadLogits { t0: zeros.clone(), t_plus: t_plus.clone().detach(), t_minus: t_plus.clone().detach(), s0: zeros.clone(), s_plus: s_plus.clone(), s_minus: s_plus.clone() };
+    let logits = SaadLogits {
+        t0: zeros.clone(),
+        t_plus: t_plus.clone().detach(),
+        t_minus: t_plus.clone().detach(),
+        s0: zeros.clone(),
+        s_plus: s_plus.clone(),
+        s_minus: s_plus.clone(),
+    };
     // IG term vanishes (t+ - t- = 0, s+ - s- = 0 are equal distributions), beta = 0.
     let loss = saad_outer_loss(&logits, &MethodParams::default(), 1.0).mean();
     let g = to_vec(s_plus.grad(&loss.backward()).unwrap());
@@ -213,11 +309,18 @@ fn saad_weights_carry_no_gradient() {
         e.into_iter().map(|v| v / s).collect::<Vec<_>>()
     };
     let w = to_vec(w);
-    let (pt, ps) = ([softmax([2.0, 0.0, 0.0]), softmax([0.0, 0.5, 0.0])], [softmax([0.0, 1.0, 0.0]), softmax([1.0, 0.0, 0.0])]);
+    let (pt, ps) = (
+        [softmax([2.0, 0.0, 0.0]), softmax([0.0, 0.5, 0.0])],
+        [softmax([0.0, 1.0, 0.0]), softmax([1.0, 0.0, 0.0])],
+    );
     for i in 0..2 {
         for c in 0..3 {
             let want = w[i] as f64 * (ps[i][c] - pt[i][c]) / 2.0;
-            assert!((g[i * 3 + c] as f64 - want).abs() < 1e-5, "grad[{i},{c}] = {} vs {want}", g[i * 3 + c]);
+            assert!(
+                (g[i * 3 + c] as f64 - want).abs() < 1e-5,
+                "grad[{i},{c}] = {} vs {want}",
+                g[i * 3 + c]
+            );
         }
     }
 }
@@ -258,7 +361,10 @@ fn first_order_surrogate_matches_the_teacher_to_first_order() {
     };
     let (e1, e2) = (err(0.04), err(0.02));
     let ratio = e1 / e2;
-    assert!((2.5..6.0).contains(&ratio), "second-order error: {e1} at h, {e2} at h/2 (ratio {ratio}, expected ~4)");
+    assert!(
+        (2.5..6.0).contains(&ratio),
+        "second-order error: {e1} at h, {e2} at h/2 (ratio {ratio}, expected ~4)"
+    );
 }
 
 /// SAAD's inner maximisation raises its objective above the start and stays in the eps-ball.
@@ -269,12 +375,22 @@ fn saad_inner_max_increases_its_objective_within_the_ball() {
         let teacher = tiny("small-cnn-8", 1, &d);
         let student = tiny("small-cnn-4", 2, &d);
         let x = Tensor::<4>::random([6, 3, 12, 12], Distribution::Uniform(0.0, 1.0), &d);
-        let y = Tensor::<1, Int>::from_data(TensorData::new((0..6i64).collect::<Vec<_>>(), [6]), &d);
+        let y =
+            Tensor::<1, Int>::from_data(TensorData::new((0..6i64).collect::<Vec<_>>(), [6]), &d);
         let eps = 8.0 / 255.0;
-        let pgd = Pgd { eps, alpha: 2.0 / 255.0, steps: 10, start: Start::Gaussian(0.001), restarts: 1 };
+        let pgd =
+            Pgd { eps, alpha: 2.0 / 255.0, steps: 10, start: Start::Gaussian(0.001), restarts: 1 };
         let (t0, x_adv) = saad_inner_max(&student, &teacher, &x, &y, &pgd, 1.0);
         let (_, g) = teacher_true_class_gradient(&teacher, &x, &y);
-        let objective = |xa: &Tensor<4>| to_vec(kl_div(surrogate_teacher_logits(&t0, &g, &x, xa, &y, 1.0), student.forward(xa.clone())).sum())[0];
+        let objective = |xa: &Tensor<4>| {
+            to_vec(
+                kl_div(
+                    surrogate_teacher_logits(&t0, &g, &x, xa, &y, 1.0),
+                    student.forward(xa.clone()),
+                )
+                .sum(),
+            )[0]
+        };
         let (before, after) = (objective(&x), objective(&x_adv));
         assert!(after > before, "{name}: objective {before} -> {after}");
         let linf = to_vec((x_adv.clone() - x.clone()).abs().max())[0];
@@ -294,10 +410,18 @@ fn weight_average_is_the_mean_of_the_snapshots() {
     avg.update(&snaps[1]);
     avg.update(&snaps[2]);
     assert_eq!(avg.count, 3);
-    let params = |n: &Net| n.named_tensors().into_iter().filter(|t| !t.is_buffer()).map(|t| (t.key, to_vec(t.tensor))).collect::<Vec<_>>();
-    let (a, b, c, m) = (params(&snaps[0]), params(&snaps[1]), params(&snaps[2]), params(&avg.model));
+    let params = |n: &Net| {
+        n.named_tensors()
+            .into_iter()
+            .filter(|t| !t.is_buffer())
+            .map(|t| (t.key, to_vec(t.tensor)))
+            .collect::<Vec<_>>()
+    };
+    let (a, b, c, m) =
+        (params(&snaps[0]), params(&snaps[1]), params(&snaps[2]), params(&avg.model));
     for i in 0..a.len() {
-        let mean: Vec<f32> = (0..a[i].1.len()).map(|j| (a[i].1[j] + b[i].1[j] + c[i].1[j]) / 3.0).collect();
+        let mean: Vec<f32> =
+            (0..a[i].1.len()).map(|j| (a[i].1[j] + b[i].1[j] + c[i].1[j]) / 3.0).collect();
         assert!(max_abs_diff(&mean, &m[i].1) < 1e-6, "{}: not the mean", a[i].0);
     }
 }
@@ -355,13 +479,18 @@ fn every_method_runs_and_reports_transfer() {
         let teacher = tiny("small-cnn-8", 99, &d);
         for method in MethodKind::ALL {
             let (trainer, data) = small_run(method, 1, &d);
-            let mut trainer = if method.needs_teacher() { trainer.with_teacher(&teacher) } else { trainer };
+            let mut trainer =
+                if method.needs_teacher() { trainer.with_teacher(&teacher) } else { trainer };
             let stats = trainer.train_epoch(&data, &mut |_, _| {});
             assert!(stats.loss.is_finite(), "{name} {method}: loss {}", stats.loss);
             match (&stats.transfer, method.needs_teacher()) {
                 (Some(t), true) => {
                     assert!((0.0..=1.0).contains(&t.tas), "{name} {method}: TAS {}", t.tas);
-                    assert_eq!(t.weight_hist.iter().sum::<usize>(), 256, "{name} {method}: histogram counts every sample");
+                    assert_eq!(
+                        t.weight_hist.iter().sum::<usize>(),
+                        256,
+                        "{name} {method}: histogram counts every sample"
+                    );
                     assert!(t.teacher_entropy_mean >= 0.0 && t.teacher_entropy_std >= 0.0);
                 }
                 (None, false) => {}

@@ -16,19 +16,30 @@ fn pgd_step_kernel_equals_the_tensor_op_twin() {
         let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &d);
         let x_adv = (x.clone() + x.random_like(Distribution::Uniform(-0.05, 0.05))).clamp(0.0, 1.0);
         // Some exact zeros in the gradient: sign(0) = 0 on both paths.
-        let grad = x.random_like(Distribution::Normal(0.0, 1.0)).mask_fill(x.random_like(Distribution::Uniform(0.0, 1.0)).lower_elem(0.1), 0.0);
+        let grad = x
+            .random_like(Distribution::Normal(0.0, 1.0))
+            .mask_fill(x.random_like(Distribution::Uniform(0.0, 1.0)).lower_elem(0.1), 0.0);
         let eps = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.06), &d);
         let alpha = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.02), &d);
-        let active = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), &d).greater_elem(0.3).float();
-        let twin = pgd_update(Route::TensorOps, x_adv.clone(), grad.clone(), &x, eps.clone(), alpha.clone(), active.clone());
+        let active =
+            Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), &d).greater_elem(0.3).float();
+        let twin = pgd_update(
+            Route::TensorOps,
+            x_adv.clone(),
+            grad.clone(),
+            &x,
+            eps.clone(),
+            alpha.clone(),
+            active.clone(),
+        );
         let kernel = pgd_update(Route::Kernel, x_adv, grad, &x, eps, alpha, active);
         let diff = max_abs_diff(&to_vec(twin), &to_vec(kernel));
         assert!(diff <= 1e-7, "{shape:?}: kernel and twin differ by {diff}");
     }
 }
 
-use saad_core::kernels::{saad_loss, transfer_sums};
 use saad_core::burn::tensor::{Int, TensorData};
+use saad_core::kernels::{saad_loss, transfer_sums};
 use saad_core::train::MethodParams;
 use saad_core::train::methods::saad::SaadLogits;
 
@@ -41,14 +52,22 @@ fn every_shader_validates_with_naga() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "wgsl") {
             let src = std::fs::read_to_string(&path).unwrap();
-            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
             // WebGPU defaults: <= 256 invocations per workgroup, <= 8 storage buffers per stage.
             let ep = &module.entry_points[0];
             assert!(ep.workgroup_size.iter().product::<u32>() <= 256, "{}", path.display());
-            let storage = module.global_variables.iter().filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. })).count();
+            let storage = module
+                .global_variables
+                .iter()
+                .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
+                .count();
             assert!(storage <= 8, "{}: {storage} storage buffers", path.display());
             n += 1;
         }
@@ -86,9 +105,18 @@ fn saad_loss_kernel_equals_the_twin() {
             let twin = saad_loss(Route::TensorOps, &l, &p, 0.3);
             let kern = saad_loss(Route::Kernel, &l, &p, 0.3);
             let (lt, lk) = (to_vec(twin.loss)[0], to_vec(kern.loss)[0]);
-            assert!((lt - lk).abs() <= 1e-5 * lt.abs().max(1.0), "b={b} c={c} gamma={gamma}: loss {lk} vs twin {lt}");
-            assert!(max_abs_diff(&to_vec(twin.w), &to_vec(kern.w)) <= 1e-4, "b={b} c={c}: weights differ");
-            assert!(max_abs_diff(&to_vec(twin.w_hat), &to_vec(kern.w_hat)) <= 1e-5, "b={b} c={c}: w^ differ");
+            assert!(
+                (lt - lk).abs() <= 1e-5 * lt.abs().max(1.0),
+                "b={b} c={c} gamma={gamma}: loss {lk} vs twin {lt}"
+            );
+            assert!(
+                max_abs_diff(&to_vec(twin.w), &to_vec(kern.w)) <= 1e-4,
+                "b={b} c={c}: weights differ"
+            );
+            assert!(
+                max_abs_diff(&to_vec(twin.w_hat), &to_vec(kern.w_hat)) <= 1e-5,
+                "b={b} c={c}: w^ differ"
+            );
         }
     }
 }
@@ -105,8 +133,18 @@ fn saad_loss_kernel_backward_equals_autodiff_and_finite_differences() {
     let base = saad_logits(&d, b, c);
     let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
     let grads = |route: Route| {
-        let s: Vec<Tensor<2>> = [&base.s0, &base.s_plus, &base.s_minus].iter().map(|t| (*t).clone().autodiff().require_grad()).collect();
-        let l = SaadLogits { t0: base.t0.clone(), t_plus: base.t_plus.clone(), t_minus: base.t_minus.clone(), s0: s[0].clone(), s_plus: s[1].clone(), s_minus: s[2].clone() };
+        let s: Vec<Tensor<2>> = [&base.s0, &base.s_plus, &base.s_minus]
+            .iter()
+            .map(|t| (*t).clone().autodiff().require_grad())
+            .collect();
+        let l = SaadLogits {
+            t0: base.t0.clone(),
+            t_plus: base.t_plus.clone(),
+            t_minus: base.t_minus.clone(),
+            s0: s[0].clone(),
+            s_plus: s[1].clone(),
+            s_minus: s[2].clone(),
+        };
         let out = saad_loss(route, &l, &p, 0.4);
         let g = out.loss.backward();
         s.iter().map(|t| to_vec(t.grad(&g).unwrap())).collect::<Vec<_>>()
@@ -114,11 +152,24 @@ fn saad_loss_kernel_backward_equals_autodiff_and_finite_differences() {
     let (twin, kern) = (grads(Route::TensorOps), grads(Route::Kernel));
     for k in 0..3 {
         let scale = twin[k].iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        assert!(max_abs_diff(&twin[k], &kern[k]) <= 1e-4 * scale, "student logits {k}: kernel gradient differs from autodiff");
+        assert!(
+            max_abs_diff(&twin[k], &kern[k]) <= 1e-4 * scale,
+            "student logits {k}: kernel gradient differs from autodiff"
+        );
     }
     // Central differences on s_plus entries (the weights are constants of the teacher).
     let loss_at = |s_plus: Tensor<2>| {
-        let l = SaadLogits { s_plus, ..SaadLogits { t0: base.t0.clone(), t_plus: base.t_plus.clone(), t_minus: base.t_minus.clone(), s0: base.s0.clone(), s_plus: base.s_plus.clone(), s_minus: base.s_minus.clone() } };
+        let l = SaadLogits {
+            s_plus,
+            ..SaadLogits {
+                t0: base.t0.clone(),
+                t_plus: base.t_plus.clone(),
+                t_minus: base.t_minus.clone(),
+                s0: base.s0.clone(),
+                s_plus: base.s_plus.clone(),
+                s_minus: base.s_minus.clone(),
+            }
+        };
         to_vec(saad_loss(Route::Kernel, &l, &p, 0.4).loss)[0] as f64
     };
     let h = 1e-2f32;
@@ -131,7 +182,10 @@ fn saad_loss_kernel_backward_equals_autodiff_and_finite_differences() {
         };
         let fd = (loss_at(bump(h)) - loss_at(bump(-h))) / (2.0 * h as f64);
         let an = kern[1][idx] as f64;
-        assert!((fd - an).abs() <= 2e-3 + 2e-2 * an.abs(), "entry {idx}: finite difference {fd} vs kernel gradient {an}");
+        assert!(
+            (fd - an).abs() <= 2e-3 + 2e-2 * an.abs(),
+            "entry {idx}: finite difference {fd} vs kernel gradient {an}"
+        );
     }
     let _ = ad;
 }
@@ -145,14 +199,26 @@ fn transfer_stats_kernel_equals_the_twin() {
     for (b, c) in [(5, 10), (257, 10), (64, 200)] {
         let t = logits(&d, b, c, 2.0);
         let s = logits(&d, b, c, 1.0);
-        let y = Tensor::<1, Int>::from_data(TensorData::new((0..b as i64).map(|i| i % c as i64).collect::<Vec<_>>(), [b]), &d);
+        let y = Tensor::<1, Int>::from_data(
+            TensorData::new((0..b as i64).map(|i| i % c as i64).collect::<Vec<_>>(), [b]),
+            &d,
+        );
         // The default Shannon entropy, one order inside the reference's Shannon band, Renyi-2.
-        for (student, gamma) in [(Some(s.clone()), 1.0), (None, 1.0), (Some(s.clone()), 1.0 + 5e-7), (Some(s.clone()), 2.0)] {
+        for (student, gamma) in [
+            (Some(s.clone()), 1.0),
+            (None, 1.0),
+            (Some(s.clone()), 1.0 + 5e-7),
+            (Some(s.clone()), 2.0),
+        ] {
             let p = MethodParams { saad_gamma: gamma, ..MethodParams::default() };
-            let twin = to_vec(transfer_sums(Route::TensorOps, t.clone(), student.clone(), y.clone(), &p));
+            let twin =
+                to_vec(transfer_sums(Route::TensorOps, t.clone(), student.clone(), y.clone(), &p));
             let kern = to_vec(transfer_sums(Route::Kernel, t.clone(), student, y.clone(), &p));
             for (i, (a, k)) in twin.iter().zip(&kern).enumerate() {
-                assert!((a - k).abs() <= 1e-3 * a.abs().max(1.0), "b={b} c={c} gamma={gamma}: sum {i} kernel {k} vs twin {a}");
+                assert!(
+                    (a - k).abs() <= 1e-3 * a.abs().max(1.0),
+                    "b={b} c={c} gamma={gamma}: sum {i} kernel {k} vs twin {a}"
+                );
             }
         }
     }
@@ -183,14 +249,22 @@ fn training_with_and_without_kernels_gives_the_same_loss_curve() {
         config.augment = None;
         config.swa_start = None;
         let info = DatasetInfo { name: "digits".into(), image_size: 8, num_classes: 10 };
-        let mut t = Trainer::new(ModelSpec::new("small-cnn-4".parse().unwrap(), 10), config, info, &d).with_teacher(&teacher);
+        let mut t =
+            Trainer::new(ModelSpec::new("small-cnn-4".parse().unwrap(), 10), config, info, &d)
+                .with_teacher(&teacher);
         let stats: Vec<_> = (0..3).map(|_| t.train_epoch(&data, &mut |_, _| {})).collect();
         set_kernels_enabled(true);
         stats
     };
     let (with, without) = (run(true), run(false));
     for (a, b) in with.iter().zip(&without) {
-        assert!((a.loss - b.loss).abs() <= 1e-4 * b.loss.abs().max(1e-3), "epoch {}: loss {} with kernels, {} without", a.epoch, a.loss, b.loss);
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-4 * b.loss.abs().max(1e-3),
+            "epoch {}: loss {} with kernels, {} without",
+            a.epoch,
+            a.loss,
+            b.loss
+        );
         let (ta, tb) = (a.transfer.as_ref().unwrap(), b.transfer.as_ref().unwrap());
         assert_eq!(ta.weight_hist.iter().sum::<usize>(), tb.weight_hist.iter().sum::<usize>());
         assert!((ta.tas - tb.tas).abs() < 1e-9, "epoch {}: TAS {} vs {}", a.epoch, ta.tas, tb.tas);
@@ -219,7 +293,12 @@ const CONV_CASES: [ConvCase; 9] = [
 /// gradients of it on flex (so that a wgpu check does not tune burn's convolution kernels for
 /// each shape): output, input gradient and weight gradient within 1e-5 of the largest value,
 /// with a non-uniform upstream gradient (sin(y)) so that every position's weight matters.
-fn check_convolution_against_burns(device: &Device, cases: &[ConvCase], ours: fn(Tensor<4>, Tensor<4>, [usize; 2], [usize; 2]) -> Tensor<4>, what: &str) {
+fn check_convolution_against_burns(
+    device: &Device,
+    cases: &[ConvCase],
+    ours: fn(Tensor<4>, Tensor<4>, [usize; 2], [usize; 2]) -> Tensor<4>,
+    what: &str,
+) {
     use saad_core::burn::tensor::module::conv2d;
     use saad_core::burn::tensor::ops::ConvOptions;
     let flex = Device::flex();
@@ -230,19 +309,35 @@ fn check_convolution_against_burns(device: &Device, cases: &[ConvCase], ours: fn
             let on = if mine { device } else { &flex };
             let xl = x.clone().to_device(on).autodiff().require_grad();
             let wl = weight.clone().to_device(on).autodiff().require_grad();
-            let y = if mine { ours(xl.clone(), wl.clone(), [s, s], [p, p]) } else { conv2d(xl.clone(), wl.clone(), None, ConvOptions::new([s, s], [p, p], [1, 1], 1)) };
+            let y = if mine {
+                ours(xl.clone(), wl.clone(), [s, s], [p, p])
+            } else {
+                conv2d(xl.clone(), wl.clone(), None, ConvOptions::new([s, s], [p, p], [1, 1], 1))
+            };
             let loss = (y.clone() * y.clone().detach().sin()).sum();
             let grads = loss.backward();
-            (to_vec(y.detach().without_autodiff()), to_vec(xl.grad(&grads).unwrap()), to_vec(wl.grad(&grads).unwrap()))
+            (
+                to_vec(y.detach().without_autodiff()),
+                to_vec(xl.grad(&grads).unwrap()),
+                to_vec(wl.grad(&grads).unwrap()),
+            )
         };
         let (y_ref, dx_ref, dw_ref) = run(false);
         let (y, dx, dw) = run(true);
         let case = format!("{what}: b{b} c{c} o{o} {h}x{w} k{k} s{s} p{p}");
         assert_eq!(y.len(), y_ref.len(), "{case}: output size");
         let scale = |v: &[f32]| v.iter().fold(1.0f32, |m, a| m.max(a.abs()));
-        for (name, mine, reference) in [("output", &y, &y_ref), ("input gradient", &dx, &dx_ref), ("weight gradient", &dw, &dw_ref)] {
+        for (name, mine, reference) in [
+            ("output", &y, &y_ref),
+            ("input gradient", &dx, &dx_ref),
+            ("weight gradient", &dw, &dw_ref),
+        ] {
             let diff = max_abs_diff(mine, reference);
-            assert!(diff <= 1e-5 * scale(reference), "{case}: {name} differs by {diff} (largest {})", scale(reference));
+            assert!(
+                diff <= 1e-5 * scale(reference),
+                "{case}: {name} differs by {diff} (largest {})",
+                scale(reference)
+            );
         }
     }
 }
@@ -260,7 +355,12 @@ fn flex_convolution_equals_burns_convolution_and_its_gradients() {
     cases.push((40, 64, 4, 8, 8, 3, 1, 1));
     // One image per chunk (576x1024 columns).
     cases.push((3, 64, 8, 32, 32, 3, 1, 1));
-    check_convolution_against_burns(&d, &cases, saad_core::kernels::flex_conv::conv2d, "flex convolution");
+    check_convolution_against_burns(
+        &d,
+        &cases,
+        saad_core::kernels::flex_conv::conv2d,
+        "flex convolution",
+    );
 }
 
 /// The wgpu convolution (`kernels::gemm_conv`: columns of the padded input times the weights,
@@ -272,7 +372,12 @@ fn columns_times_weights_convolution_equals_burns_convolution_and_its_gradients(
     let _g = serial();
     if let Some(d) = wgpu_device() {
         Device::flex().seed(13);
-        check_convolution_against_burns(&d, &[CONV_CASES[2]], saad_core::kernels::gemm_conv::conv2d, "columns convolution on wgpu");
+        check_convolution_against_burns(
+            &d,
+            &[CONV_CASES[2]],
+            saad_core::kernels::gemm_conv::conv2d,
+            "columns convolution on wgpu",
+        );
     }
 }
 
@@ -285,7 +390,9 @@ fn models_give_the_same_logits_with_and_without_the_flex_convolution() {
     let _g = serial();
     let d = Device::flex();
     d.seed(12);
-    for arch in ["resnet18", "preact-resnet18-w8", "wrn-16-2", "dm-wrn-10-1", "mobilenetv2", "small-cnn-8"] {
+    for arch in
+        ["resnet18", "preact-resnet18-w8", "wrn-16-2", "dm-wrn-10-1", "mobilenetv2", "small-cnn-8"]
+    {
         let model = ModelSpec::new(arch.parse().unwrap(), 10).init(&d);
         let x = Tensor::<4>::random([3, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &d);
         let ours = to_vec(model.forward(x.clone()));

@@ -4,8 +4,8 @@ use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::Distribution;
 use saad_core::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
 use saad_core::export::{state_dict, to_safetensors};
-use saad_core::models::{Arch, ModelSpec};
 use saad_core::host_copy::{model_on_host, owned};
+use saad_core::models::{Arch, ModelSpec};
 use saad_tests::{devices, max_abs_diff, serial, to_vec};
 
 fn count(arch: &str, classes: usize) -> usize {
@@ -31,7 +31,10 @@ fn parameter_counts_equal_pytorch() {
 fn state_dict_keys_follow_the_pytorch_layouts() {
     let _g = serial();
     let keys = |arch: &str| -> Vec<String> {
-        state_dict(&ModelSpec::new(arch.parse().unwrap(), 10).init(&Device::flex())).into_iter().map(|t| t.key).collect()
+        state_dict(&ModelSpec::new(arch.parse().unwrap(), 10).init(&Device::flex()))
+            .into_iter()
+            .map(|t| t.key)
+            .collect()
     };
     let r = keys("resnet18-w4");
     for k in [
@@ -50,21 +53,51 @@ fn state_dict_keys_follow_the_pytorch_layouts() {
     ] {
         assert!(r.contains(&k.to_string()), "resnet18 lacks {k}: {r:?}");
     }
-    assert!(!r.iter().any(|k| k.starts_with("layer1.0.shortcut")), "identity shortcut has no parameters");
+    assert!(
+        !r.iter().any(|k| k.starts_with("layer1.0.shortcut")),
+        "identity shortcut has no parameters"
+    );
     let w = keys("wrn-16-2");
-    for k in ["conv1.weight", "block1.layer.0.convShortcut.weight", "block2.layer.1.bn2.running_mean", "bn1.weight", "fc.weight", "fc.bias"] {
+    for k in [
+        "conv1.weight",
+        "block1.layer.0.convShortcut.weight",
+        "block2.layer.1.bn2.running_mean",
+        "bn1.weight",
+        "fc.weight",
+        "fc.bias",
+    ] {
         assert!(w.contains(&k.to_string()), "wrn lacks {k}: {w:?}");
     }
     let d = keys("dm-wrn-16-2");
-    for k in ["init_conv.weight", "layer.0.block.0.batchnorm_0.weight", "layer.1.block.0.shortcut.weight", "layer.2.block.1.conv_1.weight", "batchnorm.running_var", "logits.bias"] {
+    for k in [
+        "init_conv.weight",
+        "layer.0.block.0.batchnorm_0.weight",
+        "layer.1.block.0.shortcut.weight",
+        "layer.2.block.1.conv_1.weight",
+        "batchnorm.running_var",
+        "logits.bias",
+    ] {
         assert!(d.contains(&k.to_string()), "dm-wrn lacks {k}: {d:?}");
     }
     let m = keys("mobilenetv2");
-    for k in ["conv1.weight", "layers.0.shortcut.0.weight", "layers.16.conv3.weight", "conv2.weight", "bn2.bias", "linear.weight"] {
+    for k in [
+        "conv1.weight",
+        "layers.0.shortcut.0.weight",
+        "layers.16.conv3.weight",
+        "conv2.weight",
+        "bn2.bias",
+        "linear.weight",
+    ] {
         assert!(m.contains(&k.to_string()), "mobilenetv2 lacks {k}");
     }
     let p = keys("preact-resnet18-w4");
-    for k in ["conv1.weight", "layer2.0.shortcut.0.weight", "layer1.0.bn1.weight", "bn.weight", "linear.bias"] {
+    for k in [
+        "conv1.weight",
+        "layer2.0.shortcut.0.weight",
+        "layer1.0.bn1.weight",
+        "bn.weight",
+        "linear.bias",
+    ] {
         assert!(p.contains(&k.to_string()), "preact lacks {k}");
     }
 }
@@ -79,9 +112,11 @@ fn safetensors_export_has_pytorch_shapes_and_values() {
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
     let fc = st.tensor("fc.weight").unwrap();
     assert_eq!(fc.shape(), &[10, 16], "Linear weight is [out, in] in PyTorch");
-    let burn_fc = to_vec(model.named_tensors().into_iter().find(|t| t.key == "fc.weight").unwrap().tensor);
+    let burn_fc =
+        to_vec(model.named_tensors().into_iter().find(|t| t.key == "fc.weight").unwrap().tensor);
     // burn [in=16, out=10] -> PyTorch [out, in]: element (o, i) = burn (i, o).
-    let pt: Vec<f32> = fc.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let pt: Vec<f32> =
+        fc.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     assert_eq!(pt[16 + 3], burn_fc[3 * 10 + 1]);
     assert_eq!(st.tensor("conv1.weight").unwrap().shape(), &[4, 3, 3, 3]);
     let nbt = st.tensor("bn1.num_batches_tracked").unwrap();
@@ -114,7 +149,10 @@ fn checkpoints_round_trip_and_refuse_other_architectures() {
     assert_eq!(back.header.epochs_done, 3);
     let loaded = back.load_model(&device, "c.saad").unwrap().valid();
     let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
-    assert_eq!(max_abs_diff(&to_vec(model.valid().forward(x.clone())), &to_vec(loaded.forward(x))), 0.0);
+    assert_eq!(
+        max_abs_diff(&to_vec(model.valid().forward(x.clone())), &to_vec(loaded.forward(x))),
+        0.0
+    );
 
     let other = ModelSpec::new(Arch::SmallCnn { width: 4 }, 10);
     let err = load_weights(&other, &back.model, &device, "c.saad").unwrap_err().to_string();
@@ -145,7 +183,16 @@ fn model_on_host_is_the_same_model_on_the_cpu() {
 
 #[test]
 fn architecture_ids_parse_and_print() {
-    for id in ["small-cnn-32", "resnet18", "resnet18-w16", "preact-resnet18", "mobilenetv2", "wrn-34-10", "dm-wrn-28-10", "dm-wrn-70-16-relu"] {
+    for id in [
+        "small-cnn-32",
+        "resnet18",
+        "resnet18-w16",
+        "preact-resnet18",
+        "mobilenetv2",
+        "wrn-34-10",
+        "dm-wrn-28-10",
+        "dm-wrn-70-16-relu",
+    ] {
         let a: Arch = id.parse().unwrap();
         assert_eq!(a.to_string(), id);
     }
@@ -153,4 +200,3 @@ fn architecture_ids_parse_and_print() {
     assert!("wrn-33-10".parse::<Arch>().unwrap_err().contains("6n+4"));
     assert!("vgg16".parse::<Arch>().unwrap_err().contains("expected one of"));
 }
-

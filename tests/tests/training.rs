@@ -46,12 +46,13 @@ fn resume_continues_bit_for_bit() {
     }
     assert_eq!(losses, resumed_losses);
     // Every weight and BatchNorm statistic is identical (record bytes also hold ids, which differ).
-    let values = |t: &Trainer| t.model.named_tensors().into_iter().map(|t| (t.key, to_vec(t.tensor))).collect::<Vec<_>>();
+    let values = |t: &Trainer| {
+        t.model.named_tensors().into_iter().map(|t| (t.key, to_vec(t.tensor))).collect::<Vec<_>>()
+    };
     assert!(values(&straight) == values(&resumed), "weights differ after resume");
     // And training did something.
     assert!(losses[2] < losses[0], "loss did not fall: {losses:?}");
 }
-
 
 /// The divergence watch, kept on the device and read with the epoch's statistics: with a NaN
 /// learning rate the first batch's loss is finite and its step poisons the weights, so every

@@ -11,13 +11,17 @@ use render::{delta_rgba, image_rgba};
 use saad_core::attacks::{ObjectiveKind, Pgd};
 use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::TensorData;
+use saad_core::burn::tensor::activation::softmax;
 use saad_core::checkpoint::{Checkpoint, DatasetInfo};
 use saad_core::data::{DeviceSet, ImageSet, cifar, digits};
-use saad_core::burn::tensor::activation::softmax;
 use saad_core::losses::{cross_entropy, cw_margin, entropy};
 use saad_core::models::{ModelSpec, Net};
-use saad_core::train::{EpochRun, LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, TransferStats};
-use saad_core::transfer::{COLUMNS, TransferAttack, batch_columns, craft_traced, records_from_columns};
+use saad_core::train::{
+    EpochRun, LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer, TransferStats,
+};
+use saad_core::transfer::{
+    COLUMNS, TransferAttack, batch_columns, craft_traced, records_from_columns,
+};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 
@@ -36,7 +40,9 @@ extern "C" {
 /// ("unreachable") with no message, so print the message first.
 #[wasm_bindgen(start)]
 pub fn on_start() {
-    std::panic::set_hook(Box::new(|info| console_error(&format!("saad-web panicked: {info}\n{}", Error::new().stack()))));
+    std::panic::set_hook(Box::new(|info| {
+        console_error(&format!("saad-web panicked: {info}\n{}", Error::new().stack()))
+    }));
 }
 
 fn err(e: impl std::fmt::Display) -> JsError {
@@ -48,10 +54,16 @@ async fn device_for(backend: &str) -> Result<(Device, String), JsError> {
     match backend {
         "cpu" => Ok((Device::flex(), "CPU (flex, wasm)".into())),
         "webgpu" => {
-            let device = Device::wgpu_options().init_async().await.map_err(|e| err(format!("WebGPU is not available: {e}")))?;
+            let device = Device::wgpu_options()
+                .init_async()
+                .await
+                .map_err(|e| err(format!("WebGPU is not available: {e}")))?;
             // Browsers may hide the adapter's name.
             let name = device.identity().map(|i| i.name).unwrap_or_default();
-            Ok((device, if name.trim().is_empty() { "WebGPU".into() } else { format!("WebGPU ({name})") }))
+            Ok((
+                device,
+                if name.trim().is_empty() { "WebGPU".into() } else { format!("WebGPU ({name})") },
+            ))
         }
         other => Err(err(format!("unknown backend {other:?}: expected webgpu or cpu"))),
     }
@@ -62,7 +74,10 @@ async fn read(t: Tensor<1>) -> Result<Vec<f32>, JsError> {
 }
 
 fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::MIN), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
+    v.iter()
+        .enumerate()
+        .fold((0, f32::MIN), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) })
+        .0
 }
 
 /// The page's attack names: fgsm, pgd (CE, uniform start) or saad (SAAD's inner maximisation).
@@ -75,7 +90,11 @@ fn transfer_attack(name: &str, steps: usize) -> Result<TransferAttack, JsError> 
     }
 }
 
-fn load_model(bytes: &[u8], name: &str, device: &Device) -> Result<(Net, ModelSpec, DatasetInfo), JsError> {
+fn load_model(
+    bytes: &[u8],
+    name: &str,
+    device: &Device,
+) -> Result<(Net, ModelSpec, DatasetInfo), JsError> {
     let ckpt = Checkpoint::decode(bytes, name).map_err(err)?;
     let model = ckpt.load_model(device, name).map_err(err)?;
     Ok((model, ckpt.header.model.clone(), ckpt.header.dataset.clone()))
@@ -116,7 +135,8 @@ impl Lab {
     /// Loads the student from a saad model file; returns a description.
     pub fn load_student(&mut self, bytes: &[u8], name: &str) -> Result<String, JsError> {
         let (m, spec, info) = load_model(bytes, name, &self.device)?;
-        let d = format!("{spec}, trained on {} ({}x{})", info.name, info.image_size, info.image_size);
+        let d =
+            format!("{spec}, trained on {} ({}x{})", info.name, info.image_size, info.image_size);
         self.student = Some((m, spec, info));
         Ok(d)
     }
@@ -138,7 +158,12 @@ impl Lab {
             if set.num_classes != spec.num_classes || set.height != info.image_size {
                 return Err(err(format!(
                     "these images ({} classes, {}x{}) do not fit the student ({} classes, {}x{}): load matching models first",
-                    set.num_classes, set.height, set.width, spec.num_classes, info.image_size, info.image_size
+                    set.num_classes,
+                    set.height,
+                    set.width,
+                    spec.num_classes,
+                    info.image_size,
+                    info.image_size
                 )));
             }
         }
@@ -170,7 +195,8 @@ impl Lab {
     pub fn thumbnail(&self, index: usize) -> Vec<u8> {
         let s = self.images.as_ref().expect("images loaded");
         let len = s.image_len();
-        let px: Vec<f32> = s.pixels[index * len..(index + 1) * len].iter().map(|&p| p as f32 / 255.0).collect();
+        let px: Vec<f32> =
+            s.pixels[index * len..(index + 1) * len].iter().map(|&p| p as f32 / 255.0).collect();
         image_rgba(&px, s.height, s.width)
     }
 
@@ -183,14 +209,28 @@ impl Lab {
         if t.1.num_classes != s.1.num_classes || ti.image_size != si.image_size {
             return Err(err(format!(
                 "the teacher ({}, {} classes, {}x{} {}) and the student ({}, {} classes, {}x{} {}) do not match: load a pair trained on the same data",
-                t.1, t.1.num_classes, ti.image_size, ti.image_size, ti.name, s.1, s.1.num_classes, si.image_size, si.image_size, si.name
+                t.1,
+                t.1.num_classes,
+                ti.image_size,
+                ti.image_size,
+                ti.name,
+                s.1,
+                s.1.num_classes,
+                si.image_size,
+                si.image_size,
+                si.name
             )));
         }
         if let Some(set) = &self.images {
             if set.num_classes != s.1.num_classes || set.height != si.image_size {
                 return Err(err(format!(
                     "the images ({} classes, {}x{}) do not fit the models ({} classes, {}x{}): load matching images",
-                    set.num_classes, set.height, set.width, s.1.num_classes, si.image_size, si.image_size
+                    set.num_classes,
+                    set.height,
+                    set.width,
+                    s.1.num_classes,
+                    si.image_size,
+                    si.image_size
                 )));
             }
         }
@@ -202,7 +242,8 @@ impl Lab {
         if index >= data.len {
             return Err(err(format!("image {index} out of range (0..{})", data.len)));
         }
-        let ix = Tensor::<1, Int>::from_data(TensorData::new(vec![index as i64], [1]), &self.device);
+        let ix =
+            Tensor::<1, Int>::from_data(TensorData::new(vec![index as i64], [1]), &self.device);
         Ok(data.gather(ix))
     }
 
@@ -211,12 +252,30 @@ impl Lab {
     /// clean, adversarial and perturbation images (RGBA), every iterate and the loss / margin
     /// trace, teacher and student probabilities on both inputs, whether the example transfers,
     /// the teacher's entropy and the Linf norm.
-    pub async fn attack(&self, index: usize, attack: String, eps: f32, alpha: f32, steps: usize, seed: u32) -> Result<String, JsError> {
+    pub async fn attack(
+        &self,
+        index: usize,
+        attack: String,
+        eps: f32,
+        alpha: f32,
+        steps: usize,
+        seed: u32,
+    ) -> Result<String, JsError> {
         let (teacher, student) = self.models()?;
         let (x, y) = self.example(index)?;
         self.device.seed(seed as u64);
         let kind = transfer_attack(&attack, steps)?;
-        let (x_adv, iterates) = craft_traced(kind, student, teacher, &x, &y, eps, alpha, &MethodParams::default(), true);
+        let (x_adv, iterates) = craft_traced(
+            kind,
+            student,
+            teacher,
+            &x,
+            &y,
+            eps,
+            alpha,
+            &MethodParams::default(),
+            true,
+        );
         // One read: the student's loss and margin along the way, the clean image and every
         // iterate (the iterates start from a random point, so the perturbation is measured
         // against x itself), both models' probabilities on x and x', the teacher's entropy on x'.
@@ -271,7 +330,16 @@ impl Lab {
 
     /// The batch view: images `start..start + count` attacked together; per-sample transfer
     /// records (with SAAD weights relative to this batch), TAS and the weight histogram.
-    pub async fn batch(&self, start: usize, count: usize, attack: String, eps: f32, alpha: f32, steps: usize, seed: u32) -> Result<String, JsError> {
+    pub async fn batch(
+        &self,
+        start: usize,
+        count: usize,
+        attack: String,
+        eps: f32,
+        alpha: f32,
+        steps: usize,
+        seed: u32,
+    ) -> Result<String, JsError> {
         let (teacher, student) = self.models()?;
         let data = self.data.as_ref().ok_or_else(|| err("load images first"))?;
         let end = (start + count).min(data.len);
@@ -308,7 +376,15 @@ impl TrainingLab {
     /// A run on `backend` ("webgpu" or "cpu"): `method` (saad, rslad, adaad, pgd-at, ...) of a
     /// fresh `arch` student on the digits at the teacher's image size, distilled from the
     /// teacher file (ignored by pgd-at), `epochs` epochs, attack of `steps` steps.
-    pub async fn create(backend: String, teacher: Vec<u8>, method: String, arch: String, epochs: usize, steps: usize, seed: u32) -> Result<TrainingLab, JsError> {
+    pub async fn create(
+        backend: String,
+        teacher: Vec<u8>,
+        method: String,
+        arch: String,
+        epochs: usize,
+        steps: usize,
+        seed: u32,
+    ) -> Result<TrainingLab, JsError> {
         let (device, backend) = device_for(&backend).await?;
         let (t, tspec, info) = load_model(&teacher, "teacher", &device)?;
         let method: MethodKind = method.parse().map_err(err)?;
@@ -323,12 +399,23 @@ impl TrainingLab {
         config.attack.steps = steps.max(1);
         config.augment = None;
         config.swa_start = None;
-        let data_info = DatasetInfo { name: "digits".into(), image_size: info.image_size, num_classes: tspec.num_classes };
-        let mut trainer = Trainer::new(ModelSpec::new(arch, tspec.num_classes), config, data_info, &device);
+        let data_info = DatasetInfo {
+            name: "digits".into(),
+            image_size: info.image_size,
+            num_classes: tspec.num_classes,
+        };
+        let mut trainer =
+            Trainer::new(ModelSpec::new(arch, tspec.num_classes), config, data_info, &device);
         if method.needs_teacher() {
             trainer = trainer.with_teacher(&t);
         }
-        Ok(TrainingLab { train: DeviceSet::upload(&train_set, &device), test: DeviceSet::upload(&test_set.take(200), &device), trainer, backend, run: None })
+        Ok(TrainingLab {
+            train: DeviceSet::upload(&train_set, &device),
+            test: DeviceSet::upload(&test_set.take(200), &device),
+            trainer,
+            backend,
+            run: None,
+        })
     }
 
     pub fn backend(&self) -> String {
@@ -378,7 +465,10 @@ impl TrainingLab {
         let pending = self.trainer.end_epoch(run, &self.train);
         let stats = pending.finish(&read(pending.sums.clone()).await?);
         if let Some(d) = &stats.divergence {
-            let at = d.first_batch.map(|b| format!(" at batch {b} of {}", d.batches)).unwrap_or_default();
+            let at = d
+                .first_batch
+                .map(|b| format!(" at batch {b} of {}", d.batches))
+                .unwrap_or_default();
             return Err(err(format!(
                 "training diverged in epoch {}{at}: the loss or the weights became NaN or infinite; start again with a lower learning rate",
                 stats.epoch
@@ -397,15 +487,22 @@ impl TrainingLab {
         let forward = |t| model.forward(t);
         let (x, y) = (self.test.images.clone(), self.test.labels.clone());
         let eps = self.trainer.config.attack.eps;
-        let x_adv = Pgd { steps: 10, ..Pgd::pgd20(eps) }.run(&forward, &ObjectiveKind::CrossEntropy { labels: y.clone() }, &x);
+        let x_adv = Pgd { steps: 10, ..Pgd::pgd20(eps) }.run(
+            &forward,
+            &ObjectiveKind::CrossEntropy { labels: y.clone() },
+            &x,
+        );
         let correct = |logits: Tensor<2>| saad_core::losses::correct(logits, y.clone()).mean();
-        let acc = read(Tensor::cat(vec![correct(model.forward(x)), correct(model.forward(x_adv))], 0)).await?;
+        let acc =
+            read(Tensor::cat(vec![correct(model.forward(x)), correct(model.forward(x_adv))], 0))
+                .await?;
         Ok(json!({"test_clean_acc": acc[0], "test_pgd10_acc": acc[1]}).to_string())
     }
 
     /// The student as a saad model file (weights only), for download.
     pub async fn save_student(&self) -> Result<Vec<u8>, JsError> {
-        let host = saad_core::host_copy::model_on_host(&self.trainer.eval_model()).await.map_err(err)?;
+        let host =
+            saad_core::host_copy::model_on_host(&self.trainer.eval_model()).await.map_err(err)?;
         Ok(self.trainer.model_file(&host, false).encode())
     }
 }

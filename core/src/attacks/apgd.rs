@@ -29,19 +29,39 @@ impl Apgd {
 
     /// APGD with the CE loss. Returns the adversarial points (the clean point where none was
     /// found) and the mask of samples misclassified at some iterate (1.0).
-    pub fn run_ce(&self, forward: Forward, x: &Tensor<4>, y: &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>) {
-        let objective = FnObjective(|_: &Tensor<4>, logits: Tensor<2>| cross_entropy(logits, y.clone()));
+    pub fn run_ce(
+        &self,
+        forward: Forward,
+        x: &Tensor<4>,
+        y: &Tensor<1, Int>,
+    ) -> (Tensor<4>, Tensor<1>) {
+        let objective =
+            FnObjective(|_: &Tensor<4>, logits: Tensor<2>| cross_entropy(logits, y.clone()));
         self.run(forward, &objective, x, y)
     }
 
     /// APGD with the targeted DLR loss towards `targets`.
-    pub fn run_targeted(&self, forward: Forward, x: &Tensor<4>, y: &Tensor<1, Int>, targets: &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>) {
-        let objective = FnObjective(|_: &Tensor<4>, logits: Tensor<2>| dlr_targeted(logits, y.clone(), targets.clone()));
+    pub fn run_targeted(
+        &self,
+        forward: Forward,
+        x: &Tensor<4>,
+        y: &Tensor<1, Int>,
+        targets: &Tensor<1, Int>,
+    ) -> (Tensor<4>, Tensor<1>) {
+        let objective = FnObjective(|_: &Tensor<4>, logits: Tensor<2>| {
+            dlr_targeted(logits, y.clone(), targets.clone())
+        });
         self.run(forward, &objective, x, y)
     }
 
     /// One APGD run maximising `objective`.
-    pub fn run(&self, forward: Forward, objective: &dyn Objective, x: &Tensor<4>, y: &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>) {
+    pub fn run(
+        &self,
+        forward: Forward,
+        objective: &dyn Objective,
+        x: &Tensor<4>,
+        y: &Tensor<1, Int>,
+    ) -> (Tensor<4>, Tensor<1>) {
         let [b, c, h, w] = x.dims();
         let device = x.device();
         let eps = self.eps;
@@ -76,18 +96,24 @@ impl Apgd {
             x_adv_old = x_adv.clone();
             let a = if i > 0 { 0.75 } else { 1.0 };
             let z = project(x_adv.clone() + grad.sign() * step.clone(), x, eps);
-            x_adv = project(x_adv.clone() + (z - x_adv).mul_scalar(a) + grad2.mul_scalar(1.0 - a), x, eps);
+            x_adv = project(
+                x_adv.clone() + (z - x_adv).mul_scalar(a) + grad2.mul_scalar(1.0 - a),
+                x,
+                eps,
+            );
 
             let (l, logits, g) = loss_and_gradient(forward, objective, &x_adv);
             loss = l;
             grad = g;
             let pred = correct(logits, y.clone());
             acc = acc.min_pair(pred.clone());
-            x_best_adv = x_best_adv.mask_where(per_sample(pred.lower_elem(0.5).float()).bool(), x_adv.clone());
+            x_best_adv = x_best_adv
+                .mask_where(per_sample(pred.lower_elem(0.5).float()).bool(), x_adv.clone());
             loss_steps[i] = loss.clone();
             let improved = loss.clone().greater(loss_best.clone());
             x_best = x_best.mask_where(per_sample(improved.clone().float()).bool(), x_adv.clone());
-            grad_best = grad_best.mask_where(per_sample(improved.clone().float()).bool(), grad.clone());
+            grad_best =
+                grad_best.mask_where(per_sample(improved.clone().float()).bool(), grad.clone());
             loss_best = loss_best.mask_where(improved, loss.clone());
 
             counter += 1;
@@ -99,12 +125,14 @@ impl Apgd {
                     increases = increases + now.clone().greater(before.clone()).float();
                 }
                 let oscillation = increases.lower_equal_elem(k as f64 * self.rho as f64).float();
-                let no_improvement = reduced_last_check.neg().add_scalar(1.0) * loss_best_last_check.greater_equal(loss_best.clone()).float();
+                let no_improvement = reduced_last_check.neg().add_scalar(1.0)
+                    * loss_best_last_check.greater_equal(loss_best.clone()).float();
                 let flag = oscillation.max_pair(no_improvement);
                 reduced_last_check = flag.clone();
                 loss_best_last_check = loss_best.clone();
                 let fl = flag.greater_elem(0.5);
-                step = step.clone().mask_where(fl.clone().reshape([b, 1, 1, 1]), step.mul_scalar(0.5));
+                step =
+                    step.clone().mask_where(fl.clone().reshape([b, 1, 1, 1]), step.mul_scalar(0.5));
                 x_adv = x_adv.mask_where(per_sample(fl.clone().float()).bool(), x_best.clone());
                 grad = grad.mask_where(per_sample(fl.float()).bool(), grad_best.clone());
                 k = k.saturating_sub(size_decr).max(n_iter_min);

@@ -10,12 +10,12 @@
 //! [`Square::paper`]), also labelled as not standard; `custom` runs a chosen subset in the
 //! standard order.
 
-use crate::host_copy::read_f32;
 use super::apgd::Apgd;
 use super::fab::Fab;
 use super::objective::ObjectiveKind;
 use super::square::Square;
 use super::{Forward, loss_and_gradient};
+use crate::host_copy::read_f32;
 use crate::losses::correct;
 use crate::rng::derive_seed;
 use burn::prelude::*;
@@ -33,7 +33,8 @@ pub enum AaAttack {
 }
 
 impl AaAttack {
-    pub const STANDARD: [AaAttack; 4] = [AaAttack::ApgdCe, AaAttack::ApgdT, AaAttack::FabT, AaAttack::Square];
+    pub const STANDARD: [AaAttack; 4] =
+        [AaAttack::ApgdCe, AaAttack::ApgdT, AaAttack::FabT, AaAttack::Square];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,7 +49,9 @@ impl AaAttack {
 impl FromStr for AaAttack {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::STANDARD.into_iter().find(|a| a.name() == s).ok_or_else(|| format!("unknown AutoAttack attack {s:?}; expected apgd-ce, apgd-t, fab-t or square"))
+        Self::STANDARD.into_iter().find(|a| a.name() == s).ok_or_else(|| {
+            format!("unknown AutoAttack attack {s:?}; expected apgd-ce, apgd-t, fab-t or square")
+        })
     }
 }
 
@@ -69,12 +72,15 @@ impl Version {
         match self {
             Version::Standard | Version::SquarePaper => AaAttack::STANDARD.to_vec(),
             Version::Fast => vec![AaAttack::ApgdCe, AaAttack::ApgdT],
-            Version::Custom(list) => AaAttack::STANDARD.into_iter().filter(|a| list.contains(a)).collect(),
+            Version::Custom(list) => {
+                AaAttack::STANDARD.into_iter().filter(|a| list.contains(a)).collect()
+            }
         }
     }
 
     pub fn is_standard(&self) -> bool {
-        *self == Version::Standard || matches!(self, Version::Custom(l) if AaAttack::STANDARD.iter().all(|a| l.contains(a)))
+        *self == Version::Standard
+            || matches!(self, Version::Custom(l) if AaAttack::STANDARD.iter().all(|a| l.contains(a)))
     }
 }
 
@@ -83,8 +89,13 @@ impl fmt::Display for Version {
         match self {
             Version::Standard => write!(f, "standard"),
             Version::Fast => write!(f, "fast (APGD-CE + APGD-T; NOT the standard AutoAttack)"),
-            Version::SquarePaper => write!(f, "square-paper (Square's schedule rescaled, windows anywhere; NOT the standard AutoAttack)"),
-            Version::Custom(l) => write!(f, "custom ({})", l.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")),
+            Version::SquarePaper => write!(
+                f,
+                "square-paper (Square's schedule rescaled, windows anywhere; NOT the standard AutoAttack)"
+            ),
+            Version::Custom(l) => {
+                write!(f, "custom ({})", l.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "))
+            }
         }
     }
 }
@@ -105,7 +116,16 @@ pub struct AutoAttackConfig {
 
 impl AutoAttackConfig {
     pub fn standard(eps: f32) -> Self {
-        Self { eps, version: Version::Standard, seed: 0, batch: 256, apgd_iter: 100, fab_iter: 100, square_queries: 5000, n_target_classes: 9 }
+        Self {
+            eps,
+            version: Version::Standard,
+            seed: 0,
+            batch: 256,
+            apgd_iter: 100,
+            fab_iter: 100,
+            square_queries: 5000,
+            n_target_classes: 9,
+        }
     }
 }
 
@@ -138,7 +158,12 @@ pub struct AutoAttack<'a> {
 impl<'a> AutoAttack<'a> {
     /// Clean accuracy and the sanity checks of the reference on the first batch: randomness in
     /// the forward pass and zero input gradients.
-    pub fn new(forward: Forward<'a>, x: Tensor<4>, y: Tensor<1, Int>, config: AutoAttackConfig) -> Self {
+    pub fn new(
+        forward: Forward<'a>,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        config: AutoAttackConfig,
+    ) -> Self {
         let n = y.dims()[0];
         let mut correct_flags = Vec::with_capacity(n);
         let mut num_classes = 0;
@@ -146,10 +171,23 @@ impl<'a> AutoAttack<'a> {
             let end = (start + config.batch).min(n);
             let logits = forward(x.clone().slice(start..end));
             num_classes = logits.dims()[1];
-            correct_flags.extend(read_f32(correct(logits, y.clone().slice(start..end))).into_iter().map(|v| v > 0.5));
+            correct_flags.extend(
+                read_f32(correct(logits, y.clone().slice(start..end))).into_iter().map(|v| v > 0.5),
+            );
         }
         let clean_correct = correct_flags.iter().filter(|c| **c).count();
-        let mut me = Self { x_adv: x.clone(), x, y, forward, robust: correct_flags, clean_correct, steps: Vec::new(), flags: Vec::new(), num_classes, config };
+        let mut me = Self {
+            x_adv: x.clone(),
+            x,
+            y,
+            forward,
+            robust: correct_flags,
+            clean_correct,
+            steps: Vec::new(),
+            flags: Vec::new(),
+            num_classes,
+            config,
+        };
         me.check_model();
         if me.config.n_target_classes + 1 > me.num_classes {
             me.flags.push(format!(
@@ -177,8 +215,11 @@ impl<'a> AutoAttack<'a> {
                 "the forward pass is not deterministic (two runs differ by up to {diff:.3e}): randomised defences need EOT, which the standard version does not use"
             ));
         }
-        let (_, _, g) = loss_and_gradient(self.forward, &ObjectiveKind::CrossEntropy { labels: yb }, &xb);
-        let zero = read_f32(g.abs().sum_dims(&[1, 2, 3]).reshape([end]).equal_elem(0.0).float().sum())[0] as usize;
+        let (_, _, g) =
+            loss_and_gradient(self.forward, &ObjectiveKind::CrossEntropy { labels: yb }, &xb);
+        let zero =
+            read_f32(g.abs().sum_dims(&[1, 2, 3]).reshape([end]).equal_elem(0.0).float().sum())[0]
+                as usize;
         if zero > 0 {
             self.flags.push(format!(
                 "{zero} of {end} points have an all-zero input gradient: a sign of gradient masking; white-box results may overestimate robustness"
@@ -195,7 +236,11 @@ impl<'a> AutoAttack<'a> {
     }
 
     /// Runs one attack on the points still robust; `on_batch(done, total)` reports progress.
-    pub fn run_attack(&mut self, attack: AaAttack, on_batch: &mut dyn FnMut(usize, usize)) -> AttackStep {
+    pub fn run_attack(
+        &mut self,
+        attack: AaAttack,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> AttackStep {
         let device = self.x.device();
         let idx: Vec<usize> = (0..self.robust.len()).filter(|&i| self.robust[i]).collect();
         let total = idx.len().div_ceil(self.config.batch.max(1));
@@ -204,26 +249,66 @@ impl<'a> AutoAttack<'a> {
         for (bi, chunk) in idx.chunks(self.config.batch.max(1)).enumerate() {
             let seed = derive_seed(self.config.seed, &[attack as u64, bi as u64]);
             device.seed(seed);
-            let ix = Tensor::<1, Int>::from_data(TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [chunk.len()]), &device);
+            let ix = Tensor::<1, Int>::from_data(
+                TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [chunk.len()]),
+                &device,
+            );
             let xb = self.x.clone().select(0, ix.clone());
             let yb = self.y.clone().select(0, ix.clone());
             let adv = match attack {
-                AaAttack::ApgdCe => Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }.run_ce(self.forward, &xb, &yb).0,
-                AaAttack::ApgdT => self.targeted(&xb, &yb, |x, y, t| Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }.run_targeted(self.forward, x, y, t)),
-                AaAttack::FabT => self.targeted(&xb, &yb, |x, y, t| Fab { n_iter: self.config.fab_iter, ..Fab::new(eps) }.run_targeted(self.forward, x, y, t)),
+                AaAttack::ApgdCe => {
+                    Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }
+                        .run_ce(self.forward, &xb, &yb)
+                        .0
+                }
+                AaAttack::ApgdT => self.targeted(&xb, &yb, |x, y, t| {
+                    Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }.run_targeted(
+                        self.forward,
+                        x,
+                        y,
+                        t,
+                    )
+                }),
+                AaAttack::FabT => self.targeted(&xb, &yb, |x, y, t| {
+                    Fab { n_iter: self.config.fab_iter, ..Fab::new(eps) }.run_targeted(
+                        self.forward,
+                        x,
+                        y,
+                        t,
+                    )
+                }),
                 AaAttack::Square => {
-                    let base = if self.config.version == Version::SquarePaper { Square::paper(eps, seed) } else { Square::new(eps, seed) };
-                    Square { n_queries: self.config.square_queries, ..base }.run(self.forward, &xb, &yb).0
+                    let base = if self.config.version == Version::SquarePaper {
+                        Square::paper(eps, seed)
+                    } else {
+                        Square::new(eps, seed)
+                    };
+                    Square { n_queries: self.config.square_queries, ..base }
+                        .run(self.forward, &xb, &yb)
+                        .0
                 }
             };
             // Accept only points the model really misclassifies (as the reference checks).
-            let fooled: Vec<bool> = read_f32(correct((self.forward)(adv.clone()), yb)).into_iter().map(|c| c < 0.5).collect();
-            let sel: Vec<i64> = fooled.iter().enumerate().filter(|(_, f)| **f).map(|(k, _)| k as i64).collect();
+            let fooled: Vec<bool> = read_f32(correct((self.forward)(adv.clone()), yb))
+                .into_iter()
+                .map(|c| c < 0.5)
+                .collect();
+            let sel: Vec<i64> =
+                fooled.iter().enumerate().filter(|(_, f)| **f).map(|(k, _)| k as i64).collect();
             if !sel.is_empty() {
-                let local = Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
+                let local =
+                    Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
                 let global: Vec<i64> = sel.iter().map(|&k| chunk[k as usize] as i64).collect();
-                let gix = Tensor::<1, Int>::from_data(TensorData::new(global.clone(), [global.len()]), &device);
-                self.x_adv = self.x_adv.clone().select_assign(0, gix, adv.select(0, local), IndexingUpdateOp::Assign);
+                let gix = Tensor::<1, Int>::from_data(
+                    TensorData::new(global.clone(), [global.len()]),
+                    &device,
+                );
+                self.x_adv = self.x_adv.clone().select_assign(
+                    0,
+                    gix,
+                    adv.select(0, local),
+                    IndexingUpdateOp::Assign,
+                );
                 for g in global {
                     self.robust[g as usize] = false;
                 }
@@ -232,7 +317,10 @@ impl<'a> AutoAttack<'a> {
             on_batch(bi + 1, total);
         }
         let step = AttackStep { attack, broken, robust: self.robust_count() };
-        if attack == AaAttack::Square && broken > 0 && self.steps.iter().any(|s| s.attack != AaAttack::Square) {
+        if attack == AaAttack::Square
+            && broken > 0
+            && self.steps.iter().any(|s| s.attack != AaAttack::Square)
+        {
             self.flags.push(format!(
                 "Square (black-box) broke {broken} points the white-box attacks did not: a sign of gradient masking; the white-box evaluation is unreliable"
             ));
@@ -243,7 +331,12 @@ impl<'a> AutoAttack<'a> {
 
     /// APGD-T / FAB-T over the top non-true classes of the clean logits: the k-th run targets
     /// the (k+1)-th largest clean logit, on the points earlier targets left robust.
-    fn targeted(&self, x: &Tensor<4>, y: &Tensor<1, Int>, run: impl Fn(&Tensor<4>, &Tensor<1, Int>, &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>)) -> Tensor<4> {
+    fn targeted(
+        &self,
+        x: &Tensor<4>,
+        y: &Tensor<1, Int>,
+        run: impl Fn(&Tensor<4>, &Tensor<1, Int>, &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>),
+    ) -> Tensor<4> {
         let device = x.device();
         let n = y.dims()[0];
         let order = (self.forward)(x.clone()).argsort_descending(1);
@@ -253,16 +346,24 @@ impl<'a> AutoAttack<'a> {
             if live.is_empty() {
                 break;
             }
-            let ix = Tensor::<1, Int>::from_data(TensorData::new(live.clone(), [live.len()]), &device);
-            let t = order.clone().select(0, ix.clone()).slice([0..live.len(), k..k + 1]).reshape([live.len()]);
+            let ix =
+                Tensor::<1, Int>::from_data(TensorData::new(live.clone(), [live.len()]), &device);
+            let t = order
+                .clone()
+                .select(0, ix.clone())
+                .slice([0..live.len(), k..k + 1])
+                .reshape([live.len()]);
             let (xs, ys) = (x.clone().select(0, ix.clone()), y.clone().select(0, ix.clone()));
             let (a, fooled) = run(&xs, &ys, &t);
             let fooled: Vec<bool> = read_f32(fooled).into_iter().map(|f| f > 0.5).collect();
-            let sel: Vec<i64> = fooled.iter().enumerate().filter(|(_, f)| **f).map(|(j, _)| j as i64).collect();
+            let sel: Vec<i64> =
+                fooled.iter().enumerate().filter(|(_, f)| **f).map(|(j, _)| j as i64).collect();
             if !sel.is_empty() {
-                let local = Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
+                let local =
+                    Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
                 let global: Vec<i64> = sel.iter().map(|&j| live[j as usize]).collect();
-                let gix = Tensor::<1, Int>::from_data(TensorData::new(global, [sel.len()]), &device);
+                let gix =
+                    Tensor::<1, Int>::from_data(TensorData::new(global, [sel.len()]), &device);
                 adv = adv.select_assign(0, gix, a.select(0, local), IndexingUpdateOp::Assign);
             }
             live = live.iter().zip(&fooled).filter(|(_, f)| !**f).map(|(i, _)| *i).collect();

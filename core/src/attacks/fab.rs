@@ -30,7 +30,13 @@ impl Fab {
 
     /// Targeted FAB towards `targets`. Returns the smallest adversarial point found (the clean
     /// point where none was found) and the mask (1.0) of samples broken within eps.
-    pub fn run_targeted(&self, forward: Forward, x: &Tensor<4>, y: &Tensor<1, Int>, targets: &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>) {
+    pub fn run_targeted(
+        &self,
+        forward: Forward,
+        x: &Tensor<4>,
+        y: &Tensor<1, Int>,
+        targets: &Tensor<1, Int>,
+    ) -> (Tensor<4>, Tensor<1>) {
         let [b, c, h, w] = x.dims();
         let d = c * h * w;
         let device = x.device();
@@ -51,22 +57,30 @@ impl Fab {
             // The linearised boundary {z : <w, z> = <w, x1> - df}.
             let hb = (wv.clone() * x1.clone().reshape([b, d])).sum_dim(1).reshape([b]) - df;
             let both = Tensor::cat(vec![x1.clone().reshape([b, d]), x0.clone()], 0);
-            let d3 = linf_box_projection(both, Tensor::cat(vec![wv.clone(), wv], 0), Tensor::cat(vec![hb.clone(), hb], 0));
+            let d3 = linf_box_projection(
+                both,
+                Tensor::cat(vec![wv.clone(), wv], 0),
+                Tensor::cat(vec![hb.clone(), hb], 0),
+            );
             let norms = d3.clone().abs().max_dim(1).reshape([2 * b]).clamp_min(1e-8);
             let (a1, a2) = (norms.clone().slice(0..b), norms.slice(b..2 * b));
             let alpha = (a1.clone() / (a1 + a2)).clamp(0.0, self.alpha_max).reshape([b, 1]);
             let (d1, d2) = (d3.clone().slice([0..b, 0..d]), d3.slice([b..2 * b, 0..d]));
-            let step = (x1.clone().reshape([b, d]) + d1.mul_scalar(self.eta)) * alpha.clone().neg().add_scalar(1.0)
+            let step = (x1.clone().reshape([b, d]) + d1.mul_scalar(self.eta))
+                * alpha.clone().neg().add_scalar(1.0)
                 + (x0.clone() + d2.mul_scalar(self.eta)) * alpha;
             x1 = step.clamp(0.0, 1.0).reshape([b, c, h, w]);
 
-            let is_adv = correct(forward(x1.clone()).detach().without_autodiff(), y.clone()).lower_elem(0.5);
+            let is_adv =
+                correct(forward(x1.clone()).detach().without_autodiff(), y.clone()).lower_elem(0.5);
             let dist = (x1.clone() - x.clone()).abs().max_dims(&[1, 2, 3]).reshape([b]);
             let better = is_adv.clone().bool_and(dist.clone().lower(best.clone()));
             adv = adv.mask_where(per_sample(better.clone()), x1.clone());
             best = best.mask_where(better, dist);
             // Backward step towards the original point after a success.
-            x1 = x1.clone().mask_where(per_sample(is_adv), x.clone() + (x1 - x.clone()).mul_scalar(self.beta));
+            x1 = x1
+                .clone()
+                .mask_where(per_sample(is_adv), x.clone() + (x1 - x.clone()).mul_scalar(self.beta));
         }
         let found = best.clone().lower_equal_elem(self.eps as f64);
         let adv = x.clone().mask_where(per_sample(found.clone()), adv);
@@ -87,7 +101,12 @@ pub fn linf_box_projection(t: Tensor<2>, w: Tensor<2>, b: Tensor<1>) -> Tensor<2
     // +1 where the coordinate should grow, -1 where it should shrink, 0 where w_i = 0.
     let dir = w.clone().sign() * r.sign().reshape([n, 1]);
     let grow = dir.clone().greater_elem(0.0);
-    let room = t.clone().neg().add_scalar(1.0).mask_where(grow.bool_not(), t).mask_where(dir.clone().equal_elem(0.0), Tensor::zeros([n, d], &w.device()));
+    let room = t
+        .clone()
+        .neg()
+        .add_scalar(1.0)
+        .mask_where(grow.bool_not(), t)
+        .mask_where(dir.clone().equal_elem(0.0), Tensor::zeros([n, d], &w.device()));
     let aw = w.abs();
     let (room_sorted, order) = room.clone().sort_with_indices(1);
     let aw_sorted = aw.clone().gather(1, order);
@@ -98,8 +117,10 @@ pub fn linf_box_projection(t: Tensor<2>, w: Tensor<2>, b: Tensor<1>) -> Tensor<2
     let reach = prefix.clone() + room_sorted * suffix.clone(); // change reachable at lambda = room_j
     let total = (aw * room.clone()).sum_dim(1); // the most the box allows
     let segment = reach.lower(need.clone().expand([n, d])).int().sum_dim(1).clamp_max(d as i64 - 1);
-    let lambda = (need.clone() - prefix.gather(1, segment.clone())) / suffix.gather(1, segment).clamp_min(1e-12);
+    let lambda = (need.clone() - prefix.gather(1, segment.clone()))
+        / suffix.gather(1, segment).clamp_min(1e-12);
     let feasible = need.lower(total);
-    let lambda = lambda.mask_where(feasible.bool_not(), Tensor::full([n, 1], f32::MAX, &room.device()));
+    let lambda =
+        lambda.mask_where(feasible.bool_not(), Tensor::full([n, 1], f32::MAX, &room.device()));
     dir * room.min_pair(lambda.expand([n, d]))
 }

@@ -31,7 +31,11 @@ pub fn input_gradient(forward: Forward, objective: &dyn Objective, x: &Tensor<4>
 /// Per-sample loss (constant), logits (constant) and input gradient at `x` in one
 /// forward+backward. A model that cuts the graph to its input (masked gradients) gets a zero
 /// gradient, as PyTorch would report.
-pub fn loss_and_gradient(forward: Forward, objective: &dyn Objective, x: &Tensor<4>) -> (Tensor<1>, Tensor<2>, Tensor<4>) {
+pub fn loss_and_gradient(
+    forward: Forward,
+    objective: &dyn Objective,
+    x: &Tensor<4>,
+) -> (Tensor<1>, Tensor<2>, Tensor<4>) {
     let leaf = x.clone().without_autodiff().autodiff().require_grad();
     let logits = forward(leaf.clone());
     let loss = objective.loss(&leaf, logits.clone());

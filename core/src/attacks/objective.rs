@@ -25,9 +25,15 @@ impl ObjectiveKind {
     pub fn select(&self, indices: &Tensor<1, Int>) -> Self {
         let i = indices.clone();
         match self {
-            ObjectiveKind::CrossEntropy { labels } => ObjectiveKind::CrossEntropy { labels: labels.clone().select(0, i) },
-            ObjectiveKind::KlToTarget { target_logits } => ObjectiveKind::KlToTarget { target_logits: target_logits.clone().select(0, i) },
-            ObjectiveKind::CwMargin { labels } => ObjectiveKind::CwMargin { labels: labels.clone().select(0, i) },
+            ObjectiveKind::CrossEntropy { labels } => {
+                ObjectiveKind::CrossEntropy { labels: labels.clone().select(0, i) }
+            }
+            ObjectiveKind::KlToTarget { target_logits } => {
+                ObjectiveKind::KlToTarget { target_logits: target_logits.clone().select(0, i) }
+            }
+            ObjectiveKind::CwMargin { labels } => {
+                ObjectiveKind::CwMargin { labels: labels.clone().select(0, i) }
+            }
         }
     }
 }
@@ -36,7 +42,9 @@ impl Objective for ObjectiveKind {
     fn loss(&self, _x_adv: &Tensor<4>, logits: Tensor<2>) -> Tensor<1> {
         match self {
             ObjectiveKind::CrossEntropy { labels } => losses::cross_entropy(logits, labels.clone()),
-            ObjectiveKind::KlToTarget { target_logits } => losses::kl_div(target_logits.clone(), logits),
+            ObjectiveKind::KlToTarget { target_logits } => {
+                losses::kl_div(target_logits.clone(), logits)
+            }
             ObjectiveKind::CwMargin { labels } => losses::cw_margin(logits, labels.clone()),
         }
     }

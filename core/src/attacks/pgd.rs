@@ -50,7 +50,9 @@ impl Pgd {
                 let noise = x.random_like(Distribution::Uniform(-self.eps as f64, self.eps as f64));
                 (x.clone() + noise).clamp(0.0, 1.0)
             }
-            Start::Gaussian(sigma) => x.clone() + x.random_like(Distribution::Normal(0.0, sigma as f64)),
+            Start::Gaussian(sigma) => {
+                x.clone() + x.random_like(Distribution::Normal(0.0, sigma as f64))
+            }
         }
     }
 
@@ -61,7 +63,13 @@ impl Pgd {
 
     /// [`run`](Self::run), also returning the start and every iterate when `keep` is set (for
     /// the page's step-through view; nothing is read back here).
-    pub fn run_traced(&self, forward: Forward, objective: &dyn Objective, x: &Tensor<4>, keep: bool) -> (Tensor<4>, Vec<Tensor<4>>) {
+    pub fn run_traced(
+        &self,
+        forward: Forward,
+        objective: &dyn Objective,
+        x: &Tensor<4>,
+        keep: bool,
+    ) -> (Tensor<4>, Vec<Tensor<4>>) {
         let mut x_adv = self.start_point(x);
         let mut iterates = Vec::new();
         if keep {
@@ -81,13 +89,23 @@ impl Pgd {
     /// one, and among correct points the larger objective wins. A sample already misclassified
     /// cannot get worse, so each further run attacks only the samples still classified
     /// correctly (as AutoAttack does): one read of the correctness mask per restart.
-    pub fn run_with_restarts(&self, forward: Forward, objective: &ObjectiveKind, x: &Tensor<4>, labels: &Tensor<1, Int>) -> Tensor<4> {
+    pub fn run_with_restarts(
+        &self,
+        forward: Forward,
+        objective: &ObjectiveKind,
+        x: &Tensor<4>,
+        labels: &Tensor<1, Int>,
+    ) -> Tensor<4> {
         let mut best = self.run(forward, objective, x);
         let device = x.device();
         for _ in 1..self.restarts {
             let correct = losses::correct(forward(best.clone()), labels.clone());
-            let keep: Vec<i64> =
-                crate::host_copy::read_f32(correct).into_iter().enumerate().filter(|(_, c)| *c > 0.5).map(|(i, _)| i as i64).collect();
+            let keep: Vec<i64> = crate::host_copy::read_f32(correct)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, c)| *c > 0.5)
+                .map(|(i, _)| i as i64)
+                .collect();
             if keep.is_empty() {
                 break;
             }
@@ -96,12 +114,18 @@ impl Pgd {
             let (xs, sub) = (x.clone().select(0, idx.clone()), objective.select(&idx));
             let cand = self.run(forward, &sub, &xs);
             let cand_logits = forward(cand.clone());
-            let cand_wrong = losses::correct(cand_logits.clone(), labels.clone().select(0, idx.clone())).lower_elem(0.5);
+            let cand_wrong =
+                losses::correct(cand_logits.clone(), labels.clone().select(0, idx.clone()))
+                    .lower_elem(0.5);
             let cand_loss = sub.loss(&cand, cand_logits).detach();
             let old = best.clone().select(0, idx.clone());
             let old_loss = sub.loss(&old, forward(old.clone())).detach();
-            let better = cand_wrong.bool_or(cand_loss.greater(old_loss)).reshape([k, 1, 1, 1]).expand(xs.dims());
-            best = best.select_assign(0, idx, old.mask_where(better, cand), IndexingUpdateOp::Assign);
+            let better = cand_wrong
+                .bool_or(cand_loss.greater(old_loss))
+                .reshape([k, 1, 1, 1])
+                .expand(xs.dims());
+            best =
+                best.select_assign(0, idx, old.mask_where(better, cand), IndexingUpdateOp::Assign);
         }
         best
     }

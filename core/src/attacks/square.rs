@@ -49,7 +49,14 @@ fn margin(logits: Tensor<2>, y: &Tensor<1, Int>) -> Tensor<1> {
 impl Square {
     /// AutoAttack's standard Square.
     pub fn new(eps: f32, seed: u64) -> Self {
-        Self { eps, n_queries: 5000, p_init: 0.8, seed, rescale_schedule: false, corners: Corners::Reference }
+        Self {
+            eps,
+            n_queries: 5000,
+            p_init: 0.8,
+            seed,
+            rescale_schedule: false,
+            corners: Corners::Reference,
+        }
     }
 
     /// NOT the standard version: the schedule rescaled to the query budget and windows that
@@ -61,7 +68,11 @@ impl Square {
     /// Fraction of the image a square covers at iteration `it` (0-based; the reference's
     /// `p_selection`).
     pub fn p_selection(&self, it: usize) -> f64 {
-        let it = if self.rescale_schedule { (it as f64 / self.n_queries as f64 * 10000.0) as usize } else { it };
+        let it = if self.rescale_schedule {
+            (it as f64 / self.n_queries as f64 * 10000.0) as usize
+        } else {
+            it
+        };
         let div = match it {
             0..=10 => 1.0,
             11..=50 => 2.0,
@@ -94,12 +105,19 @@ impl Square {
     }
 
     /// Runs on a batch; returns the best points and the mask (1.0) of misclassified ones.
-    pub fn run(&self, forward: Forward, x: &Tensor<4>, y: &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>) {
+    pub fn run(
+        &self,
+        forward: Forward,
+        x: &Tensor<4>,
+        y: &Tensor<1, Int>,
+    ) -> (Tensor<4>, Tensor<1>) {
         let [b, c, h, w] = x.dims();
         let device = x.device();
         let eps = self.eps as f64;
         let mut rng = SplitMix64::new(self.seed);
-        let stripes = Tensor::<4>::random([b, c, 1, w], Distribution::Uniform(-1.0, 1.0), &device).sign().expand([b, c, h, w]);
+        let stripes = Tensor::<4>::random([b, c, 1, w], Distribution::Uniform(-1.0, 1.0), &device)
+            .sign()
+            .expand([b, c, h, w]);
         let mut x_best = (x.clone() + stripes.mul_scalar(eps)).clamp(0.0, 1.0);
         let mut margin_min = margin(forward(x_best.clone()), y);
         let mut loss_min = margin_min.clone();
@@ -108,20 +126,40 @@ impl Square {
 
         // The active subset (samples with margin > 0) and where they sit in the full batch.
         let mut idx: Option<Tensor<1, Int>> = None;
-        let (mut xs, mut ys, mut best_s, mut margin_s, mut loss_s) = (x.clone(), y.clone(), x_best.clone(), margin_min.clone(), loss_min.clone());
+        let (mut xs, mut ys, mut best_s, mut margin_s, mut loss_s) =
+            (x.clone(), y.clone(), x_best.clone(), margin_min.clone(), loss_min.clone());
         for i in 0..self.n_queries {
             if i % 100 == 0 {
                 // Write the subset back and keep only the samples still correct.
                 if let Some(ix) = idx.take() {
-                    x_best = x_best.select_assign(0, ix.clone(), best_s.clone(), IndexingUpdateOp::Assign);
-                    margin_min = margin_min.select_assign(0, ix.clone(), margin_s.clone(), IndexingUpdateOp::Assign);
-                    loss_min = loss_min.select_assign(0, ix, loss_s.clone(), IndexingUpdateOp::Assign);
+                    x_best = x_best.select_assign(
+                        0,
+                        ix.clone(),
+                        best_s.clone(),
+                        IndexingUpdateOp::Assign,
+                    );
+                    margin_min = margin_min.select_assign(
+                        0,
+                        ix.clone(),
+                        margin_s.clone(),
+                        IndexingUpdateOp::Assign,
+                    );
+                    loss_min =
+                        loss_min.select_assign(0, ix, loss_s.clone(), IndexingUpdateOp::Assign);
                 }
-                let active: Vec<i64> = crate::host_copy::read_f32(margin_min.clone()).into_iter().enumerate().filter(|(_, m)| *m > 0.0).map(|(i, _)| i as i64).collect();
+                let active: Vec<i64> = crate::host_copy::read_f32(margin_min.clone())
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, m)| *m > 0.0)
+                    .map(|(i, _)| i as i64)
+                    .collect();
                 if active.is_empty() {
                     break;
                 }
-                let ix = Tensor::<1, Int>::from_data(TensorData::new(active.clone(), [active.len()]), &device);
+                let ix = Tensor::<1, Int>::from_data(
+                    TensorData::new(active.clone(), [active.len()]),
+                    &device,
+                );
                 xs = x.clone().select(0, ix.clone());
                 ys = y.clone().select(0, ix.clone());
                 best_s = x_best.clone().select(0, ix.clone());
@@ -133,12 +171,23 @@ impl Square {
             let s = Self::side(self.p_selection(i), c, h, w);
             let vh = rng.below(self.corner_choices(h, s) as u64) as i64;
             let vw = rng.below(self.corner_choices(w, s) as u64) as i64;
-            let in_rows = rows.clone().greater_equal_elem(vh).bool_and(rows.clone().lower_elem(vh + s as i64));
-            let in_cols = cols.clone().greater_equal_elem(vw).bool_and(cols.clone().lower_elem(vw + s as i64));
-            let window = in_rows.expand([1, 1, h, w]).bool_and(in_cols.expand([1, 1, h, w])).float();
-            let signs = Tensor::<4>::random([1, c, 1, 1], Distribution::Uniform(-1.0, 1.0), &device).sign();
+            let in_rows = rows
+                .clone()
+                .greater_equal_elem(vh)
+                .bool_and(rows.clone().lower_elem(vh + s as i64));
+            let in_cols = cols
+                .clone()
+                .greater_equal_elem(vw)
+                .bool_and(cols.clone().lower_elem(vw + s as i64));
+            let window =
+                in_rows.expand([1, 1, h, w]).bool_and(in_cols.expand([1, 1, h, w])).float();
+            let signs =
+                Tensor::<4>::random([1, c, 1, 1], Distribution::Uniform(-1.0, 1.0), &device).sign();
             let delta = (window * signs).mul_scalar(2.0 * eps).expand([n, c, h, w]);
-            let x_new = (best_s.clone() + delta).max_pair(xs.clone().sub_scalar(eps)).min_pair(xs.clone().add_scalar(eps)).clamp(0.0, 1.0);
+            let x_new = (best_s.clone() + delta)
+                .max_pair(xs.clone().sub_scalar(eps))
+                .min_pair(xs.clone().add_scalar(eps))
+                .clamp(0.0, 1.0);
             let m = margin(forward(x_new.clone()), &ys);
             let live = margin_s.clone().greater_elem(0.0);
             let improved = m.clone().lower(loss_s.clone()).bool_and(live.clone());

@@ -47,9 +47,16 @@ impl CifarKind {
     /// The official file names of the (train, test) split, relative to the extracted folder.
     pub fn files(self) -> (Vec<&'static str>, &'static str) {
         match self {
-            CifarKind::Cifar10 => {
-                (vec!["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"], "test_batch.bin")
-            }
+            CifarKind::Cifar10 => (
+                vec![
+                    "data_batch_1.bin",
+                    "data_batch_2.bin",
+                    "data_batch_3.bin",
+                    "data_batch_4.bin",
+                    "data_batch_5.bin",
+                ],
+                "test_batch.bin",
+            ),
             CifarKind::Cifar100 => (vec!["train.bin"], "test.bin"),
         }
     }
@@ -106,7 +113,11 @@ pub fn parse(bytes: &[u8], kind: CifarKind, source: &str) -> Result<ImageSet, Da
         if label as usize >= kind.num_classes() {
             return Err(DataError::new(
                 source,
-                format!("record {i} (byte offset {}) has label {label}, outside 0..{}", i * record, kind.num_classes()),
+                format!(
+                    "record {i} (byte offset {}) has label {label}, outside 0..{}",
+                    i * record,
+                    kind.num_classes()
+                ),
             ));
         }
         labels.push(label);
@@ -171,7 +182,8 @@ mod tests {
 
     #[test]
     fn parses_cifar10_records() {
-        let set = parse(&records(CifarKind::Cifar10, &[3, 9, 0]), CifarKind::Cifar10, "t.bin").unwrap();
+        let set =
+            parse(&records(CifarKind::Cifar10, &[3, 9, 0]), CifarKind::Cifar10, "t.bin").unwrap();
         assert_eq!(set.labels, vec![3, 9, 0]);
         assert_eq!(set.pixels.len(), 3 * PIXELS);
         // Red plane first: pixel (c=0, y=0, x=1) of image 1 is byte 1 of its pixel block.
@@ -181,7 +193,8 @@ mod tests {
 
     #[test]
     fn cifar100_uses_the_fine_label() {
-        let set = parse(&records(CifarKind::Cifar100, &[42, 99]), CifarKind::Cifar100, "train.bin").unwrap();
+        let set = parse(&records(CifarKind::Cifar100, &[42, 99]), CifarKind::Cifar100, "train.bin")
+            .unwrap();
         assert_eq!(set.labels, vec![42, 99]);
         assert_eq!(set.num_classes, 100);
     }
@@ -192,7 +205,9 @@ mod tests {
         bytes.truncate(bytes.len() - 5);
         let e = parse(&bytes, CifarKind::Cifar10, "data_batch_1.bin").unwrap_err().to_string();
         assert!(e.starts_with("data_batch_1.bin:") && e.contains("truncated"), "{e}");
-        let e = parse(&records(CifarKind::Cifar10, &[1, 10]), CifarKind::Cifar10, "x.bin").unwrap_err().to_string();
+        let e = parse(&records(CifarKind::Cifar10, &[1, 10]), CifarKind::Cifar10, "x.bin")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("record 1") && e.contains("label 10"), "{e}");
         assert!(parse(&[], CifarKind::Cifar10, "e.bin").unwrap_err().to_string().contains("empty"));
     }

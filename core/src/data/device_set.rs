@@ -3,8 +3,8 @@
 use super::image_set::ImageSet;
 use crate::rng::SplitMix64;
 use burn::prelude::*;
-use burn::tensor::{Distribution, TensorData};
 use burn::tensor::ops::PadMode;
+use burn::tensor::{Distribution, TensorData};
 
 /// Images in [0,1] (`[n, c, h, w]`) and labels (`[n]`) uploaded once.
 #[derive(Clone, Debug)]
@@ -32,7 +32,10 @@ impl DeviceSet {
     }
 
     /// Consecutive batches of `batch` in dataset order (the last may be smaller).
-    pub fn batches_in_order(&self, batch: usize) -> impl Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_ {
+    pub fn batches_in_order(
+        &self,
+        batch: usize,
+    ) -> impl Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_ {
         (0..self.len.div_ceil(batch)).map(move |b| {
             let end = ((b + 1) * batch).min(self.len);
             (self.images.clone().slice(b * batch..end), self.labels.clone().slice(b * batch..end))
@@ -51,7 +54,10 @@ pub struct EpochOrder {
 impl EpochOrder {
     pub fn new(len: usize, batch: usize, seed: u64, device: &Device) -> Self {
         let perm = SplitMix64::new(seed).permutation(len);
-        let indices = Tensor::from_data(TensorData::new(perm.into_iter().map(|i| i as i64).collect::<Vec<_>>(), [len]), device);
+        let indices = Tensor::from_data(
+            TensorData::new(perm.into_iter().map(|i| i as i64).collect::<Vec<_>>(), [len]),
+            device,
+        );
         Self { indices, len, batch }
     }
 
@@ -96,14 +102,18 @@ pub fn random_crop_flip(x: Tensor<4>, pad: usize, flip: bool) -> Tensor<4> {
             .int()
     };
     let (oy, ox) = (offset(b), offset(b));
-    let flip = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), &device).lower_elem(if flip { 0.5 } else { -1.0 });
+    let flip = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), &device)
+        .lower_elem(if flip { 0.5 } else { -1.0 });
 
-    let rows = oy.reshape([b, 1, 1, 1]) + Tensor::<1, Int>::arange(0..h as i64, &device).reshape([1, 1, h, 1]);
+    let rows = oy.reshape([b, 1, 1, 1])
+        + Tensor::<1, Int>::arange(0..h as i64, &device).reshape([1, 1, h, 1]);
     let rows = rows.expand([b, c, h, w + 2 * pad]);
     let cropped_rows = padded.gather(2, rows);
 
-    let straight = Tensor::<1, Int>::arange(0..w as i64, &device).reshape([1, 1, 1, w]).expand([b, 1, 1, w]);
+    let straight =
+        Tensor::<1, Int>::arange(0..w as i64, &device).reshape([1, 1, 1, w]).expand([b, 1, 1, w]);
     let mirrored = straight.clone().neg().add_scalar(w as i64 - 1);
-    let cols = straight.mask_where(flip.reshape([b, 1, 1, 1]).expand([b, 1, 1, w]), mirrored) + ox.reshape([b, 1, 1, 1]);
+    let cols = straight.mask_where(flip.reshape([b, 1, 1, 1]).expand([b, 1, 1, w]), mirrored)
+        + ox.reshape([b, 1, 1, 1]);
     cropped_rows.gather(3, cols.expand([b, c, h, w]))
 }

@@ -29,19 +29,39 @@ fn parse(gz: &[u8], source: &str) -> Result<Vec<RawDigit>, DataError> {
     for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() != 65 {
-            return Err(DataError::new(source, format!("line {}: {} fields, expected 65 (64 pixels + label)", line_no + 1, fields.len())));
+            return Err(DataError::new(
+                source,
+                format!(
+                    "line {}: {} fields, expected 65 (64 pixels + label)",
+                    line_no + 1,
+                    fields.len()
+                ),
+            ));
         }
         let mut pixels = [0u8; 64];
         for (i, f) in fields[..64].iter().enumerate() {
-            let v: f64 = f.parse().map_err(|_| DataError::new(source, format!("line {}: pixel {i} is not a number: {f:?}", line_no + 1)))?;
+            let v: f64 = f.parse().map_err(|_| {
+                DataError::new(
+                    source,
+                    format!("line {}: pixel {i} is not a number: {f:?}", line_no + 1),
+                )
+            })?;
             if !(0.0..=16.0).contains(&v) {
-                return Err(DataError::new(source, format!("line {}: pixel {i} = {v} outside 0..16", line_no + 1)));
+                return Err(DataError::new(
+                    source,
+                    format!("line {}: pixel {i} = {v} outside 0..16", line_no + 1),
+                ));
             }
             pixels[i] = v as u8;
         }
-        let label: f64 = fields[64].parse().map_err(|_| DataError::new(source, format!("line {}: label is not a number", line_no + 1)))?;
+        let label: f64 = fields[64].parse().map_err(|_| {
+            DataError::new(source, format!("line {}: label is not a number", line_no + 1))
+        })?;
         if !(0.0..=9.0).contains(&label) || label.fract() != 0.0 {
-            return Err(DataError::new(source, format!("line {}: label {label} outside 0..9", line_no + 1)));
+            return Err(DataError::new(
+                source,
+                format!("line {}: label {label} outside 0..9", line_no + 1),
+            ));
         }
         rows.push(RawDigit { pixels, label: label as u32 });
     }

@@ -35,11 +35,21 @@ impl ImageSet {
         if self.pixels.len() != self.len() * self.image_len() {
             return Err(DataError::new(
                 source,
-                format!("{} bytes of pixels for {} images of {} bytes", self.pixels.len(), self.len(), self.image_len()),
+                format!(
+                    "{} bytes of pixels for {} images of {} bytes",
+                    self.pixels.len(),
+                    self.len(),
+                    self.image_len()
+                ),
             ));
         }
-        if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, l)| **l as usize >= self.num_classes) {
-            return Err(DataError::new(source, format!("image {i} has label {l}, outside 0..{}", self.num_classes)));
+        if let Some((i, &l)) =
+            self.labels.iter().enumerate().find(|(_, l)| **l as usize >= self.num_classes)
+        {
+            return Err(DataError::new(
+                source,
+                format!("image {i} has label {l}, outside 0..{}", self.num_classes),
+            ));
         }
         Ok(())
     }
@@ -61,7 +71,11 @@ impl ImageSet {
         for &i in indices {
             pixels.extend_from_slice(&self.pixels[i * len..(i + 1) * len]);
         }
-        ImageSet { pixels, labels: indices.iter().map(|&i| self.labels[i]).collect(), ..self.clone() }
+        ImageSet {
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            ..self.clone()
+        }
     }
 
     /// Pixels scaled to [0, 1] as f32, NCHW.

@@ -33,7 +33,12 @@ impl Backward<CubeBackend, 1> for SaadLossNode {
     /// Teacher logits, student logits, weights of the forward pass, ig, beta.
     type State = (Prim, Prim, Prim, f32, f32);
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
         let (teacher, student, weights, ig, beta) = ops.state;
         unary::<CubeBackend, _>(ops.parents, ops.node, grads, |upstream| {
             CubeBackend::saad_loss_backward(teacher, student, weights, upstream, ig, beta)
@@ -42,28 +47,60 @@ impl Backward<CubeBackend, 1> for SaadLossNode {
 }
 
 impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
-    fn pgd_step(x_adv: FloatTensor<Self>, grad: FloatTensor<Self>, x: FloatTensor<Self>, eps: FloatTensor<Self>, alpha: FloatTensor<Self>, active: FloatTensor<Self>) -> FloatTensor<Self> {
-        let [x_adv, grad, x, eps, alpha, active] = [x_adv, grad, x, eps, alpha, active].map(|t| t.into_primitive());
+    fn pgd_step(
+        x_adv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        eps: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        active: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [x_adv, grad, x, eps, alpha, active] =
+            [x_adv, grad, x, eps, alpha, active].map(|t| t.into_primitive());
         constant::<C>(CubeBackend::pgd_step(x_adv, grad, x, eps, alpha, active))
     }
 
-    fn saad_loss(teacher: FloatTensor<Self>, student: FloatTensor<Self>, gamma: f32, scale: f32, ig: f32, beta: f32) -> (FloatTensor<Self>, FloatTensor<Self>) {
+    fn saad_loss(
+        teacher: FloatTensor<Self>,
+        student: FloatTensor<Self>,
+        gamma: f32,
+        scale: f32,
+        ig: f32,
+        beta: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let teacher_p = teacher.into_primitive();
         let student_p = student.primitive().clone();
-        let (loss, weights) = CubeBackend::saad_loss(teacher_p.clone(), student_p.clone(), gamma, scale, ig, beta);
+        let (loss, weights) =
+            CubeBackend::saad_loss(teacher_p.clone(), student_p.clone(), gamma, scale, ig, beta);
         let loss = match SaadLossNode.prepare::<C>([student.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((teacher_p, student_p, weights.clone(), ig, beta), loss),
+            OpsKind::Tracked(prep) => {
+                prep.finish((teacher_p, student_p, weights.clone(), ig, beta), loss)
+            }
             OpsKind::UnTracked(prep) => prep.finish(loss),
         };
         (loss, constant::<C>(weights))
     }
 
-    fn saad_loss_backward(teacher: FloatTensor<Self>, student: FloatTensor<Self>, weights: FloatTensor<Self>, upstream: FloatTensor<Self>, ig: f32, beta: f32) -> FloatTensor<Self> {
+    fn saad_loss_backward(
+        teacher: FloatTensor<Self>,
+        student: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        upstream: FloatTensor<Self>,
+        ig: f32,
+        beta: f32,
+    ) -> FloatTensor<Self> {
         let [t, s, w, u] = [teacher, student, weights, upstream].map(|t| t.into_primitive());
         constant::<C>(CubeBackend::saad_loss_backward(t, s, w, u, ig, beta))
     }
 
-    fn transfer_stats(teacher_adv: FloatTensor<Self>, student_adv: FloatTensor<Self>, labels: FloatTensor<Self>, gamma: f32, scale: f32, has_student: bool) -> FloatTensor<Self> {
+    fn transfer_stats(
+        teacher_adv: FloatTensor<Self>,
+        student_adv: FloatTensor<Self>,
+        labels: FloatTensor<Self>,
+        gamma: f32,
+        scale: f32,
+        has_student: bool,
+    ) -> FloatTensor<Self> {
         let [t, s, l] = [teacher_adv, student_adv, labels].map(|t| t.into_primitive());
         constant::<C>(CubeBackend::transfer_stats(t, s, l, gamma, scale, has_student))
     }

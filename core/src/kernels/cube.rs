@@ -38,7 +38,6 @@ wgsl_kernel!(SaadLossReduce, "saad_loss_reduce.wgsl");
 wgsl_kernel!(SaadLossBackward, "saad_loss_backward.wgsl");
 wgsl_kernel!(TransferStats, "transfer_stats.wgsl");
 
-
 /// A 1-D launch over `n` invocations, folded into 2-D past WebGPU's 65535 workgroups per axis;
 /// returns the count and the workgroups along x.
 fn grid(n: usize) -> (CubeCount, u32) {
@@ -61,7 +60,9 @@ fn f32_contiguous(t: CubeTensor) -> CubeTensor {
 fn kernel_inputs<const N: usize>(tensors: [CubeTensor; N]) -> [CubeTensor; N] {
     let mut out: Vec<CubeTensor> = Vec::with_capacity(N);
     for t in tensors.map(f32_contiguous) {
-        let shared = out.iter().any(|o| std::ptr::eq(o.handle.memory.descriptor(), t.handle.memory.descriptor()));
+        let shared = out
+            .iter()
+            .any(|o| std::ptr::eq(o.handle.memory.descriptor(), t.handle.memory.descriptor()));
         out.push(if shared { t.copy() } else { t });
     }
     out.try_into().unwrap_or_else(|_| unreachable!("N tensors in, N out"))
@@ -76,14 +77,16 @@ impl SaadKernels for CubeBackend {
         alpha: FloatTensor<Self>,
         active: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let [x_adv, grad, x, eps, alpha, active] = kernel_inputs([x_adv, grad, x, eps, alpha, active]);
+        let [x_adv, grad, x, eps, alpha, active] =
+            kernel_inputs([x_adv, grad, x, eps, alpha, active]);
         let shape = x_adv.meta.shape().clone();
         let n = shape.num_elements();
         let per_sample = n / shape[0].max(1);
         let client = x_adv.client.clone();
         let out = empty_device_dtype(client.clone(), x_adv.device.clone(), shape, DType::F32);
         let (count, gx) = grid(n);
-        let sizes = client.create_from_slice(bytemuck::cast_slice(&[n as u32, per_sample as u32, gx]));
+        let sizes =
+            client.create_from_slice(bytemuck::cast_slice(&[n as u32, per_sample as u32, gx]));
         let args = KernelArguments::new().with_buffers(vec![
             x_adv.handle.binding(),
             grad.handle.binding(),
@@ -94,39 +97,70 @@ impl SaadKernels for CubeBackend {
             out.handle.clone().binding(),
             sizes.binding(),
         ]);
-        client.launch(Box::new(SourceKernel::new(PgdStep, CubeDim::new_1d(WORKGROUP))), count, args);
+        client.launch(
+            Box::new(SourceKernel::new(PgdStep, CubeDim::new_1d(WORKGROUP))),
+            count,
+            args,
+        );
         out
     }
 
-    fn saad_loss(teacher: FloatTensor<Self>, student: FloatTensor<Self>, gamma: f32, scale: f32, ig: f32, beta: f32) -> (FloatTensor<Self>, FloatTensor<Self>) {
+    fn saad_loss(
+        teacher: FloatTensor<Self>,
+        student: FloatTensor<Self>,
+        gamma: f32,
+        scale: f32,
+        ig: f32,
+        beta: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [teacher, student] = kernel_inputs([teacher, student]);
         let shape = student.meta.shape().clone();
         let (b, c) = (shape[1], shape[2]);
         let client = student.client.clone();
         let device = student.device.clone();
-        let params = client.create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, gamma, scale, ig, beta]));
+        let params = client
+            .create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, gamma, scale, ig, beta]));
         let terms = empty_device_dtype(client.clone(), device.clone(), [b, 4].into(), DType::F32);
-        let out = empty_device_dtype(client.clone(), device.clone(), [2 * b + 1].into(), DType::F32);
+        let out =
+            empty_device_dtype(client.clone(), device.clone(), [2 * b + 1].into(), DType::F32);
         client.launch(
             Box::new(SourceKernel::new(SaadLossTerms, CubeDim::new_1d(WORKGROUP))),
             CubeCount::Static((b as u32).div_ceil(WORKGROUP), 1, 1),
-            KernelArguments::new().with_buffers(vec![teacher.handle.binding(), student.handle.binding(), params.clone().binding(), terms.handle.clone().binding()]),
+            KernelArguments::new().with_buffers(vec![
+                teacher.handle.binding(),
+                student.handle.binding(),
+                params.clone().binding(),
+                terms.handle.clone().binding(),
+            ]),
         );
         client.launch(
             Box::new(SourceKernel::new(SaadLossReduce, CubeDim::new_1d(WORKGROUP))),
             CubeCount::Static(1, 1, 1),
-            KernelArguments::new().with_buffers(vec![terms.handle.binding(), params.binding(), out.handle.clone().binding()]),
+            KernelArguments::new().with_buffers(vec![
+                terms.handle.binding(),
+                params.binding(),
+                out.handle.clone().binding(),
+            ]),
         );
         let loss = burn_cubecl::kernel::slice(out.clone(), &[2 * b..2 * b + 1]);
         (loss, out)
     }
 
-    fn saad_loss_backward(teacher: FloatTensor<Self>, student: FloatTensor<Self>, weights: FloatTensor<Self>, upstream: FloatTensor<Self>, ig: f32, beta: f32) -> FloatTensor<Self> {
-        let [teacher, student, weights, upstream] = kernel_inputs([teacher, student, weights, upstream]);
+    fn saad_loss_backward(
+        teacher: FloatTensor<Self>,
+        student: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        upstream: FloatTensor<Self>,
+        ig: f32,
+        beta: f32,
+    ) -> FloatTensor<Self> {
+        let [teacher, student, weights, upstream] =
+            kernel_inputs([teacher, student, weights, upstream]);
         let shape = student.meta.shape().clone();
         let (b, c) = (shape[1], shape[2]);
         let client = student.client.clone();
-        let params = client.create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, 1.0f32, 0.0, ig, beta]));
+        let params = client
+            .create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, 1.0f32, 0.0, ig, beta]));
         let grad = empty_device_dtype(client.clone(), student.device.clone(), shape, DType::F32);
         client.launch(
             Box::new(SourceKernel::new(SaadLossBackward, CubeDim::new_1d(WORKGROUP))),
@@ -143,15 +177,33 @@ impl SaadKernels for CubeBackend {
         grad
     }
 
-    fn transfer_stats(teacher_adv: FloatTensor<Self>, student_adv: FloatTensor<Self>, labels: FloatTensor<Self>, gamma: f32, scale: f32, has_student: bool) -> FloatTensor<Self> {
+    fn transfer_stats(
+        teacher_adv: FloatTensor<Self>,
+        student_adv: FloatTensor<Self>,
+        labels: FloatTensor<Self>,
+        gamma: f32,
+        scale: f32,
+        has_student: bool,
+    ) -> FloatTensor<Self> {
         let [teacher, student, labels] = kernel_inputs([teacher_adv, student_adv, labels]);
         let shape = teacher.meta.shape().clone();
         let (b, c) = (shape[0], shape[1]);
         let client = teacher.client.clone();
         let device = teacher.device.clone();
-        let params = client.create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, gamma, scale, if has_student { 1.0 } else { 0.0 }]));
+        let params = client.create_from_slice(bytemuck::cast_slice(&[
+            b as f32,
+            c as f32,
+            gamma,
+            scale,
+            if has_student { 1.0 } else { 0.0 },
+        ]));
         let scratch = empty_device_dtype(client.clone(), device.clone(), [b].into(), DType::F32);
-        let sums = empty_device_dtype(client.clone(), device, [crate::train::transfer_stats::SUMS_LEN].into(), DType::F32);
+        let sums = empty_device_dtype(
+            client.clone(),
+            device,
+            [crate::train::transfer_stats::SUMS_LEN].into(),
+            DType::F32,
+        );
         client.launch(
             Box::new(SourceKernel::new(TransferStats, CubeDim::new_1d(WORKGROUP))),
             CubeCount::Static(1, 1, 1),

@@ -32,7 +32,14 @@ use rayon::prelude::*;
 #[backend_extension(Flex: cfg(all()), Autodiff)]
 pub trait FlexConv: Backend {
     /// `conv2d(x, weight)` without bias, groups 1, dilation 1, symmetric zero padding.
-    fn flex_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride_h: usize, stride_w: usize, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
+    fn flex_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self>;
 }
 
 /// Images are added to a chunk while its column matrix stays under this many floats (1 MiB, about
@@ -57,7 +64,12 @@ struct Geometry {
 impl Geometry {
     fn new(x: &[usize], w: &[usize], stride: [usize; 2], pad: [usize; 2]) -> Self {
         assert_eq!(x[1], w[1], "flex_conv2d: input has {} channels, weight expects {}", x[1], w[1]);
-        let out = |i: usize, k: usize, s: usize, p: usize| (i + 2 * p).checked_sub(k).map(|d| d / s + 1).expect("flex_conv2d: kernel larger than the padded input");
+        let out = |i: usize, k: usize, s: usize, p: usize| {
+            (i + 2 * p)
+                .checked_sub(k)
+                .map(|d| d / s + 1)
+                .expect("flex_conv2d: kernel larger than the padded input")
+        };
         Self {
             batch: x[0],
             channels: x[1],
@@ -165,7 +177,9 @@ fn col2im(g: &Geometry, dcols: &[f32], b0: usize, nb: usize, grad: &mut [f32]) {
                     let first = valid.start * g.stride[1] + j - g.pad[1];
                     if g.stride[1] == 1 {
                         // Contiguous on both sides: a vectorised add.
-                        for (d, v) in dst[first..first + valid.len()].iter_mut().zip(&src[valid.clone()]) {
+                        for (d, v) in
+                            dst[first..first + valid.len()].iter_mut().zip(&src[valid.clone()])
+                        {
                             *d += *v;
                         }
                     } else {
@@ -213,8 +227,20 @@ impl Operand<'_> {
 
 /// `dst[m, n] (row-major) = lhs[m, k] · rhs[k, n]`, or `+=` with `accumulate`; gemm on every
 /// core (gemm picks its AVX-512, AVX2 or portable kernels at run time).
-fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, lhs: Operand, rhs: Operand) {
-    assert!(dst.len() >= m * n && lhs.data.len() > lhs.last_index(m, k) && rhs.data.len() > rhs.last_index(k, n));
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Operand,
+    rhs: Operand,
+) {
+    assert!(
+        dst.len() >= m * n
+            && lhs.data.len() > lhs.last_index(m, k)
+            && rhs.data.len() > rhs.last_index(k, n)
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -249,7 +275,12 @@ fn values(t: &FlexTensor) -> (Vec<usize>, std::borrow::Cow<'_, [f32]>) {
     let shape = t.layout().shape().to_vec();
     match t.as_slice::<f32>() {
         Some(s) => (shape, std::borrow::Cow::Borrowed(s)),
-        None => (shape, std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec())),
+        None => (
+            shape,
+            std::borrow::Cow::Owned(
+                t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec(),
+            ),
+        ),
     }
 }
 
@@ -266,7 +297,15 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         let n = nb * l;
         im2col(g, x, b0, nb, &mut cols);
         let weights = Operand { data: w, row_stride: k, col_stride: 1 };
-        matmul(o, n, k, &mut out, false, weights, Operand { data: &cols, row_stride: n, col_stride: 1 });
+        matmul(
+            o,
+            n,
+            k,
+            &mut out,
+            false,
+            weights,
+            Operand { data: &cols, row_stride: n, col_stride: 1 },
+        );
         scatter_rows(&out, o, l, b0, nb, &mut y);
     }
     y
@@ -281,7 +320,15 @@ fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
         let n = nb * l;
         gather_rows(dy, o, l, b0, nb, &mut dout);
         let weights_t = Operand { data: w, row_stride: 1, col_stride: k };
-        matmul(k, n, o, &mut dcols, false, weights_t, Operand { data: &dout, row_stride: n, col_stride: 1 });
+        matmul(
+            k,
+            n,
+            o,
+            &mut dcols,
+            false,
+            weights_t,
+            Operand { data: &dout, row_stride: n, col_stride: 1 },
+        );
         col2im(g, &dcols, b0, nb, &mut dx);
     }
     dx
@@ -297,13 +344,28 @@ fn weight_gradient(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         im2col(g, x, b0, nb, &mut cols);
         gather_rows(dy, o, l, b0, nb, &mut dout);
         let cols_t = Operand { data: &cols, row_stride: 1, col_stride: n };
-        matmul(o, k, n, &mut dw, b0 > 0, Operand { data: &dout, row_stride: n, col_stride: 1 }, cols_t);
+        matmul(
+            o,
+            k,
+            n,
+            &mut dw,
+            b0 > 0,
+            Operand { data: &dout, row_stride: n, col_stride: 1 },
+            cols_t,
+        );
     }
     dw
 }
 
 impl FlexConv for Flex {
-    fn flex_conv2d(x: FlexTensor, weight: FlexTensor, stride_h: usize, stride_w: usize, pad_h: usize, pad_w: usize) -> FlexTensor {
+    fn flex_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FlexTensor {
         let (xs, xv) = values(&x);
         let (ws, wv) = values(&weight);
         let g = Geometry::new(&xs, &ws, [stride_h, stride_w], [pad_h, pad_w]);
@@ -319,9 +381,17 @@ impl Backward<Flex, 2> for ConvNode {
     /// Input, weight and the sizes of the forward pass.
     type State = (FlexTensor, FlexTensor, Geometry);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
         let (x, w, g) = ops.state;
-        let (xs, ws) = ([g.batch, g.channels, g.height, g.width], [g.out_channels, g.channels, g.kernel[0], g.kernel[1]]);
+        let (xs, ws) = (
+            [g.batch, g.channels, g.height, g.width],
+            [g.out_channels, g.channels, g.kernel[0], g.kernel[1]],
+        );
         binary::<Flex, _, _>(
             ops.parents,
             ops.node,
@@ -333,9 +403,21 @@ impl Backward<Flex, 2> for ConvNode {
 }
 
 impl<C: CheckpointStrategy> FlexConv for Autodiff<Flex, C> {
-    fn flex_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride_h: usize, stride_w: usize, pad_h: usize, pad_w: usize) -> FloatTensor<Self> {
+    fn flex_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self> {
         let (x_p, w_p) = (x.primitive().clone(), weight.primitive().clone());
-        let g = Geometry::new(x_p.layout().shape(), w_p.layout().shape(), [stride_h, stride_w], [pad_h, pad_w]);
+        let g = Geometry::new(
+            x_p.layout().shape(),
+            w_p.layout().shape(),
+            [stride_h, stride_w],
+            [pad_h, pad_w],
+        );
         let y = Flex::flex_conv2d(x_p.clone(), w_p.clone(), stride_h, stride_w, pad_h, pad_w);
         match ConvNode.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((x_p, w_p, g), y),
@@ -349,7 +431,12 @@ impl<C: CheckpointStrategy> FlexConv for Autodiff<Flex, C> {
 /// off ([`super::set_kernels_enabled`]).
 pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     let on_flex = matches!(x.device().without_autodiff().as_dispatch(), DispatchDevice::Flex(_));
-    if !on_flex || !super::kernels_enabled() || x.dtype() != DType::F32 || conv.groups != 1 || conv.dilation != [1, 1] {
+    if !on_flex
+        || !super::kernels_enabled()
+        || x.dtype() != DType::F32
+        || conv.groups != 1
+        || conv.dilation != [1, 1]
+    {
         return None;
     }
     let pad = super::symmetric_padding(conv)?;
@@ -358,6 +445,12 @@ pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
 
 /// The convolution of [`FlexConv`] on flex tensors (no bias).
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, stride: [usize; 2], pad: [usize; 2]) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as FlexConv>::flex_conv2d(x.into_dispatch(), weight.into_dispatch(), stride[0], stride[1], pad[0], pad[1]))
+    Tensor::from_dispatch(<Dispatch as FlexConv>::flex_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        stride[0],
+        stride[1],
+        pad[0],
+        pad[1],
+    ))
 }
-

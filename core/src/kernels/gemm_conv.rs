@@ -58,9 +58,7 @@ impl std::str::FromStr for WgpuConvolution {
         match s {
             "burn" => Ok(WgpuConvolution::Burn),
             "columns" => Ok(WgpuConvolution::Columns),
-            other => Err(format!(
-                "unknown wgpu convolution '{other}': use burn or columns"
-            )),
+            other => Err(format!("unknown wgpu convolution '{other}': use burn or columns")),
         }
     }
 }
@@ -74,11 +72,7 @@ pub fn set_wgpu_convolution(choice: WgpuConvolution) {
 
 /// The convolution wgpu devices run now.
 pub fn wgpu_convolution() -> WgpuConvolution {
-    if COLUMNS_ON.load(Ordering::SeqCst) {
-        WgpuConvolution::Columns
-    } else {
-        WgpuConvolution::Burn
-    }
+    if COLUMNS_ON.load(Ordering::SeqCst) { WgpuConvolution::Columns } else { WgpuConvolution::Burn }
 }
 
 /// The convolution as a custom operation of the cubecl backend (and of autodiff over it).
@@ -110,10 +104,7 @@ impl ColumnsConv for CubeBackend {
     ) -> CubeTensor {
         let [n, c, h, w] = x.meta.shape().dims::<4>();
         let [o, ci, kh, kw] = weight.meta.shape().dims::<4>();
-        assert_eq!(
-            c, ci,
-            "columns_conv2d: the input has {c} channels, the weight {ci}"
-        );
+        assert_eq!(c, ci, "columns_conv2d: the input has {c} channels, the weight {ci}");
         let (hp, wp) = (h + 2 * pad_h, w + 2 * pad_w);
         assert!(
             hp >= kh && wp >= kw,
@@ -138,10 +129,7 @@ impl ColumnsConv for CubeBackend {
             Self::float_permute(windows, &[1, 4, 5, 0, 2, 3]),
             [c * kh * kw, n * ho * wo].into(),
         );
-        let y = Self::float_matmul(
-            Self::float_reshape(weight, [o, c * kh * kw].into()),
-            columns,
-        );
+        let y = Self::float_matmul(Self::float_reshape(weight, [o, c * kh * kw].into()), columns);
         Self::float_swap_dims(Self::float_reshape(y, [o, n, ho, wo].into()), 0, 1)
     }
 }
@@ -184,11 +172,7 @@ impl<C: CheckpointStrategy> ColumnsConv for Autodiff<CubeBackend, C> {
         let (x_p, w_p) = (x.primitive().clone(), weight.primitive().clone());
         let y =
             CubeBackend::columns_conv2d(x_p.clone(), w_p.clone(), stride_h, stride_w, pad_h, pad_w);
-        match ColumnsConvNode
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
+        match ColumnsConvNode.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 prep.finish((x_p, w_p, [stride_h, stride_w], [pad_h, pad_w]), y)
             }
@@ -226,8 +210,5 @@ pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
         return None;
     }
     let pad = super::symmetric_padding(conv)?;
-    Some(super::add_conv_bias(
-        conv2d(x.clone(), conv.weight.val(), conv.stride, pad),
-        conv,
-    ))
+    Some(super::add_conv_bias(conv2d(x.clone(), conv.weight.val(), conv.stride, pad), conv))
 }

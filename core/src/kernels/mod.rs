@@ -87,7 +87,10 @@ pub enum Route {
 
 /// Whether a device runs our WGSL kernels (a cubecl device compiling WGSL: wgpu / WebGPU).
 pub fn has_kernels(device: &Device) -> bool {
-    matches!(device.clone().without_autodiff().as_dispatch(), burn::backend::DispatchDevice::Cube(_))
+    matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        burn::backend::DispatchDevice::Cube(_)
+    )
 }
 
 /// Whether the project's own kernels (WGSL, the CPU convolution of [`flex_conv`] and the
@@ -101,7 +104,11 @@ pub fn kernels_enabled() -> bool {
 pub(crate) fn symmetric_padding(conv: &burn::nn::conv::Conv2d) -> Option<[usize; 2]> {
     match conv.padding {
         burn::nn::PaddingConfig2d::Valid => Some([0, 0]),
-        burn::nn::PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => Some([top, left]),
+        burn::nn::PaddingConfig2d::Explicit(top, left, bottom, right)
+            if top == bottom && left == right =>
+        {
+            Some([top, left])
+        }
         _ => None,
     }
 }
@@ -128,7 +135,15 @@ fn use_kernel(route: Route, device: &Device) -> bool {
 /// The projected signed-gradient step with per-sample `eps`, `alpha` and `active` (`[batch]`,
 /// 1 = step, 0 = keep the sample as it is):
 /// `x' = active ? clip_[0,1](clip_[x-eps, x+eps](x_adv + alpha * sign(grad))) : x_adv`.
-pub fn pgd_update(route: Route, x_adv: Tensor<4>, grad: Tensor<4>, x: &Tensor<4>, eps: Tensor<1>, alpha: Tensor<1>, active: Tensor<1>) -> Tensor<4> {
+pub fn pgd_update(
+    route: Route,
+    x_adv: Tensor<4>,
+    grad: Tensor<4>,
+    x: &Tensor<4>,
+    eps: Tensor<1>,
+    alpha: Tensor<1>,
+    active: Tensor<1>,
+) -> Tensor<4> {
     if use_kernel(route, &x_adv.device()) {
         return Tensor::from_dispatch(<burn::backend::Dispatch as SaadKernels>::pgd_step(
             x_adv.into_dispatch(),
@@ -161,8 +176,10 @@ pub struct SaadLoss {
 pub fn saad_loss(route: Route, l: &SaadLogits, p: &MethodParams, ramp: f64) -> SaadLoss {
     let [b, _] = l.t_plus.dims();
     if use_kernel(route, &l.s_plus.device()) {
-        let teacher = Tensor::stack::<3>(vec![l.t0.clone(), l.t_plus.clone(), l.t_minus.clone()], 0).detach();
-        let student = Tensor::stack::<3>(vec![l.s0.clone(), l.s_plus.clone(), l.s_minus.clone()], 0);
+        let teacher =
+            Tensor::stack::<3>(vec![l.t0.clone(), l.t_plus.clone(), l.t_minus.clone()], 0).detach();
+        let student =
+            Tensor::stack::<3>(vec![l.s0.clone(), l.s_plus.clone(), l.s_minus.clone()], 0);
         let (loss, weights) = <Dispatch as SaadKernels>::saad_loss(
             teacher.into_dispatch(),
             student.into_dispatch(),
@@ -172,7 +189,11 @@ pub fn saad_loss(route: Route, l: &SaadLogits, p: &MethodParams, ramp: f64) -> S
             p.saad_beta as f32,
         );
         let weights = Tensor::<1>::from_dispatch(weights).detach();
-        return SaadLoss { loss: Tensor::from_dispatch(loss), w: weights.clone().slice(0..b), w_hat: weights.slice(b..2 * b) };
+        return SaadLoss {
+            loss: Tensor::from_dispatch(loss),
+            w: weights.clone().slice(0..b),
+            w_hat: weights.slice(b..2 * b),
+        };
     }
     let (w, w_hat) = saad_weights(renyi_entropy(l.t_plus.clone(), p.saad_gamma), p.saad_scale);
     SaadLoss { loss: saad_outer_loss(l, p, ramp).mean(), w, w_hat }
@@ -180,11 +201,19 @@ pub fn saad_loss(route: Route, l: &SaadLogits, p: &MethodParams, ramp: f64) -> S
 
 /// The transfer sums of one batch ([`TransferBatch::sums`]): samples, teacher fooled, student
 /// fooled, student seen, entropy sum and square sum, SAAD weight sum, 10-bin histogram of w^.
-pub fn transfer_sums(route: Route, teacher_adv: Tensor<2>, student_adv: Option<Tensor<2>>, labels: Tensor<1, Int>, p: &MethodParams) -> Tensor<1> {
+pub fn transfer_sums(
+    route: Route,
+    teacher_adv: Tensor<2>,
+    student_adv: Option<Tensor<2>>,
+    labels: Tensor<1, Int>,
+    p: &MethodParams,
+) -> Tensor<1> {
     let teacher_adv = teacher_adv.detach().without_autodiff();
     if use_kernel(route, &teacher_adv.device()) {
         let has_student = student_adv.is_some();
-        let student = student_adv.map(|s| s.detach().without_autodiff()).unwrap_or_else(|| teacher_adv.clone());
+        let student = student_adv
+            .map(|s| s.detach().without_autodiff())
+            .unwrap_or_else(|| teacher_adv.clone());
         return Tensor::from_dispatch(<Dispatch as SaadKernels>::transfer_stats(
             teacher_adv.into_dispatch(),
             student.into_dispatch(),

@@ -62,12 +62,14 @@ impl BatchNorm2d {
         let [b, _, h, w] = x.dims();
         let n = (b * h * w) as f64;
         let device = x.device();
-        let out = burn::tensor::module::batch_norm_train(x, self.weight.val(), self.bias.val(), self.eps);
+        let out =
+            burn::tensor::module::batch_norm_train(x, self.weight.val(), self.bias.val(), self.eps);
         // PyTorch stores the unbiased variance in the running estimate.
         let unbiased = out.variance.detach().mul_scalar(n / (n - 1.0).max(1.0));
         let mean = self.running_mean.value_sync().to_device(&device).detach();
         let var = self.running_var.value_sync().to_device(&device).detach();
-        let count = self.num_batches_tracked.value_sync().to_device(&device).detach().add_scalar(1.0);
+        let count =
+            self.num_batches_tracked.value_sync().to_device(&device).detach().add_scalar(1.0);
         let update = |old: Tensor<1>, new: Tensor<1>| {
             if self.cumulative.is_enabled() {
                 // old + (new - old) / count: the mean of every batch since the reset.
@@ -81,7 +83,11 @@ impl BatchNorm2d {
         self.num_batches_tracked.update(count.detach());
         // `RunningState` keeps updates per thread until synced, and neither its record nor
         // `value()` sees a pending update: sync now so checkpoints and eval read the latest.
-        let _ = (self.running_mean.value_sync(), self.running_var.value_sync(), self.num_batches_tracked.value_sync());
+        let _ = (
+            self.running_mean.value_sync(),
+            self.running_var.value_sync(),
+            self.num_batches_tracked.value_sync(),
+        );
         out.output
     }
 }

@@ -77,12 +77,26 @@ pub struct DmWideResNet {
 }
 
 impl DmWideResNet {
-    pub fn new(depth: usize, width: usize, num_classes: usize, use_silu: bool, mean: [f32; 3], std: [f32; 3], device: &Device) -> Self {
+    pub fn new(
+        depth: usize,
+        width: usize,
+        num_classes: usize,
+        use_silu: bool,
+        mean: [f32; 3],
+        std: [f32; 3],
+        device: &Device,
+    ) -> Self {
         let n = (depth - 4) / 6;
         let c = [16, 16 * width, 32 * width, 64 * width];
         let group = |cin: usize, cout: usize, stride: usize| BlockGroup {
             block: (0..n)
-                .map(|i| if i == 0 { DmBlock::new(cin, cout, stride, use_silu, device) } else { DmBlock::new(cout, cout, 1, use_silu, device) })
+                .map(|i| {
+                    if i == 0 {
+                        DmBlock::new(cin, cout, stride, use_silu, device)
+                    } else {
+                        DmBlock::new(cout, cout, 1, use_silu, device)
+                    }
+                })
                 .collect(),
         };
         Self {

@@ -20,7 +20,15 @@ pub fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 /// `nn.Conv2d(cin, cout, k, stride, padding, bias=bias)` with PyTorch's default init
 /// (kaiming-uniform, a = sqrt(5): bound 1/sqrt(fan_in)).
-pub fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, bias: bool, device: &Device) -> Conv2d {
+pub fn conv2d(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    bias: bool,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([cin, cout], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
@@ -29,7 +37,15 @@ pub fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, 
 }
 
 /// Depthwise/grouped variant of [`conv2d`] (no bias).
-pub fn conv2d_grouped(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, groups: usize, device: &Device) -> Conv2d {
+pub fn conv2d_grouped(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([cin, cout], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
@@ -39,7 +55,14 @@ pub fn conv2d_grouped(cin: usize, cout: usize, k: usize, stride: usize, padding:
 }
 
 /// Conv weights drawn from N(0, sqrt(2 / (k*k*cout))), the WideResNet (TRADES/RobustBench) init.
-pub fn conv2d_he_normal(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, device: &Device) -> Conv2d {
+pub fn conv2d_he_normal(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    device: &Device,
+) -> Conv2d {
     let std = (2.0 / (k * k * cout) as f64).sqrt();
     Conv2dConfig::new([cin, cout], [k, k])
         .with_stride([stride, stride])

@@ -14,8 +14,15 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 /// (expansion, out_planes, num_blocks, stride) per stage.
-const CFG: [(usize, usize, usize, usize); 7] =
-    [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+const CFG: [(usize, usize, usize, usize); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
 
 /// Inverted residual block: expand (1x1), depthwise (3x3), project (1x1).
 #[derive(Module, Debug)]
@@ -40,8 +47,9 @@ impl InvertedResidual {
             bn2: BatchNorm2d::new(planes, 0.1, device),
             conv3: conv2d(planes, cout, 1, 1, 0, false, device),
             bn3: BatchNorm2d::new(cout, 0.1, device),
-            shortcut: (stride == 1 && cin != cout)
-                .then(|| (conv2d(cin, cout, 1, 1, 0, false, device), BatchNorm2d::new(cout, 0.1, device))),
+            shortcut: (stride == 1 && cin != cout).then(|| {
+                (conv2d(cin, cout, 1, 1, 0, false, device), BatchNorm2d::new(cout, 0.1, device))
+            }),
             stride,
         }
     }
@@ -76,7 +84,13 @@ impl MobileNetV2 {
         let mut cin = 32;
         for (expansion, cout, n, stride) in CFG {
             for i in 0..n {
-                layers.push(InvertedResidual::new(cin, cout, expansion, if i == 0 { stride } else { 1 }, device));
+                layers.push(InvertedResidual::new(
+                    cin,
+                    cout,
+                    expansion,
+                    if i == 0 { stride } else { 1 },
+                    device,
+                ));
                 cin = cout;
             }
         }

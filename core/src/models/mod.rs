@@ -69,28 +69,44 @@ impl FromStr for Arch {
             ["small", "cnn"] => Arch::SmallCnn { width: 32 },
             ["small", "cnn", w] => Arch::SmallCnn { width: num(w).ok_or_else(bad)? },
             ["resnet18"] => Arch::ResNet18 { width: 64 },
-            ["resnet18", w] => Arch::ResNet18 { width: w.strip_prefix('w').and_then(num).ok_or_else(bad)? },
+            ["resnet18", w] => {
+                Arch::ResNet18 { width: w.strip_prefix('w').and_then(num).ok_or_else(bad)? }
+            }
             ["preact", "resnet18"] => Arch::PreActResNet18 { width: 64 },
-            ["preact", "resnet18", w] => Arch::PreActResNet18 { width: w.strip_prefix('w').and_then(num).ok_or_else(bad)? },
+            ["preact", "resnet18", w] => {
+                Arch::PreActResNet18 { width: w.strip_prefix('w').and_then(num).ok_or_else(bad)? }
+            }
             ["mobilenetv2"] => Arch::MobileNetV2,
             ["wrn", d, w] => Arch::WideResNet {
-                depth: num(d).and_then(wrn_depth).ok_or_else(|| format!("{s:?}: WideResNet depth must be 6n+4 (16, 22, 28, 34, ...)"))?,
+                depth: num(d).and_then(wrn_depth).ok_or_else(|| {
+                    format!("{s:?}: WideResNet depth must be 6n+4 (16, 22, 28, 34, ...)")
+                })?,
                 width: num(w).ok_or_else(bad)?,
             },
-            ["dm", "wrn", d, w, rest @ ..] if rest.is_empty() || rest == ["relu"] || rest == ["silu"] => Arch::DmWideResNet {
-                depth: num(d).and_then(wrn_depth).ok_or_else(|| format!("{s:?}: WideResNet depth must be 6n+4 (16, 22, 28, 34, ...)"))?,
-                width: num(w).ok_or_else(bad)?,
-                silu: rest != ["relu"],
-            },
+            ["dm", "wrn", d, w, rest @ ..]
+                if rest.is_empty() || rest == ["relu"] || rest == ["silu"] =>
+            {
+                Arch::DmWideResNet {
+                    depth: num(d).and_then(wrn_depth).ok_or_else(|| {
+                        format!("{s:?}: WideResNet depth must be 6n+4 (16, 22, 28, 34, ...)")
+                    })?,
+                    width: num(w).ok_or_else(bad)?,
+                    silu: rest != ["relu"],
+                }
+            }
             _ => return Err(bad()),
         };
         // Ids also arrive from files (checkpoint headers): sizes far beyond any published model
         // are refused before anything is allocated for them.
         let (width, limit) = match arch {
-            Arch::SmallCnn { width } | Arch::ResNet18 { width } | Arch::PreActResNet18 { width } => (width, MAX_WIDTH),
+            Arch::SmallCnn { width }
+            | Arch::ResNet18 { width }
+            | Arch::PreActResNet18 { width } => (width, MAX_WIDTH),
             Arch::WideResNet { width, depth } | Arch::DmWideResNet { width, depth, .. } => {
                 if depth > MAX_WRN_DEPTH {
-                    return Err(format!("{s:?}: depth {depth} is beyond the largest supported WideResNet depth ({MAX_WRN_DEPTH})"));
+                    return Err(format!(
+                        "{s:?}: depth {depth} is beyond the largest supported WideResNet depth ({MAX_WRN_DEPTH})"
+                    ));
                 }
                 (width, MAX_WRN_WIDTH)
             }
@@ -114,7 +130,9 @@ impl fmt::Display for Arch {
             Arch::MobileNetV2 => write!(f, "mobilenetv2"),
             Arch::WideResNet { depth, width } => write!(f, "wrn-{depth}-{width}"),
             Arch::DmWideResNet { depth, width, silu: true } => write!(f, "dm-wrn-{depth}-{width}"),
-            Arch::DmWideResNet { depth, width, silu: false } => write!(f, "dm-wrn-{depth}-{width}-relu"),
+            Arch::DmWideResNet { depth, width, silu: false } => {
+                write!(f, "dm-wrn-{depth}-{width}-relu")
+            }
         }
     }
 }
@@ -140,9 +158,12 @@ pub struct Normalization {
 }
 
 impl Normalization {
-    pub const CIFAR10: Normalization = Normalization { mean: [0.4914, 0.4822, 0.4465], std: [0.2471, 0.2435, 0.2616] };
-    pub const CIFAR100: Normalization = Normalization { mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762] };
-    pub const TINY_IMAGENET: Normalization = Normalization { mean: [0.4802, 0.4481, 0.3975], std: [0.2302, 0.2265, 0.2262] };
+    pub const CIFAR10: Normalization =
+        Normalization { mean: [0.4914, 0.4822, 0.4465], std: [0.2471, 0.2435, 0.2616] };
+    pub const CIFAR100: Normalization =
+        Normalization { mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762] };
+    pub const TINY_IMAGENET: Normalization =
+        Normalization { mean: [0.4802, 0.4481, 0.3975], std: [0.2302, 0.2265, 0.2262] };
 
     /// The statistics DM models use for a dataset (`cifar10`, `cifar100`, `tiny-imagenet`).
     pub fn for_dataset(name: &str) -> Option<Normalization> {
@@ -181,9 +202,13 @@ impl ModelSpec {
         match self.arch {
             Arch::SmallCnn { width } => Net::SmallCnn(SmallCnn::new(c, width, device)),
             Arch::ResNet18 { width } => Net::ResNet(ResNet::resnet18(c, width, device)),
-            Arch::PreActResNet18 { width } => Net::PreActResNet(PreActResNet::preact_resnet18(c, width, device)),
+            Arch::PreActResNet18 { width } => {
+                Net::PreActResNet(PreActResNet::preact_resnet18(c, width, device))
+            }
             Arch::MobileNetV2 => Net::MobileNetV2(MobileNetV2::new(c, device)),
-            Arch::WideResNet { depth, width } => Net::WideResNet(WideResNet::new(depth, width, c, device)),
+            Arch::WideResNet { depth, width } => {
+                Net::WideResNet(WideResNet::new(depth, width, c, device))
+            }
             Arch::DmWideResNet { depth, width, silu } => {
                 let n = self.normalization.unwrap_or(Normalization::CIFAR10);
                 Net::DmWideResNet(DmWideResNet::new(depth, width, c, silu, n.mean, n.std, device))
@@ -225,7 +250,11 @@ impl Net {
     /// Number of trainable parameters as PyTorch counts them (`model.parameters()`: BatchNorm
     /// running statistics are buffers and are not counted).
     pub fn num_trainable_params(&self) -> usize {
-        self.named_tensors().iter().filter(|t| !t.is_buffer()).map(|t| t.shape.iter().product::<usize>()).sum()
+        self.named_tensors()
+            .iter()
+            .filter(|t| !t.is_buffer())
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum()
     }
 
     /// Every float tensor of the model with its PyTorch state-dict key, in visiting order.

@@ -31,7 +31,8 @@ impl PreActBlock {
             conv1: conv2d(cin, cout, 3, stride, 1, false, device),
             bn2: BatchNorm2d::new(cout, 0.1, device),
             conv2: conv2d(cout, cout, 3, 1, 1, false, device),
-            shortcut: (stride != 1 || cin != cout).then(|| vec![conv2d(cin, cout, 1, stride, 0, false, device)]),
+            shortcut: (stride != 1 || cin != cout)
+                .then(|| vec![conv2d(cin, cout, 1, stride, 0, false, device)]),
         }
     }
 
@@ -61,7 +62,10 @@ pub struct PreActResNet {
 impl PreActResNet {
     pub fn preact_resnet18(num_classes: usize, width: usize, device: &Device) -> Self {
         let stage = |cin: usize, cout: usize, stride: usize| {
-            vec![PreActBlock::new(cin, cout, stride, device), PreActBlock::new(cout, cout, 1, device)]
+            vec![
+                PreActBlock::new(cin, cout, stride, device),
+                PreActBlock::new(cout, cout, 1, device),
+            ]
         };
         let w = width;
         Self {
@@ -77,7 +81,8 @@ impl PreActResNet {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = conv(&self.conv1, x);
-        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
+        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4)
+        {
             x = block.forward(x);
         }
         self.linear.forward(global_avg_pool(relu(self.bn.forward(x))))

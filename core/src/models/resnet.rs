@@ -27,8 +27,9 @@ pub struct BasicBlock {
 
 impl BasicBlock {
     fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
-        let shortcut = (stride != 1 || cin != cout)
-            .then(|| (conv2d(cin, cout, 1, stride, 0, false, device), BatchNorm2d::new(cout, 0.1, device)));
+        let shortcut = (stride != 1 || cin != cout).then(|| {
+            (conv2d(cin, cout, 1, stride, 0, false, device), BatchNorm2d::new(cout, 0.1, device))
+        });
         Self {
             conv1: conv2d(cin, cout, 3, stride, 1, false, device),
             bn1: BatchNorm2d::new(cout, 0.1, device),
@@ -80,7 +81,8 @@ impl ResNet {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = relu(self.bn1.forward(conv(&self.conv1, x)));
-        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
+        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4)
+        {
             x = block.forward(x);
         }
         self.linear.forward(global_avg_pool(x))

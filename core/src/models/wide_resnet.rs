@@ -11,8 +11,8 @@
 
 use super::batch_norm::BatchNorm2d;
 use super::layers::{conv, conv2d_he_normal, global_avg_pool};
-use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::nn::conv::Conv2d;
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
@@ -57,7 +57,13 @@ pub struct NetworkBlock {
 impl NetworkBlock {
     fn new(n: usize, cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
         let layer = (0..n)
-            .map(|i| if i == 0 { WrnBlock::new(cin, cout, stride, device) } else { WrnBlock::new(cout, cout, 1, device) })
+            .map(|i| {
+                if i == 0 {
+                    WrnBlock::new(cin, cout, stride, device)
+                } else {
+                    WrnBlock::new(cout, cout, 1, device)
+                }
+            })
             .collect();
         Self { layer }
     }
@@ -92,10 +98,13 @@ impl WideResNet {
             block3: NetworkBlock::new(n, c[2], c[3], 2, device),
             bn1: BatchNorm2d::new(c[3], 0.1, device),
             // The reference zeroes the classifier bias.
-            fc: LinearConfig::new(c[3], num_classes).with_initializer(Initializer::KaimingUniform {
-                gain: 1.0 / 3f64.sqrt(),
-                fan_out_only: false,
-            }).init(device).zero_bias(),
+            fc: LinearConfig::new(c[3], num_classes)
+                .with_initializer(Initializer::KaimingUniform {
+                    gain: 1.0 / 3f64.sqrt(),
+                    fan_out_only: false,
+                })
+                .init(device)
+                .zero_bias(),
         }
     }
 

@@ -14,7 +14,8 @@ pub struct ZooEntry {
 }
 
 fn dm(depth: usize, width: usize, classes: usize, n: Normalization) -> ModelSpec {
-    ModelSpec::new(Arch::DmWideResNet { depth, width, silu: true }, classes).with_normalization(Some(n))
+    ModelSpec::new(Arch::DmWideResNet { depth, width, silu: true }, classes)
+        .with_normalization(Some(n))
 }
 
 fn wrn(depth: usize, width: usize, classes: usize) -> ModelSpec {
@@ -25,17 +26,72 @@ fn wrn(depth: usize, width: usize, classes: usize) -> ModelSpec {
 pub fn entries() -> Vec<ZooEntry> {
     use Normalization as N;
     vec![
-        ZooEntry { id: "Gowal2021Improving_28_10_ddpm_100m", dataset: "cifar10", spec: dm(28, 10, 10, N::CIFAR10), note: "SAAD's default teacher" },
-        ZooEntry { id: "Rebuffi2021Fixing_70_16_cutmix_extra", dataset: "cifar10", spec: dm(70, 16, 10, N::CIFAR10), note: "" },
-        ZooEntry { id: "Wang2023Better_WRN-28-10", dataset: "cifar10", spec: dm(28, 10, 10, N::CIFAR10), note: "" },
-        ZooEntry { id: "Wang2023Better_WRN-70-16", dataset: "cifar10", spec: dm(70, 16, 10, N::CIFAR10), note: "" },
-        ZooEntry { id: "Bartoldson2024Adversarial_WRN-94-16", dataset: "cifar10", spec: dm(94, 16, 10, N::CIFAR10), note: "" },
-        ZooEntry { id: "Bartoldson2024Adversarial_WRN-82-8", dataset: "cifar10", spec: dm(82, 8, 10, N::CIFAR10), note: "" },
-        ZooEntry { id: "Chen2021LTD_WRN34_10", dataset: "cifar10", spec: wrn(34, 10, 10), note: "ReLU WideResNet, no normalisation" },
-        ZooEntry { id: "Carmon2019Unlabeled", dataset: "cifar10", spec: wrn(28, 10, 10), note: "ReLU WideResNet, no normalisation" },
-        ZooEntry { id: "Wang2023Better_WRN-28-10_cifar100", dataset: "cifar100", spec: dm(28, 10, 100, N::CIFAR100), note: "RobustBench CIFAR-100 Linf id Wang2023Better_WRN-28-10" },
-        ZooEntry { id: "Wang2023Better_WRN-70-16_cifar100", dataset: "cifar100", spec: dm(70, 16, 100, N::CIFAR100), note: "RobustBench CIFAR-100 Linf id Wang2023Better_WRN-70-16" },
-        ZooEntry { id: "DM-Improves-AT_tiny-imagenet_WRN-28-10", dataset: "tiny-imagenet", spec: dm(28, 10, 200, N::TINY_IMAGENET), note: "Tiny-ImageNet WRN-28-10 SiLU (Wang et al. 2023 release)" },
+        ZooEntry {
+            id: "Gowal2021Improving_28_10_ddpm_100m",
+            dataset: "cifar10",
+            spec: dm(28, 10, 10, N::CIFAR10),
+            note: "SAAD's default teacher",
+        },
+        ZooEntry {
+            id: "Rebuffi2021Fixing_70_16_cutmix_extra",
+            dataset: "cifar10",
+            spec: dm(70, 16, 10, N::CIFAR10),
+            note: "",
+        },
+        ZooEntry {
+            id: "Wang2023Better_WRN-28-10",
+            dataset: "cifar10",
+            spec: dm(28, 10, 10, N::CIFAR10),
+            note: "",
+        },
+        ZooEntry {
+            id: "Wang2023Better_WRN-70-16",
+            dataset: "cifar10",
+            spec: dm(70, 16, 10, N::CIFAR10),
+            note: "",
+        },
+        ZooEntry {
+            id: "Bartoldson2024Adversarial_WRN-94-16",
+            dataset: "cifar10",
+            spec: dm(94, 16, 10, N::CIFAR10),
+            note: "",
+        },
+        ZooEntry {
+            id: "Bartoldson2024Adversarial_WRN-82-8",
+            dataset: "cifar10",
+            spec: dm(82, 8, 10, N::CIFAR10),
+            note: "",
+        },
+        ZooEntry {
+            id: "Chen2021LTD_WRN34_10",
+            dataset: "cifar10",
+            spec: wrn(34, 10, 10),
+            note: "ReLU WideResNet, no normalisation",
+        },
+        ZooEntry {
+            id: "Carmon2019Unlabeled",
+            dataset: "cifar10",
+            spec: wrn(28, 10, 10),
+            note: "ReLU WideResNet, no normalisation",
+        },
+        ZooEntry {
+            id: "Wang2023Better_WRN-28-10_cifar100",
+            dataset: "cifar100",
+            spec: dm(28, 10, 100, N::CIFAR100),
+            note: "RobustBench CIFAR-100 Linf id Wang2023Better_WRN-28-10",
+        },
+        ZooEntry {
+            id: "Wang2023Better_WRN-70-16_cifar100",
+            dataset: "cifar100",
+            spec: dm(70, 16, 100, N::CIFAR100),
+            note: "RobustBench CIFAR-100 Linf id Wang2023Better_WRN-70-16",
+        },
+        ZooEntry {
+            id: "DM-Improves-AT_tiny-imagenet_WRN-28-10",
+            dataset: "tiny-imagenet",
+            spec: dm(28, 10, 200, N::TINY_IMAGENET),
+            note: "Tiny-ImageNet WRN-28-10 SiLU (Wang et al. 2023 release)",
+        },
     ]
 }
 

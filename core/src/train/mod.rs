@@ -9,7 +9,7 @@ pub mod weight_average;
 
 pub use config::TrainConfig;
 pub use methods::{AttackSettings, Method, MethodKind, MethodParams};
-pub use transfer_stats::TransferStats;
-pub use weight_average::{WeightAverage, recompute_batch_norm};
 pub use schedule::LrSchedule;
 pub use trainer::{Divergence, EpochRun, EpochStats, PendingEpoch, Trainer};
+pub use transfer_stats::TransferStats;
+pub use weight_average::{WeightAverage, recompute_batch_norm};

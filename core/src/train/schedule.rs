@@ -16,7 +16,14 @@ pub enum LrSchedule {
 
 impl LrSchedule {
     /// Learning rate for batch `batch` of `num_batches` in 0-based epoch `epoch` of `epochs`.
-    pub fn lr(&self, base: f64, epoch: usize, batch: usize, num_batches: usize, epochs: usize) -> f64 {
+    pub fn lr(
+        &self,
+        base: f64,
+        epoch: usize,
+        batch: usize,
+        num_batches: usize,
+        epochs: usize,
+    ) -> f64 {
         match self {
             LrSchedule::Constant => base,
             LrSchedule::MultiStep { milestones, gamma } => {
@@ -32,12 +39,19 @@ impl LrSchedule {
 
     /// Parses `constant`, `cosine`, or `multistep:100,150[:0.1]`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("bad schedule {s:?}; expected constant, cosine or multistep:E1,E2[:GAMMA] (e.g. multistep:100,150:0.1)");
+        let bad = || {
+            format!(
+                "bad schedule {s:?}; expected constant, cosine or multistep:E1,E2[:GAMMA] (e.g. multistep:100,150:0.1)"
+            )
+        };
         match s.split(':').collect::<Vec<_>>().as_slice() {
             ["constant"] => Ok(LrSchedule::Constant),
             ["cosine"] => Ok(LrSchedule::Cosine),
             ["multistep", ms, rest @ ..] if rest.len() <= 1 => {
-                let milestones = ms.split(',').map(|m| m.trim().parse::<usize>().map_err(|_| bad())).collect::<Result<Vec<_>, _>>()?;
+                let milestones = ms
+                    .split(',')
+                    .map(|m| m.trim().parse::<usize>().map_err(|_| bad()))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let gamma = match rest {
                     [g] => g.parse::<f64>().map_err(|_| bad())?,
                     _ => 0.1,

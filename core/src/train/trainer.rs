@@ -117,7 +117,8 @@ impl PendingEpoch {
     /// The statistics from the values of [`sums`](Self::sums).
     pub fn finish(&self, v: &[f32]) -> EpochStats {
         let h = &v[epoch_sums::HEALTH..epoch_sums::LEN];
-        let (bad_batches, first_from_end, nonfinite_weights) = (h[0] as usize, h[1] as usize, h[2] as usize);
+        let (bad_batches, first_from_end, nonfinite_weights) =
+            (h[0] as usize, h[1] as usize, h[2] as usize);
         let diverged = bad_batches > 0 || nonfinite_weights > 0 || !v[0].is_finite();
         EpochStats {
             epoch: self.epoch,
@@ -174,16 +175,24 @@ fn check_optimizer_state(bytes: &[u8], model: &Net, source: &str) -> Result<(), 
     let bad = |m: String| DataError::new(source, format!("unreadable optimizer state: {m}"));
     let mut params = ParamShapes(Default::default());
     model.visit(&mut params);
-    let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(|e| bad(e.to_string()))?;
+    let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| bad(e.to_string()))?;
     let tensors = reader.into_tensors().map_err(|e| bad(e.to_string()))?;
     for t in tensors {
-        let (name, dtype, shape, param_id, data) = t.into_parts().map_err(|e| bad(e.to_string()))?;
+        let (name, dtype, shape, param_id, data) =
+            t.into_parts().map_err(|e| bad(e.to_string()))?;
         let id = param_id.ok_or_else(|| bad(format!("tensor {name} belongs to no parameter")))?;
-        let want = params.0.get(&id).ok_or_else(|| bad(format!("tensor {name} belongs to a parameter this model does not have")))?;
+        let want = params.0.get(&id).ok_or_else(|| {
+            bad(format!("tensor {name} belongs to a parameter this model does not have"))
+        })?;
         // SGD keeps one momentum tensor of the parameter's shape.
         let elements: usize = want.iter().product();
         if shape[..] != want[..] || data.len() != elements * dtype.size() {
-            return Err(bad(format!("tensor {name} has shape {:?} ({} bytes), its parameter {want:?}", &shape[..], data.len())));
+            return Err(bad(format!(
+                "tensor {name} has shape {:?} ({} bytes), its parameter {want:?}",
+                &shape[..],
+                data.len()
+            )));
         }
     }
     Ok(())
@@ -191,14 +200,26 @@ fn check_optimizer_state(bytes: &[u8], model: &Net, source: &str) -> Result<(), 
 
 fn sgd(config: &TrainConfig) -> ModuleOptimizer {
     SgdConfig::new()
-        .with_momentum(Some(MomentumConfig { momentum: config.momentum, dampening: 0.0, nesterov: false }))
-        .with_weight_decay((config.weight_decay > 0.0).then(|| WeightDecayConfig { penalty: config.weight_decay as f32 }))
+        .with_momentum(Some(MomentumConfig {
+            momentum: config.momentum,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .with_weight_decay(
+            (config.weight_decay > 0.0)
+                .then(|| WeightDecayConfig { penalty: config.weight_decay as f32 }),
+        )
         .init()
 }
 
 impl Trainer {
     /// A fresh run; the initial weights are drawn from the run seed.
-    pub fn new(spec: ModelSpec, config: TrainConfig, dataset: DatasetInfo, device: &Device) -> Self {
+    pub fn new(
+        spec: ModelSpec,
+        config: TrainConfig,
+        dataset: DatasetInfo,
+        device: &Device,
+    ) -> Self {
         let device = device.clone().without_autodiff();
         device.seed(derive_seed(config.seed, &[stream::INIT]));
         let model = spec.init(&device.clone().autodiff());
@@ -222,10 +243,19 @@ impl Trainer {
     pub fn resume(ckpt: &Checkpoint, device: &Device, source: &str) -> Result<Self, DataError> {
         let device = device.clone().without_autodiff();
         let config: TrainConfig = serde_json::from_value(ckpt.header.train_config.clone())
-            .map_err(|e| DataError::new(source, format!("the training configuration in this checkpoint is unreadable: {e}")))?;
-        let model = load_weights(&ckpt.header.model, &ckpt.model, &device.clone().autodiff(), source)?;
+            .map_err(|e| {
+                DataError::new(
+                    source,
+                    format!("the training configuration in this checkpoint is unreadable: {e}"),
+                )
+            })?;
+        let model =
+            load_weights(&ckpt.header.model, &ckpt.model, &device.clone().autodiff(), source)?;
         if ckpt.optimizer.is_empty() {
-            return Err(DataError::new(source, "this checkpoint holds no optimizer state (it is an exported or averaged model), so it cannot be resumed"));
+            return Err(DataError::new(
+                source,
+                "this checkpoint holds no optimizer state (it is an exported or averaged model), so it cannot be resumed",
+            ));
         }
         check_optimizer_state(&ckpt.optimizer, &model, source)?;
         let optim = sgd(&config)
@@ -268,7 +298,11 @@ impl Trainer {
     ///
     /// # Panics
     /// If the method distils from a teacher and none was set (callers check first).
-    pub fn train_epoch(&mut self, data: &DeviceSet, on_batch: &mut dyn FnMut(usize, usize)) -> EpochStats {
+    pub fn train_epoch(
+        &mut self,
+        data: &DeviceSet,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> EpochStats {
         let pending = self.train_epoch_pending(data, on_batch);
         let v: Vec<f32> = crate::host_copy::read_f32(pending.sums.clone());
         pending.finish(&v)
@@ -276,7 +310,11 @@ impl Trainer {
 
     /// Trains one epoch without reading anything back: the statistics stay on the device in
     /// [`PendingEpoch::sums`] for the caller to read (asynchronously in the browser).
-    pub fn train_epoch_pending(&mut self, data: &DeviceSet, on_batch: &mut dyn FnMut(usize, usize)) -> PendingEpoch {
+    pub fn train_epoch_pending(
+        &mut self,
+        data: &DeviceSet,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> PendingEpoch {
         let mut run = self.start_epoch(data);
         while !run.is_complete() {
             self.train_next_batch(&mut run, data);
@@ -299,12 +337,26 @@ impl Trainer {
         );
         let cfg = &self.config;
         let epoch = self.epochs_done; // 0-based
-        let order = EpochOrder::new(data.len, cfg.batch_size, derive_seed(cfg.seed, &[stream::ORDER, epoch as u64]), &self.device);
+        let order = EpochOrder::new(
+            data.len,
+            cfg.batch_size,
+            derive_seed(cfg.seed, &[stream::ORDER, epoch as u64]),
+            &self.device,
+        );
         let batches = order.num_batches();
         // [loss sum, correct count, transfer sums...]
         let sums = Tensor::<1>::zeros([2 + SUMS_LEN], &self.device);
         let zero = Tensor::<1>::zeros([1], &self.device);
-        EpochRun { order, batches, next: 0, sums, bad_batches: zero.clone(), first_bad_from_end: zero, lr: cfg.lr, images: 0 }
+        EpochRun {
+            order,
+            batches,
+            next: 0,
+            sums,
+            bad_batches: zero.clone(),
+            first_bad_from_end: zero,
+            lr: cfg.lr,
+            images: 0,
+        }
     }
 
     /// Trains batch `run.next` of the epoch `run` belongs to.
@@ -335,7 +387,8 @@ impl Trainer {
         // Divergence watch, on the device: count non-finite losses and remember the first
         // (as `batches - b`, so that a max keeps the earliest; exact in f32).
         let bad = loss.clone().is_finite().bool_not().float();
-        run.first_bad_from_end = run.first_bad_from_end.clone().max_pair(bad.clone().mul_scalar((nb - b) as f64));
+        run.first_bad_from_end =
+            run.first_bad_from_end.clone().max_pair(bad.clone().mul_scalar((nb - b) as f64));
         run.bad_batches = run.bad_batches.clone() + bad;
         let mut parts = vec![
             loss.mul_scalar(n as f64),
@@ -344,8 +397,15 @@ impl Trainer {
         let transfer = match (&self.teacher, &out.x_adv) {
             (Some(teacher), Some(x_adv)) => {
                 // Methods that did not evaluate the teacher on x' pay one teacher forward here.
-                let t_adv = out.teacher_adv.clone().unwrap_or_else(|| teacher.forward(x_adv.clone()));
-                Some(kernels::transfer_sums(Route::Auto, t_adv, out.student_adv.clone(), y.clone(), &cfg.params))
+                let t_adv =
+                    out.teacher_adv.clone().unwrap_or_else(|| teacher.forward(x_adv.clone()));
+                Some(kernels::transfer_sums(
+                    Route::Auto,
+                    t_adv,
+                    out.student_adv.clone(),
+                    y.clone(),
+                    &cfg.params,
+                ))
             }
             _ => None,
         };
@@ -362,7 +422,12 @@ impl Trainer {
     /// # Panics
     /// If batches of `run` are left.
     pub fn end_epoch(&mut self, run: EpochRun, data: &DeviceSet) -> PendingEpoch {
-        assert!(run.is_complete(), "end_epoch with {} of {} batches trained", run.next, run.batches);
+        assert!(
+            run.is_complete(),
+            "end_epoch with {} of {} batches trained",
+            run.next,
+            run.batches
+        );
         self.epochs_done += 1;
         if self.config.swa_start.is_some_and(|s| self.epochs_done >= s) {
             match &mut self.average {
@@ -372,7 +437,13 @@ impl Trainer {
         }
         let weights = crate::health::nonfinite_weights(&self.model, &self.device);
         let sums = Tensor::cat(vec![run.sums, run.bad_batches, run.first_bad_from_end, weights], 0);
-        PendingEpoch { sums, epoch: self.epochs_done, lr: run.lr, images: data.len, batches: run.batches }
+        PendingEpoch {
+            sums,
+            epoch: self.epochs_done,
+            lr: run.lr,
+            images: data.len,
+            batches: run.batches,
+        }
     }
 
     /// The student in eval mode (BatchNorm running statistics, no parameter gradients).
@@ -421,7 +492,16 @@ impl Trainer {
     pub fn model_file(&self, model: &Net, averaged: bool) -> Checkpoint {
         let mut header = self.header();
         header.averaged_count = 0;
-        header.notes.insert("weights".into(), (if averaged { "weight average, BatchNorm recomputed" } else { "final student" }).into());
-        Checkpoint { header, model: model_bytes(model), optimizer: Vec::new(), averaged: Vec::new() }
+        header.notes.insert(
+            "weights".into(),
+            (if averaged { "weight average, BatchNorm recomputed" } else { "final student" })
+                .into(),
+        );
+        Checkpoint {
+            header,
+            model: model_bytes(model),
+            optimizer: Vec::new(),
+            averaged: Vec::new(),
+        }
     }
 }

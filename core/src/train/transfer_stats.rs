@@ -31,7 +31,12 @@ impl TransferBatch {
         let teacher_adv = teacher_adv.detach().without_autodiff();
         let entropy = renyi_entropy(teacher_adv.clone(), params.saad_gamma);
         let (weight, weight_hat) = saad_weights(entropy.clone(), params.saad_scale);
-        Self { teacher_fooled: correct(teacher_adv, labels).neg().add_scalar(1.0), entropy, weight, weight_hat }
+        Self {
+            teacher_fooled: correct(teacher_adv, labels).neg().add_scalar(1.0),
+            entropy,
+            weight,
+            weight_hat,
+        }
     }
 
     /// This batch's contribution to the epoch sums (`student_adv`: the student's logits on the
@@ -40,10 +45,19 @@ impl TransferBatch {
         let device = self.entropy.device();
         let n = self.entropy.dims()[0];
         let (student_fooled, student_seen) = match student_adv {
-            Some((logits, y)) => (correct(logits.detach().without_autodiff(), y).neg().add_scalar(1.0).sum(), n as f32),
+            Some((logits, y)) => (
+                correct(logits.detach().without_autodiff(), y).neg().add_scalar(1.0).sum(),
+                n as f32,
+            ),
             None => (Tensor::zeros([1], &device), 0.0),
         };
-        let bins = self.weight_hat.clone().mul_scalar(WEIGHT_BINS as f64).floor().clamp(0.0, WEIGHT_BINS as f64 - 1.0).int();
+        let bins = self
+            .weight_hat
+            .clone()
+            .mul_scalar(WEIGHT_BINS as f64)
+            .floor()
+            .clamp(0.0, WEIGHT_BINS as f64 - 1.0)
+            .int();
         let hist = losses::one_hot(bins, WEIGHT_BINS).float().sum_dim(0).reshape([WEIGHT_BINS]);
         Tensor::cat(
             vec![

@@ -94,16 +94,30 @@ impl ModuleMapper for ResetBatchNorm {
         }
     }
     fn map_flag(&mut self, flag: Param<Flag>) -> Param<Flag> {
-        if self.path.last().is_some_and(|p| p == "cumulative") { flag.with_value(self.cumulative) } else { flag }
+        if self.path.last().is_some_and(|p| p == "cumulative") {
+            flag.with_value(self.cumulative)
+        } else {
+            flag
+        }
     }
 }
 
 /// The model with BatchNorm statistics recomputed as the plain average over one pass of
 /// training-mode forwards on `data` (in a fixed order; augmented when `augment` is given, as
 /// PyTorch's `update_bn` sees the training loader). Returns the model in eval mode.
-pub fn recompute_batch_norm(model: &Net, data: &DeviceSet, batch: usize, augment: Option<Augment>, seed: u64) -> Net {
+pub fn recompute_batch_norm(
+    model: &Net,
+    data: &DeviceSet,
+    batch: usize,
+    augment: Option<Augment>,
+    seed: u64,
+) -> Net {
     let device = data.images.device();
-    let train = model.clone().train().map(&mut ResetBatchNorm { path: Vec::new(), reset: true, cumulative: true });
+    let train = model.clone().train().map(&mut ResetBatchNorm {
+        path: Vec::new(),
+        reset: true,
+        cumulative: true,
+    });
     let order = EpochOrder::new(data.len, batch, seed, &device);
     device.seed(seed);
     for b in 0..order.num_batches() {

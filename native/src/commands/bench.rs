@@ -86,7 +86,13 @@ struct StepTiming {
 
 /// Times `args.steps` training steps of `method`: one epoch of `steps` batches after a first
 /// epoch of as many (each epoch ends with the trainer's one read, which drains the device).
-fn time_steps(method: MethodKind, args: &BenchArgs, data: &DeviceSet, teacher: Option<&saad_core::models::Net>, device: &Device) -> StepTiming {
+fn time_steps(
+    method: MethodKind,
+    args: &BenchArgs,
+    data: &DeviceSet,
+    teacher: Option<&saad_core::models::Net>,
+    device: &Device,
+) -> StepTiming {
     let mut config = TrainConfig::reference(method);
     config.batch_size = args.batch_size;
     config.attack.steps = args.attack_steps;
@@ -94,8 +100,13 @@ fn time_steps(method: MethodKind, args: &BenchArgs, data: &DeviceSet, teacher: O
     config.augment = None;
     config.swa_start = None;
     config.epochs = 2;
-    let info = DatasetInfo { name: "synthetic".into(), image_size: args.image_size, num_classes: args.classes };
-    let mut trainer = Trainer::new(ModelSpec::new(args.arch.clone(), args.classes), config, info, device);
+    let info = DatasetInfo {
+        name: "synthetic".into(),
+        image_size: args.image_size,
+        num_classes: args.classes,
+    };
+    let mut trainer =
+        Trainer::new(ModelSpec::new(args.arch.clone(), args.classes), config, info, device);
     if let Some(t) = teacher {
         trainer = trainer.with_teacher(t);
     }
@@ -132,9 +143,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let (b, s) = (args.batch_size, args.image_size);
     let n = b * args.steps;
     let images = Tensor::<4>::random([n, 3, s, s], Distribution::Uniform(0.0, 1.0), &device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| i % args.classes as i64).collect::<Vec<_>>(), [n]), &device);
+    let labels = Tensor::<1, Int>::from_data(
+        TensorData::new((0..n as i64).map(|i| i % args.classes as i64).collect::<Vec<_>>(), [n]),
+        &device,
+    );
     let data = DeviceSet { images, labels, len: n, num_classes: args.classes };
-    let teacher = args.methods.iter().any(|m| m.needs_teacher()).then(|| ModelSpec::new(args.teacher_arch.clone(), args.classes).init(&device));
+    let teacher = args
+        .methods
+        .iter()
+        .any(|m| m.needs_teacher())
+        .then(|| ModelSpec::new(args.teacher_arch.clone(), args.classes).init(&device));
 
     let mut timings = Vec::new();
     for &conv in &args.wgpu_conv {
@@ -147,7 +165,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     set_wgpu_convolution(WgpuConvolution::default());
     // Each row's baseline: the natural step timed with the same convolution.
     let over_natural = |t: &StepTiming| {
-        let natural = timings.iter().find(|n| n.method == MethodKind::Natural && n.conv == t.conv).map_or(t.seconds_per_step, |n| n.seconds_per_step);
+        let natural = timings
+            .iter()
+            .find(|n| n.method == MethodKind::Natural && n.conv == t.conv)
+            .map_or(t.seconds_per_step, |n| n.seconds_per_step);
         t.seconds_per_step / natural
     };
     let rows: Vec<Value> = timings
@@ -180,11 +201,34 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!("device   {device_name}");
-    println!("student  {} ({} classes), batch {b}, {s}x{s}, {} attack steps; teacher {} (random weights)", args.arch, args.classes, args.attack_steps, args.teacher_arch);
-    let label = |t: &StepTiming| if args.wgpu_conv.len() > 1 { format!("{}/{}", t.method.name(), t.conv.name()) } else { t.method.name().to_string() };
-    println!("{:<15} {:>10} {:>10} {:>12} {:>9} {:>12} {:>7} {:>9} {:>12}", "method", "s/step", "images/s", "s/CIFAR ep.", "x natural", "first ep. s", "reads", "launches", "device MiB");
+    println!(
+        "student  {} ({} classes), batch {b}, {s}x{s}, {} attack steps; teacher {} (random weights)",
+        args.arch, args.classes, args.attack_steps, args.teacher_arch
+    );
+    let label = |t: &StepTiming| {
+        if args.wgpu_conv.len() > 1 {
+            format!("{}/{}", t.method.name(), t.conv.name())
+        } else {
+            t.method.name().to_string()
+        }
+    };
+    println!(
+        "{:<15} {:>10} {:>10} {:>12} {:>9} {:>12} {:>7} {:>9} {:>12}",
+        "method",
+        "s/step",
+        "images/s",
+        "s/CIFAR ep.",
+        "x natural",
+        "first ep. s",
+        "reads",
+        "launches",
+        "device MiB"
+    );
     for (t, r) in timings.iter().zip(&rows) {
-        let mem = t.device_reserved_bytes.map(|m| format!("{:.0}", m as f64 / 1048576.0)).unwrap_or_else(|| "-".into());
+        let mem = t
+            .device_reserved_bytes
+            .map(|m| format!("{:.0}", m as f64 / 1048576.0))
+            .unwrap_or_else(|| "-".into());
         println!(
             "{:<15} {:>10.3} {:>10.1} {:>12.0} {:>9.2} {:>12.2} {:>7.2} {:>9.0} {:>12}",
             label(t),
@@ -199,7 +243,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
     }
     if let Some(r) = rss {
-        println!("peak RSS {:.0} MiB (whole process); reads = host reads per step (the trainer reads once per epoch); launches = GPU kernel launches per step (0 on flex)", r as f64 / 1048576.0);
+        println!(
+            "peak RSS {:.0} MiB (whole process); reads = host reads per step (the trainer reads once per epoch); launches = GPU kernel launches per step (0 on flex)",
+            r as f64 / 1048576.0
+        );
     }
     Ok(())
 }
@@ -218,7 +265,9 @@ fn per_call(device: &Device, calls: usize, mut f: impl FnMut()) -> f64 {
 
 /// The fused kernels against the tensor-op twins at training shapes, same device, same run.
 fn bench_kernels(args: &BenchArgs, device: &Device, device_name: &str) -> Result<()> {
-    use saad_core::kernels::{Route, distinct_kernels_launched, has_kernels, pgd_update, saad_loss};
+    use saad_core::kernels::{
+        Route, distinct_kernels_launched, has_kernels, pgd_update, saad_loss,
+    };
     use saad_core::train::MethodParams;
     use saad_core::train::methods::saad::SaadLogits;
     if !has_kernels(device) {
@@ -233,28 +282,57 @@ fn bench_kernels(args: &BenchArgs, device: &Device, device_name: &str) -> Result
     let ones = |v: f32| Tensor::<1>::full([b], v, device);
     for route in [Route::TensorOps, Route::Kernel] {
         let call = || {
-            let _ = pgd_update(route, x_adv.clone(), g.clone(), &x, ones(8.0 / 255.0), ones(2.0 / 255.0), ones(1.0));
+            let _ = pgd_update(
+                route,
+                x_adv.clone(),
+                g.clone(),
+                &x,
+                ones(8.0 / 255.0),
+                ones(2.0 / 255.0),
+                ones(1.0),
+            );
         };
         let kernels = distinct_kernels_launched(call);
         let t = per_call(device, args.calls, call);
         rows.push(json!({"op": "pgd_update", "shape": [b, 3, s, s], "route": format!("{route:?}"), "seconds_per_call": t, "kernels_per_call": kernels}));
     }
     for classes in [10usize, 100] {
-        let l = |scale: f64| Tensor::<2>::random([b, classes], Distribution::Normal(0.0, scale), device);
-        let logits = SaadLogits { t0: l(2.0), t_plus: l(2.0), t_minus: l(2.0), s0: l(1.0), s_plus: l(1.0), s_minus: l(1.0) };
+        let l = |scale: f64| {
+            Tensor::<2>::random([b, classes], Distribution::Normal(0.0, scale), device)
+        };
+        let logits = SaadLogits {
+            t0: l(2.0),
+            t_plus: l(2.0),
+            t_minus: l(2.0),
+            s0: l(1.0),
+            s_plus: l(1.0),
+            s_minus: l(1.0),
+        };
         let p = MethodParams::default();
         for route in [Route::TensorOps, Route::Kernel] {
             let fwd = || {
                 let _ = saad_loss(route, &logits, &p, 0.5).loss;
             };
             let fwd_bwd = || {
-                let s: Vec<Tensor<2>> = [&logits.s0, &logits.s_plus, &logits.s_minus].iter().map(|t| (*t).clone().autodiff().require_grad()).collect();
-                let ad = SaadLogits { t0: logits.t0.clone(), t_plus: logits.t_plus.clone(), t_minus: logits.t_minus.clone(), s0: s[0].clone(), s_plus: s[1].clone(), s_minus: s[2].clone() };
+                let s: Vec<Tensor<2>> = [&logits.s0, &logits.s_plus, &logits.s_minus]
+                    .iter()
+                    .map(|t| (*t).clone().autodiff().require_grad())
+                    .collect();
+                let ad = SaadLogits {
+                    t0: logits.t0.clone(),
+                    t_plus: logits.t_plus.clone(),
+                    t_minus: logits.t_minus.clone(),
+                    s0: s[0].clone(),
+                    s_plus: s[1].clone(),
+                    s_minus: s[2].clone(),
+                };
                 let grads = saad_loss(route, &ad, &p, 0.5).loss.backward();
                 let _ = s[1].grad(&grads);
             };
-            let (k_fwd, k_all) = (distinct_kernels_launched(fwd), distinct_kernels_launched(fwd_bwd));
-            let (t_fwd, t_all) = (per_call(device, args.calls, fwd), per_call(device, args.calls, fwd_bwd));
+            let (k_fwd, k_all) =
+                (distinct_kernels_launched(fwd), distinct_kernels_launched(fwd_bwd));
+            let (t_fwd, t_all) =
+                (per_call(device, args.calls, fwd), per_call(device, args.calls, fwd_bwd));
             rows.push(json!({"op": "saad_loss forward", "shape": [b, classes], "route": format!("{route:?}"), "seconds_per_call": t_fwd, "kernels_per_call": k_fwd}));
             rows.push(json!({"op": "saad_loss forward+backward", "shape": [b, classes], "route": format!("{route:?}"), "seconds_per_call": t_all, "kernels_per_call": k_all}));
         }
@@ -263,12 +341,22 @@ fn bench_kernels(args: &BenchArgs, device: &Device, device_name: &str) -> Result
         println!("{}", json!({"device": device_name, "calls": args.calls, "rows": rows}));
         return Ok(());
     }
-    println!("device {device_name}, {} calls per timing; kernels = distinct kernels launched per call", args.calls);
-    println!("{:<28} {:<16} {:<10} {:>12} {:>8} {:>10}", "op", "shape", "route", "ms/call", "kernels", "speed-up");
+    println!(
+        "device {device_name}, {} calls per timing; kernels = distinct kernels launched per call",
+        args.calls
+    );
+    println!(
+        "{:<28} {:<16} {:<10} {:>12} {:>8} {:>10}",
+        "op", "shape", "route", "ms/call", "kernels", "speed-up"
+    );
     for pair in rows.chunks(1) {
         let r = &pair[0];
-        let twin = rows.iter().find(|o| o["op"] == r["op"] && o["shape"] == r["shape"] && o["route"] == "TensorOps").unwrap();
-        let speedup = twin["seconds_per_call"].as_f64().unwrap() / r["seconds_per_call"].as_f64().unwrap();
+        let twin = rows
+            .iter()
+            .find(|o| o["op"] == r["op"] && o["shape"] == r["shape"] && o["route"] == "TensorOps")
+            .unwrap();
+        let speedup =
+            twin["seconds_per_call"].as_f64().unwrap() / r["seconds_per_call"].as_f64().unwrap();
         println!(
             "{:<28} {:<16} {:<10} {:>12.3} {:>8} {:>9.2}x",
             r["op"].as_str().unwrap(),

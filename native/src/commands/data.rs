@@ -61,9 +61,18 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 other => bail!("--split {other:?}: expected train or test"),
             };
             if (set.channels, set.height, set.width) != (3, 32, 32) || set.num_classes > 256 {
-                bail!("the CIFAR-10 format holds 3x32x32 images with byte labels; this split is {}x{}x{} with {} classes", set.channels, set.height, set.width, set.num_classes);
+                bail!(
+                    "the CIFAR-10 format holds 3x32x32 images with byte labels; this split is {}x{}x{} with {} classes",
+                    set.channels,
+                    set.height,
+                    set.width,
+                    set.num_classes
+                );
             }
-            crate::fsutil::write_atomic(&out, &saad_core::data::cifar::encode(&set, CifarKind::Cifar10))?;
+            crate::fsutil::write_atomic(
+                &out,
+                &saad_core::data::cifar::encode(&set, CifarKind::Cifar10),
+            )?;
             println!("{} images -> {}", set.len(), out.display());
             Ok(())
         }
@@ -84,17 +93,34 @@ fn download(name: DatasetName, dir: &std::path::Path) -> Result<()> {
     let url = kind.archive_url();
     let archive = dir.join(url.rsplit('/').next().unwrap());
     eprintln!("downloading {url}");
-    let status = Command::new("curl").args(["-fL", "--retry", "3", "-o"]).arg(&archive).arg(url).status()
+    let status = Command::new("curl")
+        .args(["-fL", "--retry", "3", "-o"])
+        .arg(&archive)
+        .arg(url)
+        .status()
         .context("cannot run curl (install it, or download the archive by hand)")?;
     if !status.success() {
-        bail!("curl failed for {url} ({status}); download it by hand and extract it into {}", dir.display());
+        bail!(
+            "curl failed for {url} ({status}); download it by hand and extract it into {}",
+            dir.display()
+        );
     }
     let bytes = crate::fsutil::read(&archive)?;
     let digest = format!("{:x}", md5::compute(&bytes));
     if digest != kind.archive_md5() {
-        bail!("{}: MD5 {digest}, expected {} (the download is damaged; delete it and retry)", archive.display(), kind.archive_md5());
+        bail!(
+            "{}: MD5 {digest}, expected {} (the download is damaged; delete it and retry)",
+            archive.display(),
+            kind.archive_md5()
+        );
     }
-    let status = Command::new("tar").arg("xzf").arg(&archive).arg("-C").arg(dir).status().context("cannot run tar")?;
+    let status = Command::new("tar")
+        .arg("xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .context("cannot run tar")?;
     if !status.success() {
         bail!("tar could not extract {}", archive.display());
     }

@@ -56,9 +56,20 @@ pub struct DemoArgs {
     pub resume: bool,
 }
 
-fn train_args(a: &DemoArgs, method: MethodKind, arch: &Arch, epochs: usize, out: PathBuf, teacher: Option<PathBuf>) -> TrainArgs {
+fn train_args(
+    a: &DemoArgs,
+    method: MethodKind,
+    arch: &Arch,
+    epochs: usize,
+    out: PathBuf,
+    teacher: Option<PathBuf>,
+) -> TrainArgs {
     TrainArgs {
-        data: DataArgs { data: DatasetName::Digits, data_dir: "data".into(), image_size: a.image_size },
+        data: DataArgs {
+            data: DatasetName::Digits,
+            data_dir: "data".into(),
+            image_size: a.image_size,
+        },
         arch: arch.clone(),
         method,
         epochs: Some(epochs),
@@ -105,10 +116,21 @@ fn eval(a: &DemoArgs, model: &Path) -> Result<Value> {
         quiet: true,
         card,
     };
-    let mut report = eval_json(args([EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }].into_iter().map(EvalItem::WhiteBox).collect(), None, None))?;
+    let mut report = eval_json(args(
+        [EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }]
+            .into_iter()
+            .map(EvalItem::WhiteBox)
+            .collect(),
+        None,
+        None,
+    ))?;
     if a.aa_n > 0 {
         // The result card of each model (card.json beside it): clean and AutoAttack on the same points.
-        let aa = eval_json(args(vec![EvalItem::WhiteBox(EvalAttack::Clean), EvalItem::AutoAttack(Version::Standard)], Some(a.aa_n), Some(model.with_file_name("card.json"))))?;
+        let aa = eval_json(args(
+            vec![EvalItem::WhiteBox(EvalAttack::Clean), EvalItem::AutoAttack(Version::Standard)],
+            Some(a.aa_n),
+            Some(model.with_file_name("card.json")),
+        ))?;
         report["autoattack"] = aa["autoattack"][0].clone();
         report["card"] = aa["card"].clone();
     }
@@ -146,17 +168,39 @@ pub fn run(a: DemoArgs) -> Result<()> {
             a.out.display()
         );
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
     let start = Instant::now();
-    eprintln!("== teacher: PGD-AT {} on the built-in digits ({}x{})", a.teacher_arch, a.image_size, a.image_size);
+    eprintln!(
+        "== teacher: PGD-AT {} on the built-in digits ({}x{})",
+        a.teacher_arch, a.image_size, a.image_size
+    );
     let teacher_dir = a.out.join("teacher");
-    let teacher = train_run(train_args(&a, MethodKind::PgdAt, &a.teacher_arch, a.teacher_epochs, teacher_dir.clone(), None))?;
-    let mut rows = vec![json!({"name": "teacher (pgd-at)", "arch": a.teacher_arch.to_string(), "model": teacher.display().to_string(), "eval": eval(&a, &teacher)?, "log": teacher_dir.join("log.jsonl").display().to_string()})];
+    let teacher = train_run(train_args(
+        &a,
+        MethodKind::PgdAt,
+        &a.teacher_arch,
+        a.teacher_epochs,
+        teacher_dir.clone(),
+        None,
+    ))?;
+    let mut rows = vec![
+        json!({"name": "teacher (pgd-at)", "arch": a.teacher_arch.to_string(), "model": teacher.display().to_string(), "eval": eval(&a, &teacher)?, "log": teacher_dir.join("log.jsonl").display().to_string()}),
+    ];
     for &method in &a.methods {
         eprintln!("== student: {method} distillation of {} from the teacher", a.student_arch);
         let dir = a.out.join(method.name());
-        let model = train_run(train_args(&a, method, &a.student_arch, a.student_epochs, dir.clone(), Some(teacher.clone())))?;
-        eprintln!("== {method}: evaluating (clean, PGD-20, AutoAttack) and measuring transfer on the test set");
+        let model = train_run(train_args(
+            &a,
+            method,
+            &a.student_arch,
+            a.student_epochs,
+            dir.clone(),
+            Some(teacher.clone()),
+        ))?;
+        eprintln!(
+            "== {method}: evaluating (clean, PGD-20, AutoAttack) and measuring transfer on the test set"
+        );
         let report = eval(&a, &model)?;
         let records = dir.join("transfer.csv");
         let transfer = transfer_run(TransferArgs {
@@ -183,9 +227,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
         }));
     }
 
-    let pct = |v: Option<f64>| v.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
+    let pct =
+        |v: Option<f64>| v.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
     let aa_col = format!("AA({})", a.aa_n);
-    println!("\n{:<18} {:>8} {:>8} {:>8} {:>11} {:>10}", "model", "clean", "PGD-20", aa_col, "TAS(train)", "TAS(test)");
+    println!(
+        "\n{:<18} {:>8} {:>8} {:>8} {:>11} {:>10}",
+        "model", "clean", "PGD-20", aa_col, "TAS(train)", "TAS(test)"
+    );
     for r in &rows {
         println!(
             "{:<18} {:>8} {:>8} {:>8} {:>11} {:>10}",
@@ -197,17 +245,52 @@ pub fn run(a: DemoArgs) -> Result<()> {
             pct(r["transfer_test"]["tas"].as_f64()),
         );
     }
-    println!("clean, PGD-20: all {} test images; {aa_col}: standard AutoAttack on the first {} (robust accuracy).", rows[0]["eval"]["n"], a.aa_n);
-    println!("TAS: fraction of student-crafted adversarial examples (train: the method's own; test: PGD-20 on the student) that fool the teacher.");
+    println!(
+        "clean, PGD-20: all {} test images; {aa_col}: standard AutoAttack on the first {} (robust accuracy).",
+        rows[0]["eval"]["n"], a.aa_n
+    );
+    println!(
+        "TAS: fraction of student-crafted adversarial examples (train: the method's own; test: PGD-20 on the student) that fool the teacher."
+    );
 
     // Plots over epochs.
-    let logs: Vec<(String, PathBuf)> = rows.iter().map(|r| (r["name"].as_str().unwrap_or("").to_string(), PathBuf::from(r["log"].as_str().unwrap_or("")))).collect();
+    let logs: Vec<(String, PathBuf)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("").to_string(),
+                PathBuf::from(r["log"].as_str().unwrap_or("")),
+            )
+        })
+        .collect();
     let series = |key: &str, skip_teacher: bool| -> Vec<Series> {
-        logs.iter().skip(skip_teacher as usize).map(|(n, l)| Series { name: n.clone(), points: log_series(l, key) }).collect()
+        logs.iter()
+            .skip(skip_teacher as usize)
+            .map(|(n, l)| Series { name: n.clone(), points: log_series(l, key) })
+            .collect()
     };
-    write_atomic(&a.out.join("clean_accuracy.svg"), line_chart("Clean accuracy (first 100 test images)", "epoch", &series("test_clean_acc", false)).as_bytes())?;
-    write_atomic(&a.out.join("pgd20_accuracy.svg"), line_chart("PGD-20 accuracy, eps 8/255 (first 100 test images)", "epoch", &series("test_pgd20_acc", false)).as_bytes())?;
-    write_atomic(&a.out.join("tas.svg"), line_chart("TAS of the training batches", "epoch", &series("tas", true)).as_bytes())?;
+    write_atomic(
+        &a.out.join("clean_accuracy.svg"),
+        line_chart(
+            "Clean accuracy (first 100 test images)",
+            "epoch",
+            &series("test_clean_acc", false),
+        )
+        .as_bytes(),
+    )?;
+    write_atomic(
+        &a.out.join("pgd20_accuracy.svg"),
+        line_chart(
+            "PGD-20 accuracy, eps 8/255 (first 100 test images)",
+            "epoch",
+            &series("test_pgd20_acc", false),
+        )
+        .as_bytes(),
+    )?;
+    write_atomic(
+        &a.out.join("tas.svg"),
+        line_chart("TAS of the training batches", "epoch", &series("tas", true)).as_bytes(),
+    )?;
     let summary = json!({
         "dataset": "digits", "image_size": a.image_size, "eps": 8.0 / 255.0, "seed": a.seed,
         "teacher_arch": a.teacher_arch.to_string(), "student_arch": a.student_arch.to_string(),

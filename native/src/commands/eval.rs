@@ -5,13 +5,13 @@ use crate::datasets::{self, DataArgs, DatasetName};
 use crate::device::{DeviceChoice, select};
 use crate::progress::{Progress, note};
 use anyhow::{Context, Result, bail};
-use saad_core::data::DeviceSet;
 use saad_core::attacks::autoattack::{AutoAttack, AutoAttackConfig, Version};
+use saad_core::data::DeviceSet;
 use saad_core::eval::{EvalAttack, evaluate};
 use saad_core::models::Net;
-use std::str::FromStr;
 use serde_json::json;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Instant;
 
 #[derive(Clone, Debug, clap::Args)]
@@ -26,7 +26,12 @@ pub struct EvalArgs {
     /// autoattack (the standard ensemble), autoattack-fast (APGD-CE + APGD-T, not standard),
     /// autoattack-square-paper (Square with the paper's rescaled schedule, not standard) or
     /// autoattack:apgd-ce+square (a custom subset).
-    #[arg(long, alias = "attack", default_value = "clean,fgsm,pgd20,cw-inf", value_delimiter = ',')]
+    #[arg(
+        long,
+        alias = "attack",
+        default_value = "clean,fgsm,pgd20,cw-inf",
+        value_delimiter = ','
+    )]
     pub attacks: Vec<EvalItem>,
     /// L-infinity radius.
     #[arg(long, default_value = "8/255", value_parser = parse_eps)]
@@ -68,7 +73,9 @@ impl FromStr for EvalItem {
             "autoattack-fast" => Ok(EvalItem::AutoAttack(Version::Fast)),
             "autoattack-square-paper" => Ok(EvalItem::AutoAttack(Version::SquarePaper)),
             _ => match s.strip_prefix("autoattack:") {
-                Some(list) => Ok(EvalItem::AutoAttack(Version::Custom(list.split('+').map(str::parse).collect::<Result<_, _>>()?))),
+                Some(list) => Ok(EvalItem::AutoAttack(Version::Custom(
+                    list.split('+').map(str::parse).collect::<Result<_, _>>()?,
+                ))),
                 None => s.parse().map(EvalItem::WhiteBox),
             },
         }
@@ -93,16 +100,30 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
     let eval_start = Instant::now();
     let ckpt = read_checkpoint(&args.checkpoint)?;
     let info = &ckpt.header.dataset;
-    let data = DatasetName::parse(&info.name).with_context(|| format!("unknown dataset {:?} in {}", info.name, args.checkpoint.display()))?;
+    let data = DatasetName::parse(&info.name).with_context(|| {
+        format!("unknown dataset {:?} in {}", info.name, args.checkpoint.display())
+    })?;
     // Files first: a missing dataset is reported before any GPU is probed.
-    let test = datasets::load_split(&DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size }, datasets::Split::Test)?;
+    let test = datasets::load_split(
+        &DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size },
+        datasets::Split::Test,
+    )?;
     let (device, device_name) = select(args.device)?;
     let model = ckpt.load_model(&device, &args.checkpoint.display().to_string())?;
     let test = match args.n {
         Some(n) => test.take(n),
         None => test,
     };
-    note(q, format!("{} on {} test images of {}, eps {:.5}, device {device_name}", ckpt.header.model, test.len(), info.name, args.eps));
+    note(
+        q,
+        format!(
+            "{} on {} test images of {}, eps {:.5}, device {device_name}",
+            ckpt.header.model,
+            test.len(),
+            info.name,
+            args.eps
+        ),
+    );
     let data = DeviceSet::upload(&test, &device);
     let nb = data.len.div_ceil(args.batch_size);
     let mut results = Vec::new();
@@ -118,7 +139,14 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
         device.seed(args.seed);
         let bar = Progress::new(q, nb as u64, &attack.to_string(), "batches");
         let start = Instant::now();
-        let mut r = evaluate(&model, &data, std::slice::from_ref(attack), args.eps, args.batch_size, &mut |_, b, _| bar.set(b as u64));
+        let mut r = evaluate(
+            &model,
+            &data,
+            std::slice::from_ref(attack),
+            args.eps,
+            args.batch_size,
+            &mut |_, b, _| bar.set(b as u64),
+        );
         bar.finish();
         results.push((r.remove(0), start.elapsed().as_secs_f64()));
     }
@@ -143,7 +171,14 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
         if !results.is_empty() {
             println!("{:<10} {:>9} {:>13} {:>9}", "attack", "accuracy", "correct", "seconds");
             for (r, t) in &results {
-                println!("{:<10} {:>8.2}% {:>6}/{:<6} {:>9.1}", r.attack, 100.0 * r.accuracy, r.correct, r.total, t);
+                println!(
+                    "{:<10} {:>8.2}% {:>6}/{:<6} {:>9.1}",
+                    r.attack,
+                    100.0 * r.accuracy,
+                    r.correct,
+                    r.total,
+                    t
+                );
             }
         }
         for aa in &autoattack {
@@ -156,12 +191,27 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
 /// The result card of one evaluation: RobustBench's model-info fields where they apply
 /// (`clean_acc`, `autoattack_acc`, `eps`, `dataset`, `architecture`, threat model), plus what
 /// makes the numbers reproducible here (n, attack versions, seed, device, software, time).
-fn result_card(report: &serde_json::Value, args: &EvalArgs, ckpt: &saad_core::checkpoint::Checkpoint, seconds: f64) -> serde_json::Value {
-    let white_box = |name: &str| report["results"].as_array().and_then(|r| r.iter().find(|r| r["attack"] == name)).map(|r| r["accuracy"].clone());
+fn result_card(
+    report: &serde_json::Value,
+    args: &EvalArgs,
+    ckpt: &saad_core::checkpoint::Checkpoint,
+    seconds: f64,
+) -> serde_json::Value {
+    let white_box = |name: &str| {
+        report["results"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["attack"] == name))
+            .map(|r| r["accuracy"].clone())
+    };
     let aa = report["autoattack"].as_array().and_then(|a| a.first()).cloned();
     // `runs/x/model.saad` is known by its run folder, `teacher.saad` by its own name.
-    let stem = args.checkpoint.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let folder = args.checkpoint.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned());
+    let stem =
+        args.checkpoint.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let folder = args
+        .checkpoint
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|s| s.to_string_lossy().into_owned());
     let model_id = match (stem.as_str(), folder) {
         ("model" | "checkpoint", Some(f)) => f,
         _ => stem,
@@ -191,9 +241,20 @@ fn result_card(report: &serde_json::Value, args: &EvalArgs, ckpt: &saad_core::ch
 }
 
 /// Runs an AutoAttack composition with a progress bar per attack; the report as JSON.
-fn run_autoattack(model: &Net, data: &DeviceSet, version: Version, args: &EvalArgs, q: bool) -> serde_json::Value {
+fn run_autoattack(
+    model: &Net,
+    data: &DeviceSet,
+    version: Version,
+    args: &EvalArgs,
+    q: bool,
+) -> serde_json::Value {
     let forward = |x| model.forward(x);
-    let config = AutoAttackConfig { seed: args.seed, batch: args.batch_size, version: version.clone(), ..AutoAttackConfig::standard(args.eps) };
+    let config = AutoAttackConfig {
+        seed: args.seed,
+        batch: args.batch_size,
+        version: version.clone(),
+        ..AutoAttackConfig::standard(args.eps)
+    };
     let n = data.len;
     let start = Instant::now();
     let mut aa = AutoAttack::new(&forward, data.images.clone(), data.labels.clone(), config);
@@ -204,7 +265,12 @@ fn run_autoattack(model: &Net, data: &DeviceSet, version: Version, args: &EvalAr
         if robust_before == 0 {
             break;
         }
-        let bar = Progress::new(q, robust_before.div_ceil(args.batch_size) as u64, attack.name(), "batches");
+        let bar = Progress::new(
+            q,
+            robust_before.div_ceil(args.batch_size) as u64,
+            attack.name(),
+            "batches",
+        );
         let t0 = Instant::now();
         let step = aa.run_attack(attack, &mut |b, _| bar.set(b as u64));
         bar.finish();
@@ -226,12 +292,30 @@ fn run_autoattack(model: &Net, data: &DeviceSet, version: Version, args: &EvalAr
 
 fn print_autoattack(r: &serde_json::Value) {
     let pct = |v: &serde_json::Value| format!("{:.2}%", 100.0 * v.as_f64().unwrap_or(f64::NAN));
-    println!("AutoAttack {} (eps {:.5}, {} points, seed {})", r["version"].as_str().unwrap_or(""), r["eps"].as_f64().unwrap_or(0.0), r["n"], r["seed"]);
+    println!(
+        "AutoAttack {} (eps {:.5}, {} points, seed {})",
+        r["version"].as_str().unwrap_or(""),
+        r["eps"].as_f64().unwrap_or(0.0),
+        r["n"],
+        r["seed"]
+    );
     println!("  {:<10} {:>9}", "clean", pct(&r["clean_acc"]));
     for s in r["steps"].as_array().into_iter().flatten() {
-        println!("  {:<10} {:>9}  (broke {:>4}, {:>7.1} s)", s["attack"].as_str().unwrap_or(""), pct(&s["robust_acc"]), s["broken"], s["seconds"].as_f64().unwrap_or(0.0));
+        println!(
+            "  {:<10} {:>9}  (broke {:>4}, {:>7.1} s)",
+            s["attack"].as_str().unwrap_or(""),
+            pct(&s["robust_acc"]),
+            s["broken"],
+            s["seconds"].as_f64().unwrap_or(0.0)
+        );
     }
-    println!("  {:<10} {:>9}  (re-checked on the returned examples: {}; max Linf {:.5})", "robust", pct(&r["robust_acc"]), pct(&r["recheck_acc"]), r["max_linf"].as_f64().unwrap_or(0.0));
+    println!(
+        "  {:<10} {:>9}  (re-checked on the returned examples: {}; max Linf {:.5})",
+        "robust",
+        pct(&r["robust_acc"]),
+        pct(&r["recheck_acc"]),
+        r["max_linf"].as_f64().unwrap_or(0.0)
+    );
     for f in r["flags"].as_array().into_iter().flatten() {
         println!("  WARNING: {}", f.as_str().unwrap_or(""));
     }

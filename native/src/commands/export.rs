@@ -42,7 +42,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
         ExportFormat::Saad => {
             let mut header = ckpt.header.clone();
             header.averaged_count = 0;
-            Checkpoint { header, model: ckpt.model.clone(), optimizer: Vec::new(), averaged: Vec::new() }.encode()
+            Checkpoint {
+                header,
+                model: ckpt.model.clone(),
+                optimizer: Vec::new(),
+                averaged: Vec::new(),
+            }
+            .encode()
         }
     };
     write_atomic(&args.out, &bytes)?;

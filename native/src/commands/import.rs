@@ -40,9 +40,12 @@ pub fn run(args: ImportArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let (Some(arch), Some(path), Some(out)) = (args.arch, args.checkpoint, args.out) else { bail!("--arch, --checkpoint and --out are required") };
+    let (Some(arch), Some(path), Some(out)) = (args.arch, args.checkpoint, args.out) else {
+        bail!("--arch, --checkpoint and --out are required")
+    };
     let entry = zoo::entries().into_iter().find(|e| e.id.eq_ignore_ascii_case(&arch));
-    let dataset = args.dataset.or(entry.map(|e| e.dataset.to_string())).unwrap_or_else(|| "cifar10".into());
+    let dataset =
+        args.dataset.or(entry.map(|e| e.dataset.to_string())).unwrap_or_else(|| "cifar10".into());
     let (model, spec) = teacher::import(&path, &arch, args.classes, &dataset, &Device::flex())?;
     let image_size = if dataset == "tiny-imagenet" { 64 } else { 32 };
     let mut notes = serde_json::Map::new();
@@ -51,6 +54,11 @@ pub fn run(args: ImportArgs) -> Result<()> {
     let dataset = DatasetInfo { name: dataset, image_size, num_classes: spec.num_classes };
     let ckpt = Checkpoint::of_model(&model, spec.clone(), dataset, notes);
     write_atomic(&out, &ckpt.encode())?;
-    println!("{} -> {} ({spec}, {} parameters)", path.display(), out.display(), model.num_trainable_params());
+    println!(
+        "{} -> {} ({spec}, {} parameters)",
+        path.display(),
+        out.display(),
+        model.num_trainable_params()
+    );
     Ok(())
 }

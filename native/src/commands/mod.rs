@@ -20,11 +20,14 @@ use std::path::Path;
 /// `8/255` or a plain number such as `0.031`.
 pub fn parse_eps(s: &str) -> Result<f32, String> {
     let v = match s.split_once('/') {
-        Some((a, b)) => a.trim().parse::<f32>().ok().zip(b.trim().parse::<f32>().ok()).map(|(a, b)| a / b),
+        Some((a, b)) => {
+            a.trim().parse::<f32>().ok().zip(b.trim().parse::<f32>().ok()).map(|(a, b)| a / b)
+        }
         None => s.trim().parse::<f32>().ok(),
     };
-    v.filter(|v| v.is_finite() && (0.0..=1.0).contains(v))
-        .ok_or_else(|| format!("bad radius {s:?}; expected a number in [0,1] or a fraction such as 8/255"))
+    v.filter(|v| v.is_finite() && (0.0..=1.0).contains(v)).ok_or_else(|| {
+        format!("bad radius {s:?}; expected a number in [0,1] or a fraction such as 8/255")
+    })
 }
 
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
@@ -36,11 +39,17 @@ pub fn devices() -> Result<()> {
     println!("flex      CPU (pure Rust; always available)");
     let adapters = wgpu_adapters();
     if adapters.is_empty() {
-        println!("wgpu      no adapter (no Vulkan/Metal/DX12 driver found; on Debian: apt-get install mesa-vulkan-drivers libvulkan1)");
+        println!(
+            "wgpu      no adapter (no Vulkan/Metal/DX12 driver found; on Debian: apt-get install mesa-vulkan-drivers libvulkan1)"
+        );
     }
     for a in adapters {
         let kind = format!("{:?}", a.kind);
-        let note = if matches!(a.kind, saad_core::burn::tensor::DeviceKind::Cpu) { " (software; `--device auto` skips it)" } else { "" };
+        let note = if matches!(a.kind, saad_core::burn::tensor::DeviceKind::Cpu) {
+            " (software; `--device auto` skips it)"
+        } else {
+            ""
+        };
         println!("wgpu      {kind:<16} {}{note}", a.name);
     }
     Ok(())

@@ -15,7 +15,9 @@ use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::{Distribution, Int, TensorData};
 use saad_core::checkpoint::{DatasetInfo, load_weights, model_bytes};
 use saad_core::data::{DeviceSet, digits};
-use saad_core::kernels::{Route, has_kernels, pgd_update, saad_loss, set_kernels_enabled, transfer_sums};
+use saad_core::kernels::{
+    Route, has_kernels, pgd_update, saad_loss, set_kernels_enabled, transfer_sums,
+};
 use saad_core::models::ModelSpec;
 use saad_core::train::methods::saad::SaadLogits;
 use saad_core::train::{LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer};
@@ -57,7 +59,10 @@ impl Check {
 
     fn row(&self) -> String {
         let mark = if self.passed() { "ok" } else { "FAIL" };
-        format!("{mark:<4} {:<70} {:>11.3e} {:>9.0e} {:>7.2}", self.name, self.measured, self.tolerance, self.seconds)
+        format!(
+            "{mark:<4} {:<70} {:>11.3e} {:>9.0e} {:>7.2}",
+            self.name, self.measured, self.tolerance, self.seconds
+        )
     }
 }
 
@@ -69,7 +74,10 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
     if a.len() != b.len() {
         return f64::INFINITY;
     }
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(d) })
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(d) })
 }
 
 fn max_abs(a: &[f32]) -> f64 {
@@ -92,17 +100,31 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
         check(out, format!("kernel pgd_step {shape:?} vs twin (max abs)"), 1e-7, || {
             let b = shape[0];
             let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), d);
-            let x_adv = (x.clone() + x.random_like(Distribution::Uniform(-0.05, 0.05))).clamp(0.0, 1.0);
-            let grad = x.random_like(Distribution::Normal(0.0, 1.0)).mask_fill(x.random_like(Distribution::Uniform(0.0, 1.0)).lower_elem(0.1), 0.0);
+            let x_adv =
+                (x.clone() + x.random_like(Distribution::Uniform(-0.05, 0.05))).clamp(0.0, 1.0);
+            let grad = x
+                .random_like(Distribution::Normal(0.0, 1.0))
+                .mask_fill(x.random_like(Distribution::Uniform(0.0, 1.0)).lower_elem(0.1), 0.0);
             let eps = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.06), d);
             let alpha = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.02), d);
-            let active = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), d).greater_elem(0.3).float();
-            let twin = pgd_update(Route::TensorOps, x_adv.clone(), grad.clone(), &x, eps.clone(), alpha.clone(), active.clone());
+            let active = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), d)
+                .greater_elem(0.3)
+                .float();
+            let twin = pgd_update(
+                Route::TensorOps,
+                x_adv.clone(),
+                grad.clone(),
+                &x,
+                eps.clone(),
+                alpha.clone(),
+                active.clone(),
+            );
             let kernel = pgd_update(Route::Kernel, x_adv, grad, &x, eps, alpha, active);
             max_abs_diff(&to_vec(twin), &to_vec(kernel))
         });
     }
-    let logits = |b: usize, c: usize, s: f64| Tensor::<2>::random([b, c], Distribution::Normal(0.0, s), d);
+    let logits =
+        |b: usize, c: usize, s: f64| Tensor::<2>::random([b, c], Distribution::Normal(0.0, s), d);
     let saad_logits = |b: usize, c: usize| SaadLogits {
         t0: logits(b, c, 2.0),
         t_plus: logits(b, c, 2.0),
@@ -112,38 +134,72 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
         s_minus: logits(b, c, 1.0),
     };
     for (b, c, gamma, beta) in [(300usize, 10usize, 1.0, 0.0), (33, 100, 2.0, 0.5)] {
-        check(out, format!("kernel saad_loss [{b},{c}] gamma {gamma} vs twin (relative)"), 1e-4, || {
-            let l = saad_logits(b, c);
-            let p = MethodParams { saad_gamma: gamma, saad_beta: beta, ..MethodParams::default() };
-            let twin = saad_loss(Route::TensorOps, &l, &p, 0.3);
-            let kern = saad_loss(Route::Kernel, &l, &p, 0.3);
-            let (lt, lk) = (to_vec(twin.loss)[0] as f64, to_vec(kern.loss)[0] as f64);
-            let dw = max_abs_diff(&to_vec(twin.w), &to_vec(kern.w)) / 5.0;
-            let dwh = max_abs_diff(&to_vec(twin.w_hat), &to_vec(kern.w_hat));
-            ((lt - lk).abs() / lt.abs().max(1.0)).max(dw).max(dwh)
-        });
+        check(
+            out,
+            format!("kernel saad_loss [{b},{c}] gamma {gamma} vs twin (relative)"),
+            1e-4,
+            || {
+                let l = saad_logits(b, c);
+                let p =
+                    MethodParams { saad_gamma: gamma, saad_beta: beta, ..MethodParams::default() };
+                let twin = saad_loss(Route::TensorOps, &l, &p, 0.3);
+                let kern = saad_loss(Route::Kernel, &l, &p, 0.3);
+                let (lt, lk) = (to_vec(twin.loss)[0] as f64, to_vec(kern.loss)[0] as f64);
+                let dw = max_abs_diff(&to_vec(twin.w), &to_vec(kern.w)) / 5.0;
+                let dwh = max_abs_diff(&to_vec(twin.w_hat), &to_vec(kern.w_hat));
+                ((lt - lk).abs() / lt.abs().max(1.0)).max(dw).max(dwh)
+            },
+        );
     }
-    check(out, "kernel saad_loss backward [9,10] vs autodiff of twin (relative)".into(), 1e-4, || {
-        let base = saad_logits(9, 10);
-        let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
-        let grads = |route: Route| {
-            let s: Vec<Tensor<2>> = [&base.s0, &base.s_plus, &base.s_minus].iter().map(|t| (*t).clone().autodiff().require_grad()).collect();
-            let l = SaadLogits { t0: base.t0.clone(), t_plus: base.t_plus.clone(), t_minus: base.t_minus.clone(), s0: s[0].clone(), s_plus: s[1].clone(), s_minus: s[2].clone() };
-            let g = saad_loss(route, &l, &p, 0.4).loss.backward();
-            s.iter().map(|t| to_vec(t.grad(&g).expect("student logits are leaves"))).collect::<Vec<_>>()
-        };
-        let (twin, kern) = (grads(Route::TensorOps), grads(Route::Kernel));
-        (0..3).map(|k| max_abs_diff(&twin[k], &kern[k]) / max_abs(&twin[k]).max(1e-6)).fold(0.0, f64::max)
-    });
+    check(
+        out,
+        "kernel saad_loss backward [9,10] vs autodiff of twin (relative)".into(),
+        1e-4,
+        || {
+            let base = saad_logits(9, 10);
+            let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
+            let grads = |route: Route| {
+                let s: Vec<Tensor<2>> = [&base.s0, &base.s_plus, &base.s_minus]
+                    .iter()
+                    .map(|t| (*t).clone().autodiff().require_grad())
+                    .collect();
+                let l = SaadLogits {
+                    t0: base.t0.clone(),
+                    t_plus: base.t_plus.clone(),
+                    t_minus: base.t_minus.clone(),
+                    s0: s[0].clone(),
+                    s_plus: s[1].clone(),
+                    s_minus: s[2].clone(),
+                };
+                let g = saad_loss(route, &l, &p, 0.4).loss.backward();
+                s.iter()
+                    .map(|t| to_vec(t.grad(&g).expect("student logits are leaves")))
+                    .collect::<Vec<_>>()
+            };
+            let (twin, kern) = (grads(Route::TensorOps), grads(Route::Kernel));
+            (0..3)
+                .map(|k| max_abs_diff(&twin[k], &kern[k]) / max_abs(&twin[k]).max(1e-6))
+                .fold(0.0, f64::max)
+        },
+    );
     for (b, c) in [(257usize, 10usize), (64, 200)] {
         check(out, format!("kernel transfer_stats [{b},{c}] vs twin (relative)"), 1e-3, || {
             let t = logits(b, c, 2.0);
             let s = logits(b, c, 1.0);
-            let y = Tensor::<1, Int>::from_data(TensorData::new((0..b as i64).map(|i| i % c as i64).collect::<Vec<_>>(), [b]), d);
+            let y = Tensor::<1, Int>::from_data(
+                TensorData::new((0..b as i64).map(|i| i % c as i64).collect::<Vec<_>>(), [b]),
+                d,
+            );
             let p = MethodParams::default();
             let mut worst = 0f64;
             for student in [Some(s.clone()), None] {
-                let twin = to_vec(transfer_sums(Route::TensorOps, t.clone(), student.clone(), y.clone(), &p));
+                let twin = to_vec(transfer_sums(
+                    Route::TensorOps,
+                    t.clone(),
+                    student.clone(),
+                    y.clone(),
+                    &p,
+                ));
                 let kern = to_vec(transfer_sums(Route::Kernel, t.clone(), student, y.clone(), &p));
                 for (a, k) in twin.iter().zip(&kern) {
                     worst = worst.max((a - k).abs() as f64 / (a.abs() as f64).max(1.0));
@@ -157,13 +213,18 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
 /// Logits and input gradients of `arch` with the same weights (BatchNorm statistics made
 /// non-trivial by two training-mode forwards) on flex and on `d`.
 fn arch_checks(arch: &str, batch: usize, d: &Device, out: &mut Vec<Check>) -> Result<()> {
-    let spec = ModelSpec::new(arch.parse().map_err(|e: String| anyhow::anyhow!("--archs: {e}"))?, 10);
+    let spec =
+        ModelSpec::new(arch.parse().map_err(|e: String| anyhow::anyhow!("--archs: {e}"))?, 10);
     let flex = Device::flex();
     flex.seed(3);
     let model = spec.init(&flex);
     let train = load_weights(&spec, &model_bytes(&model), &flex.clone().autodiff(), "selftest")?;
     for _ in 0..2 {
-        let _ = train.forward(Tensor::<4>::random([batch, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &flex));
+        let _ = train.forward(Tensor::<4>::random(
+            [batch, 3, 32, 32],
+            Distribution::Uniform(0.0, 1.0),
+            &flex,
+        ));
     }
     let weights = model_bytes(&train);
     let on_flex = load_weights(&spec, &weights, &flex, "flex")?.valid();
@@ -171,9 +232,13 @@ fn arch_checks(arch: &str, batch: usize, d: &Device, out: &mut Vec<Check>) -> Re
     let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &flex);
     let xd = Tensor::<4>::from_data(x.to_data(), d);
     let (lf, ld) = (to_vec(on_flex.forward(x.clone())), to_vec(on_dev.forward(xd.clone())));
-    check(out, format!("{arch}: logits vs flex (max abs / max |logit|)"), 1e-4, || max_abs_diff(&lf, &ld) / max_abs(&lf).max(1.0));
+    check(out, format!("{arch}: logits vs flex (max abs / max |logit|)"), 1e-4, || {
+        max_abs_diff(&lf, &ld) / max_abs(&lf).max(1.0)
+    });
     let y: Vec<i64> = (0..batch as i64).map(|i| (3 * i + 1) % 10).collect();
-    let ce = |dev: &Device| ObjectiveKind::CrossEntropy { labels: Tensor::from_data(TensorData::new(y.clone(), [batch]), dev) };
+    let ce = |dev: &Device| ObjectiveKind::CrossEntropy {
+        labels: Tensor::from_data(TensorData::new(y.clone(), [batch]), dev),
+    };
     let (ce_f, ce_d) = (ce(&flex), ce(d));
     check(out, format!("{arch}: input gradient vs flex (max abs / max |g|)"), 1e-3, || {
         let gf = to_vec(input_gradient(&|x| on_flex.forward(x), &ce_f, &x));
@@ -199,15 +264,29 @@ fn training_check(d: &Device, out: &mut Vec<Check>) -> Result<()> {
         config.augment = None;
         config.swa_start = None;
         let info = DatasetInfo { name: "digits".into(), image_size: 16, num_classes: 10 };
-        let mut t = Trainer::new(ModelSpec::new("small-cnn-8".parse().expect("known arch"), 10), config, info, d).with_teacher(&teacher);
+        let mut t = Trainer::new(
+            ModelSpec::new("small-cnn-8".parse().expect("known arch"), 10),
+            config,
+            info,
+            d,
+        )
+        .with_teacher(&teacher);
         let losses: Vec<f64> = (0..3).map(|_| t.train_epoch(&data, &mut |_, _| {}).loss).collect();
         set_kernels_enabled(true);
         losses
     };
-    check(out, "SAAD training, 3 steps: loss with vs without kernels (relative)".into(), 1e-4, || {
-        let (with, without) = (run(true), run(false));
-        with.iter().zip(&without).map(|(a, b)| (a - b).abs() / b.abs().max(1e-3)).fold(0.0, |m, v| if v.is_nan() { f64::NAN } else { m.max(v) })
-    });
+    check(
+        out,
+        "SAAD training, 3 steps: loss with vs without kernels (relative)".into(),
+        1e-4,
+        || {
+            let (with, without) = (run(true), run(false));
+            with.iter()
+                .zip(&without)
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
+                .fold(0.0, |m, v| if v.is_nan() { f64::NAN } else { m.max(v) })
+        },
+    );
     Ok(())
 }
 
@@ -220,7 +299,9 @@ pub fn run(args: SelftestArgs) -> Result<()> {
     if has_kernels(&device) {
         kernel_checks(&device, &mut checks);
     } else if !args.json {
-        println!("note: {name} runs the tensor-op twins, not the WGSL kernels: kernel checks skipped");
+        println!(
+            "note: {name} runs the tensor-op twins, not the WGSL kernels: kernel checks skipped"
+        );
     }
     for arch in &args.archs {
         arch_checks(arch, args.batch_size, &device, &mut checks)?;
@@ -234,7 +315,9 @@ pub fn run(args: SelftestArgs) -> Result<()> {
             .collect();
         println!("{}", json!({"device": name, "checks": rows, "failed": failed}));
     } else {
-        println!("selftest on {name} (reference: the tensor-op twins on the same device, and flex)");
+        println!(
+            "selftest on {name} (reference: the tensor-op twins on the same device, and flex)"
+        );
         println!("{:<4} {:<70} {:>11} {:>9} {:>7}", "", "check", "measured", "tolerance", "s");
         for c in &checks {
             println!("{}", c.row());

@@ -7,9 +7,9 @@ use crate::{fsutil, pytorch};
 use anyhow::{Context, Result, anyhow, bail};
 use saad_core::burn::module::Module;
 use saad_core::burn::prelude::*;
-use saad_core::import::{StateDict, load_state_dict, parse_safetensors};
 use saad_core::data::{DeviceSet, ImageSet};
 use saad_core::health::{self, TeacherVerdict};
+use saad_core::import::{StateDict, load_state_dict, parse_safetensors};
 use saad_core::models::{Arch, ModelSpec, Net, Normalization, zoo};
 use std::path::Path;
 
@@ -18,16 +18,26 @@ pub fn read_state_dict(path: &Path) -> Result<Option<StateDict>> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     Ok(match ext.as_str() {
         "pt" | "pth" | "bin" | "ckpt" => Some(pytorch::read_pt(path)?),
-        "safetensors" => Some(parse_safetensors(&fsutil::read(path)?, &path.display().to_string())?),
+        "safetensors" => {
+            Some(parse_safetensors(&fsutil::read(path)?, &path.display().to_string())?)
+        }
         _ => None,
     })
 }
 
 /// A PyTorch checkpoint as a model of the architecture (or published model) `id`. For an
 /// architecture id, a DM WideResNet normalises with the statistics of `dataset`.
-pub fn import(path: &Path, id: &str, num_classes: usize, dataset: &str, device: &Device) -> Result<(Net, ModelSpec)> {
+pub fn import(
+    path: &Path,
+    id: &str,
+    num_classes: usize,
+    dataset: &str,
+    device: &Device,
+) -> Result<(Net, ModelSpec)> {
     let source = path.display().to_string();
-    let dict = read_state_dict(path)?.ok_or_else(|| anyhow!("{source}: expected a .pt, .pth or .safetensors PyTorch state dict"))?;
+    let dict = read_state_dict(path)?.ok_or_else(|| {
+        anyhow!("{source}: expected a .pt, .pth or .safetensors PyTorch state dict")
+    })?;
     let mut spec = zoo::resolve(id, num_classes).map_err(|e| anyhow!("{e}"))?;
     if spec.normalization.is_none() && matches!(spec.arch, Arch::DmWideResNet { .. }) {
         spec.normalization = Normalization::for_dataset(dataset);
@@ -36,7 +46,13 @@ pub fn import(path: &Path, id: &str, num_classes: usize, dataset: &str, device: 
 }
 
 /// The teacher at `path` for `dataset` of `num_classes` classes, in eval mode.
-pub fn load(path: &Path, arch: Option<&str>, dataset: &str, num_classes: usize, device: &Device) -> Result<(Net, ModelSpec)> {
+pub fn load(
+    path: &Path,
+    arch: Option<&str>,
+    dataset: &str,
+    num_classes: usize,
+    device: &Device,
+) -> Result<(Net, ModelSpec)> {
     let source = path.display().to_string();
     let (model, spec) = if fsutil::read(path)?.starts_with(b"SAADCKPT") {
         let ckpt = read_checkpoint(path)?;
@@ -58,7 +74,8 @@ pub fn load(path: &Path, arch: Option<&str>, dataset: &str, num_classes: usize, 
 /// would waste the whole run); accuracy about chance is warned about.
 pub fn check(teacher: &Net, path: &Path, train: &ImageSet, device: &Device) -> Result<()> {
     let probe_set = DeviceSet::upload(&train.take(PROBE_IMAGES), device);
-    let (x, y) = probe_set.batches_in_order(PROBE_IMAGES).next().context("the training set is empty")?;
+    let (x, y) =
+        probe_set.batches_in_order(PROBE_IMAGES).next().context("the training set is empty")?;
     match health::probe(teacher, x, y).teacher_verdict() {
         TeacherVerdict::Fine => Ok(()),
         TeacherVerdict::Warn(why) => {

@@ -12,7 +12,10 @@ use saad_core::eval::{EvalAttack, evaluate};
 use saad_core::models::{Arch, ModelSpec};
 use saad_core::train::methods::Preset;
 use saad_core::train::trainer::stream;
-use saad_core::train::{AttackSettings, Divergence, EpochStats, LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer};
+use saad_core::train::{
+    AttackSettings, Divergence, EpochStats, LrSchedule, MethodKind, MethodParams, TrainConfig,
+    Trainer,
+};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -120,7 +123,9 @@ impl SwaStart {
             "none" | "off" => Ok(Self::Off),
             _ => match s.parse::<usize>() {
                 Ok(e) if e >= 1 => Ok(Self::Epoch(e)),
-                _ => Err(format!("bad --swa-start {s:?}: expected auto, none, or an epoch number (1-based)")),
+                _ => Err(format!(
+                    "bad --swa-start {s:?}: expected auto, none, or an epoch number (1-based)"
+                )),
             },
         }
     }
@@ -128,7 +133,8 @@ impl SwaStart {
     /// The first averaged epoch of a run of `epochs` epochs of `method`, if any.
     pub fn resolve(self, method: MethodKind, epochs: usize) -> Option<usize> {
         match self {
-            Self::Auto => (method == MethodKind::Saad).then(|| ((epochs as f64 * 95.0 / 200.0).round() as usize).max(1)),
+            Self::Auto => (method == MethodKind::Saad)
+                .then(|| ((epochs as f64 * 95.0 / 200.0).round() as usize).max(1)),
             Self::Off => None,
             Self::Epoch(e) => Some(e),
         }
@@ -158,7 +164,12 @@ fn method_params(args: &mut TrainArgs) -> Result<MethodParams> {
         Some(p) => {
             // pgd-at is --method's default, so it does not conflict with a preset.
             if args.method != p.method && args.method != MethodKind::PgdAt {
-                bail!("--preset {} is a recipe for --method {}, not {}", p.name, p.method, args.method);
+                bail!(
+                    "--preset {} is a recipe for --method {}, not {}",
+                    p.name,
+                    p.method,
+                    args.method
+                );
             }
             args.method = p.method;
             p.params.clone()
@@ -183,7 +194,10 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
 
     // On resume the checkpoint names the data; a fresh run reads what the flags name.
     if args.resume && !ckpt_path.exists() {
-        bail!("--resume: {} does not exist (nothing to resume; drop --resume to start a new run)", ckpt_path.display());
+        bail!(
+            "--resume: {} does not exist (nothing to resume; drop --resume to start a new run)",
+            ckpt_path.display()
+        );
     }
     // Held until this run ends (released by the system however it ends): a second run pointed
     // at the same folder is refused instead of interleaving its checkpoints with this one's.
@@ -192,14 +206,18 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
         Some(read_checkpoint(&ckpt_path)?)
     } else {
         if ckpt_path.exists() {
-            bail!("{} already exists: pass --resume to continue that run, or choose another --out", ckpt_path.display());
+            bail!(
+                "{} already exists: pass --resume to continue that run, or choose another --out",
+                ckpt_path.display()
+            );
         }
         None
     };
     let data_args = match &resumed {
         Some(c) => DataArgs {
-            data: datasets::DatasetName::parse(&c.header.dataset.name)
-                .with_context(|| format!("unknown dataset {:?} in {}", c.header.dataset.name, ckpt_path.display()))?,
+            data: datasets::DatasetName::parse(&c.header.dataset.name).with_context(|| {
+                format!("unknown dataset {:?} in {}", c.header.dataset.name, ckpt_path.display())
+            })?,
             image_size: c.header.dataset.image_size,
             ..args.data.clone()
         },
@@ -213,11 +231,22 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
             let mut t = Trainer::resume(&ckpt, &device, &ckpt_path.display().to_string())?;
             if let Some(e) = args.epochs {
                 if e < t.config.epochs {
-                    bail!("--resume: --epochs {e} is below the run's {} epochs; a run can only be extended", t.config.epochs);
+                    bail!(
+                        "--resume: --epochs {e} is below the run's {} epochs; a run can only be extended",
+                        t.config.epochs
+                    );
                 }
                 t.config.epochs = e;
             }
-            note(q, format!("resuming {} after epoch {} of {}", ckpt_path.display(), t.epochs_done, t.config.epochs));
+            note(
+                q,
+                format!(
+                    "resuming {} after epoch {} of {}",
+                    ckpt_path.display(),
+                    t.epochs_done,
+                    t.config.epochs
+                ),
+            );
             Some(t)
         }
         None => None,
@@ -235,27 +264,54 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
                 weight_decay: args.weight_decay,
                 schedule: args.schedule.clone(),
                 seed: args.seed,
-                attack: AttackSettings { eps: args.eps, alpha: args.alpha, steps: args.attack_steps },
+                attack: AttackSettings {
+                    eps: args.eps,
+                    alpha: args.alpha,
+                    steps: args.attack_steps,
+                },
                 augment: (!args.no_augment).then(|| data_args.data.augment(image_size)),
                 params,
                 swa_start: args.swa_start.resolve(args.method, args.epochs.unwrap_or(200)),
             };
-            let info = DatasetInfo { name: data_args.data.as_str().into(), image_size, num_classes: train_set.num_classes };
-            Trainer::new(ModelSpec::new(args.arch.clone(), train_set.num_classes), config, info, &device)
+            let info = DatasetInfo {
+                name: data_args.data.as_str().into(),
+                image_size,
+                num_classes: train_set.num_classes,
+            };
+            Trainer::new(
+                ModelSpec::new(args.arch.clone(), train_set.num_classes),
+                config,
+                info,
+                &device,
+            )
         }
     };
     // The teacher: from --teacher, or on resume the one the run was started with.
-    let teacher_path = args.teacher.clone().or_else(|| trainer.notes.get("teacher").and_then(|v| v.as_str()).map(PathBuf::from));
+    let teacher_path = args
+        .teacher
+        .clone()
+        .or_else(|| trainer.notes.get("teacher").and_then(|v| v.as_str()).map(PathBuf::from));
     if let Some(path) = teacher_path {
-        let arch = args.teacher_arch.clone().or_else(|| trainer.notes.get("teacher_arch").and_then(|v| v.as_str()).map(String::from));
-        let (teacher, tspec) = super::teacher::load(&path, arch.as_deref(), &trainer.dataset.name, train_set.num_classes, &device)?;
+        let arch = args.teacher_arch.clone().or_else(|| {
+            trainer.notes.get("teacher_arch").and_then(|v| v.as_str()).map(String::from)
+        });
+        let (teacher, tspec) = super::teacher::load(
+            &path,
+            arch.as_deref(),
+            &trainer.dataset.name,
+            train_set.num_classes,
+            &device,
+        )?;
         note(q, format!("teacher {} from {}", tspec, path.display()));
         super::teacher::check(&teacher, &path, &train_set, &device)?;
         trainer.notes.insert("teacher".into(), json!(path.display().to_string()));
         trainer.notes.insert("teacher_arch".into(), json!(tspec.arch.to_string()));
         trainer = trainer.with_teacher(&teacher);
     } else if trainer.config.method.needs_teacher() {
-        bail!("--method {} distils from a teacher: give --teacher PATH (e.g. a `saad train --method pgd-at` checkpoint)", trainer.config.method);
+        bail!(
+            "--method {} distils from a teacher: give --teacher PATH (e.g. a `saad train --method pgd-at` checkpoint)",
+            trainer.config.method
+        );
     }
     let test_set = match args.eval_n {
         Some(n) => test_set.take(n),
@@ -286,7 +342,12 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
             return Ok(ckpt_path);
         }
         let epoch = trainer.epochs_done + 1;
-        let bar = Progress::new(q, train_data.len as u64, &format!("epoch {epoch}/{}", trainer.config.epochs), "img");
+        let bar = Progress::new(
+            q,
+            train_data.len as u64,
+            &format!("epoch {epoch}/{}", trainer.config.epochs),
+            "img",
+        );
         let start = Instant::now();
         let bs = trainer.config.batch_size;
         let n = train_data.len;
@@ -318,12 +379,21 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
         if eval_now {
             let start = Instant::now();
             let attacks = [EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }];
-            device.seed(saad_core::rng::derive_seed(trainer.config.seed, &[stream::EVAL, epoch as u64]));
-            let ebar = Progress::new(q, 2 * test_data.len.div_ceil(256) as u64, "evaluating", "batches");
+            device.seed(saad_core::rng::derive_seed(
+                trainer.config.seed,
+                &[stream::EVAL, epoch as u64],
+            ));
+            let ebar =
+                Progress::new(q, 2 * test_data.len.div_ceil(256) as u64, "evaluating", "batches");
             let nb = test_data.len.div_ceil(256);
-            let res = evaluate(&trainer.eval_model(), &test_data, &attacks, trainer.config.attack.eps, 256, &mut |a, b, _| {
-                ebar.set((a * nb + b) as u64)
-            });
+            let res = evaluate(
+                &trainer.eval_model(),
+                &test_data,
+                &attacks,
+                trainer.config.attack.eps,
+                256,
+                &mut |a, b, _| ebar.set((a * nb + b) as u64),
+            );
             ebar.finish();
             // test_* are the raw student's; once averaging has begun, avg_test_* are the
             // weight average's (the model a finished run reports), BatchNorm recomputed.
@@ -331,9 +401,19 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
             line["test_clean_acc"] = json!(res[0].accuracy);
             line["test_pgd20_acc"] = json!(res[1].accuracy);
             if trainer.average.is_some() {
-                device.seed(saad_core::rng::derive_seed(trainer.config.seed, &[stream::EVAL, epoch as u64]));
+                device.seed(saad_core::rng::derive_seed(
+                    trainer.config.seed,
+                    &[stream::EVAL, epoch as u64],
+                ));
                 let averaged = trainer.reported_model(&train_data);
-                let res = evaluate(&averaged, &test_data, &attacks, trainer.config.attack.eps, 256, &mut |_, _, _| {});
+                let res = evaluate(
+                    &averaged,
+                    &test_data,
+                    &attacks,
+                    trainer.config.attack.eps,
+                    256,
+                    &mut |_, _, _| {},
+                );
                 line["evaluated"] = json!("student and weight average");
                 line["avg_test_clean_acc"] = json!(res[0].accuracy);
                 line["avg_test_pgd20_acc"] = json!(res[1].accuracy);
@@ -355,7 +435,14 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
     if averaged {
         device.seed(saad_core::rng::derive_seed(trainer.config.seed, &[stream::EVAL, 0]));
         let attacks = [EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }];
-        let res = evaluate(&reported, &test_data, &attacks, trainer.config.attack.eps, 256, &mut |_, _, _| {});
+        let res = evaluate(
+            &reported,
+            &test_data,
+            &attacks,
+            trainer.config.attack.eps,
+            256,
+            &mut |_, _, _| {},
+        );
         note(
             q,
             format!(
@@ -374,7 +461,12 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
 }
 
 /// What went wrong, what was kept, and what to try.
-fn divergence_message(d: &Divergence, stats: &EpochStats, config: &TrainConfig, ckpt: &Path) -> String {
+fn divergence_message(
+    d: &Divergence,
+    stats: &EpochStats,
+    config: &TrainConfig,
+    ckpt: &Path,
+) -> String {
     let mut what = match d.first_batch {
         Some(b) => format!(
             "the training loss became NaN or infinite at batch {b} of {} ({} of the epoch's batches had a non-finite loss)",
@@ -383,10 +475,17 @@ fn divergence_message(d: &Divergence, stats: &EpochStats, config: &TrainConfig, 
         None => "the training loss stayed finite".to_string(),
     };
     if d.nonfinite_weights > 0 {
-        what.push_str(&format!(", and {} of the model's weights are NaN or infinite after it", d.nonfinite_weights));
+        what.push_str(&format!(
+            ", and {} of the model's weights are NaN or infinite after it",
+            d.nonfinite_weights
+        ));
     }
     let kept = if ckpt.exists() {
-        format!("{} is untouched and holds epoch {} (the last good one)", ckpt.display(), stats.epoch - 1)
+        format!(
+            "{} is untouched and holds epoch {} (the last good one)",
+            ckpt.display(),
+            stats.epoch - 1
+        )
     } else {
         "no checkpoint had been written yet".to_string()
     };
@@ -397,7 +496,12 @@ fn divergence_message(d: &Divergence, stats: &EpochStats, config: &TrainConfig, 
 }
 
 fn format_epoch(l: &serde_json::Value) -> String {
-    let pct = |k: &str| l.get(k).and_then(|v| v.as_f64()).map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
+    let pct = |k: &str| {
+        l.get(k)
+            .and_then(|v| v.as_f64())
+            .map(|v| format!("{:.2}%", 100.0 * v))
+            .unwrap_or_else(|| "-".into())
+    };
     format!(
         "epoch {:>3}  loss {:.4}  train acc {}  test clean {}  test PGD-20 {}{}{}  {:.0} img/s",
         l["epoch"],
@@ -405,7 +509,13 @@ fn format_epoch(l: &serde_json::Value) -> String {
         pct("train_acc"),
         pct("test_clean_acc"),
         pct("test_pgd20_acc"),
-        l.get("avg_test_clean_acc").map(|_| format!("  (average: {} / {})", pct("avg_test_clean_acc"), pct("avg_test_pgd20_acc"))).unwrap_or_default(),
+        l.get("avg_test_clean_acc")
+            .map(|_| format!(
+                "  (average: {} / {})",
+                pct("avg_test_clean_acc"),
+                pct("avg_test_pgd20_acc")
+            ))
+            .unwrap_or_default(),
         l.get("tas").map(|_| format!("  TAS {}", pct("tas"))).unwrap_or_default(),
         l["images_per_sec"].as_f64().unwrap_or(0.0)
     )

@@ -51,12 +51,24 @@ pub struct TransferArgs {
 }
 
 pub fn csv(records: &[SampleRecord]) -> String {
-    let mut s = String::from("index,label,teacher_clean,student_clean,teacher_adv,student_adv,transfers,student_fooled,teacher_entropy,saad_weight,saad_weight_hat,linf\n");
+    let mut s = String::from(
+        "index,label,teacher_clean,student_clean,teacher_adv,student_adv,transfers,student_fooled,teacher_entropy,saad_weight,saad_weight_hat,linf\n",
+    );
     for r in records {
         s += &format!(
             "{},{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6}\n",
-            r.index, r.label, r.teacher_clean, r.student_clean, r.teacher_adv, r.student_adv, r.transfers as u8, r.student_fooled as u8,
-            r.teacher_entropy, r.saad_weight, r.saad_weight_hat, r.linf
+            r.index,
+            r.label,
+            r.teacher_clean,
+            r.student_clean,
+            r.teacher_adv,
+            r.student_adv,
+            r.transfers as u8,
+            r.student_fooled as u8,
+            r.teacher_entropy,
+            r.saad_weight,
+            r.saad_weight_hat,
+            r.linf
         );
     }
     s
@@ -70,22 +82,55 @@ pub fn run(args: TransferArgs) -> Result<serde_json::Value> {
     }
     let ckpt = read_checkpoint(&args.student)?;
     let info = &ckpt.header.dataset;
-    let data = DatasetName::parse(&info.name).with_context(|| format!("unknown dataset {:?} in {}", info.name, args.student.display()))?;
+    let data = DatasetName::parse(&info.name).with_context(|| {
+        format!("unknown dataset {:?} in {}", info.name, args.student.display())
+    })?;
     // Files first: a missing dataset is reported before any GPU is probed.
-    let test = datasets::load_split(&DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size }, datasets::Split::Test)?;
+    let test = datasets::load_split(
+        &DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size },
+        datasets::Split::Test,
+    )?;
     let (device, device_name) = select(args.device)?;
     let student = ckpt.load_model(&device, &args.student.display().to_string())?;
     let test = match args.n {
         Some(n) => test.take(n),
         None => test,
     };
-    let (teacher, tspec) = teacher::load(&args.teacher, args.teacher_arch.as_deref(), &info.name, test.num_classes, &device)?;
-    note(q, format!("teacher {tspec}, student {}, {} test images of {}, attack {:?}, device {device_name}", ckpt.header.model, test.len(), info.name, args.attack));
+    let (teacher, tspec) = teacher::load(
+        &args.teacher,
+        args.teacher_arch.as_deref(),
+        &info.name,
+        test.num_classes,
+        &device,
+    )?;
+    note(
+        q,
+        format!(
+            "teacher {tspec}, student {}, {} test images of {}, attack {:?}, device {device_name}",
+            ckpt.header.model,
+            test.len(),
+            info.name,
+            args.attack
+        ),
+    );
     let set = DeviceSet::upload(&test, &device);
-    let params: MethodParams = serde_json::from_value(ckpt.header.train_config.get("params").cloned().unwrap_or(json!({}))).unwrap_or_default();
+    let params: MethodParams = serde_json::from_value(
+        ckpt.header.train_config.get("params").cloned().unwrap_or(json!({})),
+    )
+    .unwrap_or_default();
     device.seed(args.seed);
     let bar = Progress::new(q, set.len.div_ceil(args.batch_size) as u64, "transfer", "batches");
-    let (records, stats) = transfer_records(&teacher, &student, &set, args.attack, args.eps, args.alpha, args.batch_size, &params, &mut |b, _| bar.set(b as u64));
+    let (records, stats) = transfer_records(
+        &teacher,
+        &student,
+        &set,
+        args.attack,
+        args.eps,
+        args.alpha,
+        args.batch_size,
+        &params,
+        &mut |b, _| bar.set(b as u64),
+    );
     bar.finish();
     let summary = json!({
         "teacher": args.teacher.display().to_string(),

@@ -19,7 +19,11 @@ pub fn saad(args: &[&str]) -> Output {
 /// Runs a command that must succeed.
 pub fn ok(args: &[&str]) -> Output {
     let out = saad(args);
-    assert!(out.status.success(), "saad {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "saad {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -47,7 +51,8 @@ pub fn fails(args: &[&str], needles: &[&str]) -> String {
 /// A fresh folder under the target folder (a disk, where a checkpoint's flush takes a while;
 /// /tmp may be a tmpfs).
 pub fn tempdir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("saad-{name}-{}", std::process::id()));
+    let d =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("saad-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -19,7 +19,9 @@ pub struct AdaAd;
 /// AdaAD's inner maximisation, shared with IGDM.
 pub fn adaad_inner(ctx: &BatchContext) -> Tensor<4> {
     let teacher = ctx.teacher();
-    let objective = FnObjective(|x_adv: &Tensor<4>, student_logits: Tensor<2>| kl_div(teacher.forward(x_adv.clone()), student_logits));
+    let objective = FnObjective(|x_adv: &Tensor<4>, student_logits: Tensor<2>| {
+        kl_div(teacher.forward(x_adv.clone()), student_logits)
+    });
     ctx.inner_max(&objective, ctx.gaussian_start())
 }
 
@@ -29,7 +31,14 @@ impl Method for AdaAd {
         let teacher_adv = ctx.teacher().forward(x_adv.clone());
         let adv = ctx.student.forward(x_adv.clone());
         let classes = teacher_adv.dims()[1];
-        let loss = ctx.params.adaad_reduction.reduce(kl_div(teacher_adv.clone(), adv.clone()), classes);
-        BatchLoss { loss, logits: adv.clone(), x_adv: Some(x_adv), teacher_adv: Some(teacher_adv), student_adv: Some(adv) }
+        let loss =
+            ctx.params.adaad_reduction.reduce(kl_div(teacher_adv.clone(), adv.clone()), classes);
+        BatchLoss {
+            loss,
+            logits: adv.clone(),
+            x_adv: Some(x_adv),
+            teacher_adv: Some(teacher_adv),
+            student_adv: Some(adv),
+        }
     }
 }

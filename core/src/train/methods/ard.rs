@@ -15,10 +15,17 @@ use burn::prelude::*;
 pub struct Ard;
 
 /// ARD's batch loss `[1]`; `student_clean` is needed only when `ard_alpha < 1`.
-pub fn ard_outer_loss(teacher_clean: Tensor<2>, student_adv: Tensor<2>, student_clean: Option<Tensor<2>>, y: Tensor<1, Int>, p: &MethodParams) -> Tensor<1> {
+pub fn ard_outer_loss(
+    teacher_clean: Tensor<2>,
+    student_adv: Tensor<2>,
+    student_clean: Option<Tensor<2>>,
+    y: Tensor<1, Int>,
+    p: &MethodParams,
+) -> Tensor<1> {
     let [_, classes] = teacher_clean.dims();
     let kl = kl_div_temperature(teacher_clean, student_adv, p.ard_tau);
-    let mut loss = p.ard_reduction.reduce(kl, classes).mul_scalar(p.ard_alpha * p.ard_tau * p.ard_tau);
+    let mut loss =
+        p.ard_reduction.reduce(kl, classes).mul_scalar(p.ard_alpha * p.ard_tau * p.ard_tau);
     if p.ard_alpha < 1.0 {
         let clean = student_clean.expect("ARD with ard_alpha < 1 needs the student's clean logits");
         loss = loss + cross_entropy(clean, y).mean().mul_scalar(1.0 - p.ard_alpha);
@@ -29,11 +36,18 @@ pub fn ard_outer_loss(teacher_clean: Tensor<2>, student_adv: Tensor<2>, student_
 impl Method for Ard {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
         let p = ctx.params;
-        let x_adv = ctx.inner_max(&ObjectiveKind::CrossEntropy { labels: ctx.y.clone() }, Start::Uniform);
+        let x_adv =
+            ctx.inner_max(&ObjectiveKind::CrossEntropy { labels: ctx.y.clone() }, Start::Uniform);
         let teacher_clean = ctx.teacher().forward(ctx.x.clone());
         let adv = ctx.student.forward(x_adv.clone());
         let clean = (p.ard_alpha < 1.0).then(|| ctx.student.forward(ctx.x.clone()));
         let loss = ard_outer_loss(teacher_clean, adv.clone(), clean, ctx.y.clone(), p);
-        BatchLoss { loss, logits: adv.clone(), x_adv: Some(x_adv), teacher_adv: None, student_adv: Some(adv) }
+        BatchLoss {
+            loss,
+            logits: adv.clone(),
+            x_adv: Some(x_adv),
+            teacher_adv: None,
+            student_adv: Some(adv),
+        }
     }
 }

@@ -33,10 +33,13 @@ pub fn iad_outer_loss(
     epoch: usize,
     p: &MethodParams,
 ) -> Tensor<1> {
-    let mut loss = kl_div_temperature(t_clean, s_adv.clone(), p.iad_tau).mean().mul_scalar(p.iad_tau * p.iad_tau);
+    let mut loss = kl_div_temperature(t_clean, s_adv.clone(), p.iad_tau)
+        .mean()
+        .mul_scalar(p.iad_tau * p.iad_tau);
     if introspection_on(epoch, p) {
         let [b, _] = t_adv.dims();
-        let trust = softmax(t_adv, 1).gather(1, y.reshape([b, 1])).reshape([b]).powf_scalar(p.iad_power);
+        let trust =
+            softmax(t_adv, 1).gather(1, y.reshape([b, 1])).reshape([b]).powf_scalar(p.iad_power);
         let clean = s_clean.expect("IAD's introspection term needs the student's clean logits");
         loss = loss + (trust.neg().add_scalar(1.0).detach() * kl_div(clean, s_adv)).mean();
     }
@@ -46,12 +49,27 @@ pub fn iad_outer_loss(
 impl Method for Iad {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
         let p = ctx.params;
-        let x_adv = ctx.inner_max(&ObjectiveKind::CrossEntropy { labels: ctx.y.clone() }, Start::Uniform);
+        let x_adv =
+            ctx.inner_max(&ObjectiveKind::CrossEntropy { labels: ctx.y.clone() }, Start::Uniform);
         let teacher_clean = ctx.teacher().forward(ctx.x.clone());
         let teacher_adv = ctx.teacher().forward(x_adv.clone());
         let adv = ctx.student.forward(x_adv.clone());
         let clean = introspection_on(ctx.epoch, p).then(|| ctx.student.forward(ctx.x.clone()));
-        let loss = iad_outer_loss(teacher_clean, teacher_adv.clone(), adv.clone(), clean, ctx.y.clone(), ctx.epoch, p);
-        BatchLoss { loss, logits: adv.clone(), x_adv: Some(x_adv), teacher_adv: Some(teacher_adv), student_adv: Some(adv) }
+        let loss = iad_outer_loss(
+            teacher_clean,
+            teacher_adv.clone(),
+            adv.clone(),
+            clean,
+            ctx.y.clone(),
+            ctx.epoch,
+            p,
+        );
+        BatchLoss {
+            loss,
+            logits: adv.clone(),
+            x_adv: Some(x_adv),
+            teacher_adv: Some(teacher_adv),
+            student_adv: Some(adv),
+        }
     }
 }

@@ -20,10 +20,18 @@ impl Method for Igdm {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
         let x_adv = adaad_inner(ctx);
         let x_minus = ctx.x.clone().mul_scalar(2.0) - x_adv.clone();
-        let (t_plus, t_minus) = (ctx.teacher().forward(x_adv.clone()), ctx.teacher().forward(x_minus.clone()));
+        let (t_plus, t_minus) =
+            (ctx.teacher().forward(x_adv.clone()), ctx.teacher().forward(x_minus.clone()));
         let (s_plus, s_minus) = (ctx.student.forward(x_adv.clone()), ctx.student.forward(x_minus));
-        let ig = ig_matching(t_plus.clone(), t_minus, s_plus.clone(), s_minus).mul_scalar(ctx.params.alpha_ig * ctx.ramp());
+        let ig = ig_matching(t_plus.clone(), t_minus, s_plus.clone(), s_minus)
+            .mul_scalar(ctx.params.alpha_ig * ctx.ramp());
         let loss = (kl_div(t_plus.clone(), s_plus.clone()) + ig).mean();
-        BatchLoss { loss, logits: s_plus.clone(), x_adv: Some(x_adv), teacher_adv: Some(t_plus), student_adv: Some(s_plus) }
+        BatchLoss {
+            loss,
+            logits: s_plus.clone(),
+            x_adv: Some(x_adv),
+            teacher_adv: Some(t_plus),
+            student_adv: Some(s_plus),
+        }
     }
 }

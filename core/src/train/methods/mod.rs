@@ -47,7 +47,8 @@ pub struct BatchContext<'a> {
 
 impl BatchContext<'_> {
     pub fn teacher(&self) -> &Net {
-        self.teacher.expect("this method distils from a teacher; the trainer checks that one is given")
+        self.teacher
+            .expect("this method distils from a teacher; the trainer checks that one is given")
     }
 
     /// Linear ramp `e / E` of the input-gradient-matching term.
@@ -149,8 +150,11 @@ impl MethodParams {
     /// preset); unknown keys are an error.
     pub fn with_overrides(&self, json: &str) -> Result<Self, String> {
         let bad = |e: String| format!("bad method constants {json:?}: {e}");
-        let over: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-        let serde_json::Value::Object(mut all) = serde_json::to_value(self).map_err(|e| bad(e.to_string()))? else {
+        let over: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+        let serde_json::Value::Object(mut all) =
+            serde_json::to_value(self).map_err(|e| bad(e.to_string()))?
+        else {
             unreachable!("MethodParams serialises to an object")
         };
         for (k, v) in over {
@@ -205,7 +209,12 @@ impl Preset {
             Preset {
                 name: "ard-original",
                 method: MethodKind::Ard,
-                params: MethodParams { ard_tau: 30.0, ard_alpha: 1.0, ard_reduction: KlReduction::Mean, ..d.clone() },
+                params: MethodParams {
+                    ard_tau: 30.0,
+                    ard_alpha: 1.0,
+                    ard_reduction: KlReduction::Mean,
+                    ..d.clone()
+                },
                 source: "github goldblum/AdversariallyRobustDistillation, main.py",
                 note: "tau 30, alpha 1, KLDivLoss() 'mean' over batch x classes. Its learning-rate helper lowers the rate once (0.01 from the 101st epoch; the second milestone sets 0.01 again): --schedule multistep:100. Not reproduced: its PGD runs with the student's BatchNorm in training mode from an unclipped uniform start.",
             },
@@ -245,7 +254,9 @@ impl Preset {
         let all = Self::all();
         let names: Vec<&str> = all.iter().map(|p| p.name).collect();
         let list = names.join(", ");
-        all.into_iter().find(|p| p.name == name).ok_or_else(|| format!("unknown preset {name:?}; expected one of {list}"))
+        all.into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("unknown preset {name:?}; expected one of {list}"))
     }
 }
 

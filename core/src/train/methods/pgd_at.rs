@@ -13,7 +13,8 @@ pub struct PgdAt;
 
 impl Method for PgdAt {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
-        let x_adv = ctx.inner_max(&ObjectiveKind::CrossEntropy { labels: ctx.y.clone() }, Start::Uniform);
+        let x_adv =
+            ctx.inner_max(&ObjectiveKind::CrossEntropy { labels: ctx.y.clone() }, Start::Uniform);
         let logits = ctx.student.forward(x_adv.clone());
         BatchLoss {
             loss: cross_entropy(logits.clone(), ctx.y.clone()).mean(),

@@ -16,19 +16,37 @@ use burn::prelude::*;
 pub struct Rslad;
 
 /// Per-sample `w KL(p_T(x) || p_S(x')) + (1 - w) KL(p_T(x) || p_S(x))`.
-pub fn rslad_outer_loss(teacher_clean: Tensor<2>, student_adv: Tensor<2>, student_clean: Tensor<2>, w: f64) -> Tensor<1> {
-    kl_div(teacher_clean.clone(), student_adv).mul_scalar(w) + kl_div(teacher_clean, student_clean).mul_scalar(1.0 - w)
+pub fn rslad_outer_loss(
+    teacher_clean: Tensor<2>,
+    student_adv: Tensor<2>,
+    student_clean: Tensor<2>,
+    w: f64,
+) -> Tensor<1> {
+    kl_div(teacher_clean.clone(), student_adv).mul_scalar(w)
+        + kl_div(teacher_clean, student_clean).mul_scalar(1.0 - w)
 }
 
 impl Method for Rslad {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
         let w = ctx.params.rslad_adv_weight;
         let teacher_clean = ctx.teacher().forward(ctx.x.clone());
-        let x_adv = ctx.inner_max(&ObjectiveKind::KlToTarget { target_logits: teacher_clean.clone() }, ctx.gaussian_start());
+        let x_adv = ctx.inner_max(
+            &ObjectiveKind::KlToTarget { target_logits: teacher_clean.clone() },
+            ctx.gaussian_start(),
+        );
         let adv = ctx.student.forward(x_adv.clone());
         let clean = ctx.student.forward(ctx.x.clone());
         let classes = teacher_clean.dims()[1];
-        let loss = ctx.params.rslad_reduction.reduce(rslad_outer_loss(teacher_clean, adv.clone(), clean, w), classes);
-        BatchLoss { loss, logits: adv.clone(), x_adv: Some(x_adv), teacher_adv: None, student_adv: Some(adv) }
+        let loss = ctx
+            .params
+            .rslad_reduction
+            .reduce(rslad_outer_loss(teacher_clean, adv.clone(), clean, w), classes);
+        BatchLoss {
+            loss,
+            logits: adv.clone(),
+            x_adv: Some(x_adv),
+            teacher_adv: None,
+            student_adv: Some(adv),
+        }
     }
 }

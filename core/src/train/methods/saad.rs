@@ -20,17 +20,21 @@
 
 use super::{BatchContext, BatchLoss, Method, MethodParams};
 use crate::attacks::{Objective, Pgd};
-use burn::module::Module;
-use crate::losses::{self, kl_div, renyi_entropy, saad_weights};
 use crate::kernels::{self, Route};
+use crate::losses::{self, kl_div, renyi_entropy, saad_weights};
 use crate::models::Net;
+use burn::module::Module;
 use burn::prelude::*;
 
 pub struct Saad;
 
 /// `z_T(x)` (constant) and `g_i = d z_T,y_i(x_i) / d x_i`: one teacher forward+backward, the only
 /// autodiff graph the teacher takes part in.
-pub fn teacher_true_class_gradient(teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>) -> (Tensor<2>, Tensor<4>) {
+pub fn teacher_true_class_gradient(
+    teacher: &Net,
+    x: &Tensor<4>,
+    y: &Tensor<1, Int>,
+) -> (Tensor<2>, Tensor<4>) {
     let leaf = x.clone().without_autodiff().autodiff().require_grad();
     let logits = teacher.forward(leaf.clone());
     let [b, _] = logits.dims();
@@ -41,9 +45,19 @@ pub fn teacher_true_class_gradient(teacher: &Net, x: &Tensor<4>, y: &Tensor<1, I
 
 /// The first-order surrogate of the teacher's logits at `x_adv`:
 /// `z_T(x) + lambda <g, x_adv - x> onehot(y)` (only the true-class logit moves).
-pub fn surrogate_teacher_logits(z_t0: &Tensor<2>, g: &Tensor<4>, x: &Tensor<4>, x_adv: &Tensor<4>, y: &Tensor<1, Int>, lambda: f64) -> Tensor<2> {
+pub fn surrogate_teacher_logits(
+    z_t0: &Tensor<2>,
+    g: &Tensor<4>,
+    x: &Tensor<4>,
+    x_adv: &Tensor<4>,
+    y: &Tensor<1, Int>,
+    lambda: f64,
+) -> Tensor<2> {
     let [b, c] = z_t0.dims();
-    let dot = (g.clone() * (x_adv.clone() - x.clone())).sum_dims(&[1, 2, 3]).reshape([b, 1]).expand([b, c]);
+    let dot = (g.clone() * (x_adv.clone() - x.clone()))
+        .sum_dims(&[1, 2, 3])
+        .reshape([b, 1])
+        .expand([b, c]);
     let onehot = losses::one_hot(y.clone(), c).float();
     z_t0.clone() + onehot * dot.mul_scalar(lambda)
 }
@@ -67,13 +81,23 @@ impl SaadObjective {
 
 impl Objective for SaadObjective {
     fn loss(&self, x_adv: &Tensor<4>, student_logits: Tensor<2>) -> Tensor<1> {
-        kl_div(surrogate_teacher_logits(&self.t0, &self.g, &self.x, x_adv, &self.y, self.lambda), student_logits)
+        kl_div(
+            surrogate_teacher_logits(&self.t0, &self.g, &self.x, x_adv, &self.y, self.lambda),
+            student_logits,
+        )
     }
 }
 
 /// SAAD's inner maximisation against `student` (eval mode), returning `z_T(x)` and x'.
 /// Serves training, `saad transfer` and the page alike.
-pub fn saad_inner_max(student: &Net, teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, pgd: &Pgd, lambda: f64) -> (Tensor<2>, Tensor<4>) {
+pub fn saad_inner_max(
+    student: &Net,
+    teacher: &Net,
+    x: &Tensor<4>,
+    y: &Tensor<1, Int>,
+    pgd: &Pgd,
+    lambda: f64,
+) -> (Tensor<2>, Tensor<4>) {
     let objective = SaadObjective::new(teacher, x, y, lambda);
     let x_adv = pgd.run(&|x| student.forward(x), &objective, x);
     (objective.t0, x_adv)
@@ -84,8 +108,15 @@ impl Method for Saad {
         let p = ctx.params;
         let teacher = ctx.teacher();
         let a = ctx.attack;
-        let pgd = Pgd { eps: a.eps, alpha: a.alpha, steps: a.steps, start: ctx.gaussian_start(), restarts: 1 };
-        let (t0, x_plus) = saad_inner_max(&ctx.student.valid(), teacher, &ctx.x, &ctx.y, &pgd, p.saad_lambda);
+        let pgd = Pgd {
+            eps: a.eps,
+            alpha: a.alpha,
+            steps: a.steps,
+            start: ctx.gaussian_start(),
+            restarts: 1,
+        };
+        let (t0, x_plus) =
+            saad_inner_max(&ctx.student.valid(), teacher, &ctx.x, &ctx.y, &pgd, p.saad_lambda);
         let x_minus = ctx.x.clone().mul_scalar(2.0) - x_plus.clone();
 
         let (t_plus, t_minus) = (teacher.forward(x_plus.clone()), teacher.forward(x_minus.clone()));
@@ -94,9 +125,16 @@ impl Method for Saad {
         let s0 = ctx.student.forward(ctx.x.clone());
 
         // Two fused dispatches forward and one backward on wgpu (shaders/saad_loss_*.wgsl).
-        let logits = SaadLogits { t0, t_plus: t_plus.clone(), t_minus, s0, s_plus: s_plus.clone(), s_minus };
+        let logits =
+            SaadLogits { t0, t_plus: t_plus.clone(), t_minus, s0, s_plus: s_plus.clone(), s_minus };
         let loss = kernels::saad_loss(Route::Auto, &logits, p, ctx.ramp()).loss;
-        BatchLoss { loss, logits: s_plus.clone(), x_adv: Some(x_plus), teacher_adv: Some(t_plus), student_adv: Some(s_plus) }
+        BatchLoss {
+            loss,
+            logits: s_plus.clone(),
+            x_adv: Some(x_plus),
+            teacher_adv: Some(t_plus),
+            student_adv: Some(s_plus),
+        }
     }
 }
 
@@ -111,7 +149,12 @@ pub struct SaadLogits {
 }
 
 /// The input-gradient-matching term `KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-))` (IGDM, SAAD).
-pub fn ig_matching(t_plus: Tensor<2>, t_minus: Tensor<2>, s_plus: Tensor<2>, s_minus: Tensor<2>) -> Tensor<1> {
+pub fn ig_matching(
+    t_plus: Tensor<2>,
+    t_minus: Tensor<2>,
+    s_plus: Tensor<2>,
+    s_minus: Tensor<2>,
+) -> Tensor<1> {
     kl_div(t_plus - t_minus, s_plus - s_minus)
 }
 
@@ -120,7 +163,9 @@ pub fn ig_matching(t_plus: Tensor<2>, t_minus: Tensor<2>, s_plus: Tensor<2>, s_m
 pub fn saad_outer_loss(l: &SaadLogits, p: &MethodParams, ramp: f64) -> Tensor<1> {
     let (w, w_hat) = saad_weights(renyi_entropy(l.t_plus.clone(), p.saad_gamma), p.saad_scale);
     let l_adv = kl_div(l.t_plus.clone(), l.s_plus.clone());
-    let l_ig = ig_matching(l.t_plus.clone(), l.t_minus.clone(), l.s_plus.clone(), l.s_minus.clone()).mul_scalar(p.alpha_ig * ramp);
+    let l_ig =
+        ig_matching(l.t_plus.clone(), l.t_minus.clone(), l.s_plus.clone(), l.s_minus.clone())
+            .mul_scalar(p.alpha_ig * ramp);
     let l_nat = kl_div(l.t0.clone(), l.s0.clone());
     w * (l_adv + l_ig) + w_hat.neg().add_scalar(1.0).mul_scalar(p.saad_beta) * l_nat
 }

@@ -17,10 +17,20 @@ pub struct Trades;
 impl Method for Trades {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
         let clean_target = ctx.student.valid().forward(ctx.x.clone()).detach();
-        let x_adv = ctx.inner_max(&ObjectiveKind::KlToTarget { target_logits: clean_target }, ctx.gaussian_start());
+        let x_adv = ctx.inner_max(
+            &ObjectiveKind::KlToTarget { target_logits: clean_target },
+            ctx.gaussian_start(),
+        );
         let clean = ctx.student.forward(ctx.x.clone());
         let adv = ctx.student.forward(x_adv.clone());
-        let loss = cross_entropy(clean.clone(), ctx.y.clone()) + kl_div(clean.clone(), adv.clone()).mul_scalar(ctx.params.trades_beta);
-        BatchLoss { loss: loss.mean(), logits: clean, x_adv: Some(x_adv), teacher_adv: None, student_adv: Some(adv) }
+        let loss = cross_entropy(clean.clone(), ctx.y.clone())
+            + kl_div(clean.clone(), adv.clone()).mul_scalar(ctx.params.trades_beta);
+        BatchLoss {
+            loss: loss.mean(),
+            logits: clean,
+            x_adv: Some(x_adv),
+            teacher_adv: None,
+            student_adv: Some(adv),
+        }
     }
 }
