@@ -6,11 +6,12 @@
 // where p = softmax(teacher), q = softmax(student), d = (+) - (-). Teacher logits and weights
 // are constants. Output stacked [3, batch, classes] in the order (0, +, -). All bindings
 // read_write (see pgd_step.wgsl).
+// `SaadLossParams`, `WORKGROUP` are appended from saad-core (`kernels::params`).
 
 @group(0) @binding(0) var<storage, read_write> teacher: array<f32>;  // [3, batch, classes]
 @group(0) @binding(1) var<storage, read_write> student: array<f32>;  // [3, batch, classes]
 @group(0) @binding(2) var<storage, read_write> weights: array<f32>;  // [w (batch), w^ (batch), loss]
-@group(0) @binding(3) var<storage, read_write> params: array<f32>;   // [batch, classes, gamma, scale, ig, beta]
+@group(0) @binding(3) var<storage, read_write> params: SaadLossParams;
 @group(0) @binding(4) var<storage, read_write> upstream: array<f32>; // [1]
 @group(0) @binding(5) var<storage, read_write> grad: array<f32>;     // [3, batch, classes]
 
@@ -34,12 +35,12 @@ fn lse(k: u32, i: u32, n: u32, b: u32, is_teacher: bool) -> f32 {
     return m + log(s);
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let b = u32(params[0]);
-    let n = u32(params[1]);
-    let ig = params[4];
-    let beta = params[5];
+    let b = params.batch;
+    let n = params.classes;
+    let ig = params.ig;
+    let beta = params.beta;
     let i = gid.x;
     if (i >= b) {
         return;

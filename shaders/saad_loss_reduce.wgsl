@@ -2,26 +2,27 @@
 // renormalised), w^_i = w_i / (max_j w_j + 1e-8), and the batch loss
 //   (1/B) sum_i [ w_i (L_adv,i + ig L_IG,i) + beta (1 - w^_i) L_nat,i ],  ig = alpha_IG e / E.
 // All bindings read_write (see pgd_step.wgsl).
+// `SaadLossParams`, `WORKGROUP` are appended from saad-core (`kernels::params`).
 
 @group(0) @binding(0) var<storage, read_write> terms: array<f32>;  // [batch, 4] from saad_loss_terms
-@group(0) @binding(1) var<storage, read_write> params: array<f32>; // [batch, classes, gamma, scale, ig, beta]
+@group(0) @binding(1) var<storage, read_write> params: SaadLossParams;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;    // [w (batch), w^ (batch), loss]
 
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<f32, WORKGROUP>;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP, 1, 1)
 fn main(@builtin(local_invocation_index) t: u32) {
-    let b = u32(params[0]);
-    let scale = params[3];
-    let ig = params[4];
-    let beta = params[5];
+    let b = params.batch;
+    let scale = params.scale;
+    let ig = params.ig;
+    let beta = params.beta;
 
     // min_j H_j
     var m = 3.4e38;
-    for (var i = t; i < b; i += 256u) { m = min(m, terms[i * 4u]); }
+    for (var i = t; i < b; i += WORKGROUP) { m = min(m, terms[i * 4u]); }
     red[t] = m;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
         if (t < s) { red[t] = min(red[t], red[t + s]); }
         workgroupBarrier();
     }
@@ -30,14 +31,14 @@ fn main(@builtin(local_invocation_index) t: u32) {
 
     // max_j w_j
     m = 0.0;
-    for (var i = t; i < b; i += 256u) {
+    for (var i = t; i < b; i += WORKGROUP) {
         let w = scale * (terms[i * 4u] - h_min);
         out[i] = w;
         m = max(m, w);
     }
     red[t] = m;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
         if (t < s) { red[t] = max(red[t], red[t + s]); }
         workgroupBarrier();
     }
@@ -46,7 +47,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
 
     // The weighted per-sample losses and their mean.
     var acc = 0.0;
-    for (var i = t; i < b; i += 256u) {
+    for (var i = t; i < b; i += WORKGROUP) {
         let w = out[i];
         let w_hat = w / (w_max + 1e-8);
         out[b + i] = w_hat;
@@ -54,7 +55,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
     }
     red[t] = acc;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
         if (t < s) { red[t] = red[t] + red[t + s]; }
         workgroupBarrier();
     }

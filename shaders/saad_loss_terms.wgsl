@@ -5,11 +5,12 @@
 //   L_IG,i  = KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-))
 //   L_nat,i = KL(softmax(z_T0) || softmax(z_S0))
 // Logits are stacked [3, batch, classes] in the order (0, +, -). All bindings read_write (see
-// pgd_step.wgsl). Twin: `train::methods::saad::saad_outer_loss` (saad-core).
+// pgd_step.wgsl). Twin: `losses::saad::saad_outer_loss` (saad-core).
+// `SaadLossParams`, `WORKGROUP` are appended from saad-core (`kernels::params`).
 
 @group(0) @binding(0) var<storage, read_write> teacher: array<f32>;
 @group(0) @binding(1) var<storage, read_write> student: array<f32>;
-@group(0) @binding(2) var<storage, read_write> params: array<f32>; // [batch, classes, gamma]
+@group(0) @binding(2) var<storage, read_write> params: SaadLossParams;
 @group(0) @binding(3) var<storage, read_write> terms: array<f32>;  // [batch, 4]: H, L_adv, L_IG, L_nat
 
 fn row(k: u32, i: u32, c: u32, n: u32, b: u32, is_teacher: bool) -> f32 {
@@ -45,11 +46,11 @@ fn kl(k: u32, i: u32, n: u32, b: u32) -> f32 {
     return acc;
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let b = u32(params[0]);
-    let n = u32(params[1]);
-    let gamma = params[2];
+    let b = params.batch;
+    let n = params.classes;
+    let gamma = params.gamma;
     let i = gid.x;
     if (i >= b) {
         return;

@@ -3,22 +3,23 @@
 // squares), their SAAD weights (sum, and a 10-bin histogram of w^). Writes the sum vector
 // [samples, teacher fooled, student fooled, student seen, sum H, sum H^2, sum w, hist(10)];
 // the caller adds it to the epoch's sums on the device. All bindings read_write (see
-// pgd_step.wgsl). Twin: `train::transfer_stats::TransferBatch::sums` (saad-core).
+// pgd_step.wgsl). Twin: `losses::transfer_stats::TransferBatch::sums` (saad-core).
+// `TransferStatsParams`, `WORKGROUP` and the `SUMS_*` offsets, `WEIGHT_BINS` are appended from saad-core (`kernels::params`).
 
 @group(0) @binding(0) var<storage, read_write> teacher: array<f32>; // [batch, classes]
 @group(0) @binding(1) var<storage, read_write> student: array<f32>; // [batch, classes] (unused without a student)
 @group(0) @binding(2) var<storage, read_write> labels: array<f32>;  // [batch]
-@group(0) @binding(3) var<storage, read_write> params: array<f32>;  // [batch, classes, gamma, scale, has_student]
+@group(0) @binding(3) var<storage, read_write> params: TransferStatsParams;
 @group(0) @binding(4) var<storage, read_write> scratch: array<f32>; // [batch]: entropies
-@group(0) @binding(5) var<storage, read_write> sums: array<f32>;    // [17]
+@group(0) @binding(5) var<storage, read_write> sums: array<f32>;    // [SUMS_LEN]
 
-var<workgroup> red: array<f32, 256>;
-var<workgroup> hist: array<atomic<u32>, 10>;
+var<workgroup> red: array<f32, WORKGROUP>;
+var<workgroup> hist: array<atomic<u32>, WEIGHT_BINS>;
 
 fn reduce_sum(t: u32, v: f32) -> f32 {
     red[t] = v;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
         if (t < s) { red[t] = red[t] + red[t + s]; }
         workgroupBarrier();
     }
@@ -30,7 +31,7 @@ fn reduce_sum(t: u32, v: f32) -> f32 {
 fn reduce_min(t: u32, v: f32) -> f32 {
     red[t] = v;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
         if (t < s) { red[t] = min(red[t], red[t + s]); }
         workgroupBarrier();
     }
@@ -42,7 +43,7 @@ fn reduce_min(t: u32, v: f32) -> f32 {
 fn reduce_max(t: u32, v: f32) -> f32 {
     red[t] = v;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
         if (t < s) { red[t] = max(red[t], red[t + s]); }
         workgroupBarrier();
     }
@@ -64,21 +65,21 @@ fn argmax_student(i: u32, n: u32) -> u32 {
     return best;
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP, 1, 1)
 fn main(@builtin(local_invocation_index) t: u32) {
-    let b = u32(params[0]);
-    let n = u32(params[1]);
-    let gamma = params[2];
-    let scale = params[3];
-    let has_student = params[4] > 0.5;
-    if (t < 10u) { atomicStore(&hist[t], 0u); }
+    let b = params.batch;
+    let n = params.classes;
+    let gamma = params.gamma;
+    let scale = params.scale;
+    let has_student = params.has_student != 0u;
+    if (t < WEIGHT_BINS) { atomicStore(&hist[t], 0u); }
 
     var teacher_fooled = 0.0;
     var student_fooled = 0.0;
     var h_sum = 0.0;
     var h_sq = 0.0;
     var h_min = 3.4e38;
-    for (var i = t; i < b; i += 256u) {
+    for (var i = t; i < b; i += WORKGROUP) {
         let y = u32(labels[i]);
         if (argmax_teacher(i, n) != y) { teacher_fooled += 1.0; }
         if (has_student && argmax_student(i, n) != y) { student_fooled += 1.0; }
@@ -111,27 +112,27 @@ fn main(@builtin(local_invocation_index) t: u32) {
 
     var w_max = 0.0;
     var w_sum = 0.0;
-    for (var i = t; i < b; i += 256u) {
+    for (var i = t; i < b; i += WORKGROUP) {
         let w = scale * (scratch[i] - hm);
         w_max = max(w_max, w);
         w_sum += w;
     }
     let wm = reduce_max(t, w_max);
     let ws = reduce_sum(t, w_sum);
-    for (var i = t; i < b; i += 256u) {
+    for (var i = t; i < b; i += WORKGROUP) {
         let w_hat = scale * (scratch[i] - hm) / (wm + 1e-8);
-        let bin = u32(clamp(floor(w_hat * 10.0), 0.0, 9.0));
+        let bin = u32(clamp(floor(w_hat * f32(WEIGHT_BINS)), 0.0, f32(WEIGHT_BINS - 1u)));
         atomicAdd(&hist[bin], 1u);
     }
     workgroupBarrier();
     if (t == 0u) {
-        sums[0] = f32(b);
-        sums[1] = tf;
-        sums[2] = sf;
-        sums[3] = select(0.0, f32(b), has_student);
-        sums[4] = hs;
-        sums[5] = hq;
-        sums[6] = ws;
-        for (var k = 0u; k < 10u; k++) { sums[7u + k] = f32(atomicLoad(&hist[k])); }
+        sums[SUMS_SAMPLES] = f32(b);
+        sums[SUMS_TEACHER_FOOLED] = tf;
+        sums[SUMS_STUDENT_FOOLED] = sf;
+        sums[SUMS_STUDENT_SEEN] = select(0.0, f32(b), has_student);
+        sums[SUMS_ENTROPY_SUM] = hs;
+        sums[SUMS_ENTROPY_SQUARE_SUM] = hq;
+        sums[SUMS_WEIGHT_SUM] = ws;
+        for (var k = 0u; k < WEIGHT_BINS; k++) { sums[SUMS_HISTOGRAM + k] = f32(atomicLoad(&hist[k])); }
     }
 }

@@ -6,7 +6,7 @@ use crate::data::DeviceSet;
 use crate::models::Net;
 use crate::train::methods::MethodParams;
 use crate::train::methods::saad::SaadObjective;
-use crate::train::transfer_stats::{TransferBatch, TransferStats};
+use crate::losses::transfer_stats::{TransferBatch, TransferStats};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -140,7 +140,7 @@ pub fn batch_columns(
     let x_adv = craft(attack, student, teacher, x, y, eps, alpha, params);
     let t_adv = teacher.forward(x_adv.clone());
     let s_adv = student.forward(x_adv.clone());
-    let tb = TransferBatch::new(t_adv.clone(), y.clone(), params);
+    let tb = TransferBatch::new(t_adv.clone(), y.clone(), params.saad_weighting());
     let sums = tb.sums(Some((s_adv.clone(), y.clone())));
     let linf = (x_adv.clone() - x.clone()).abs().max_dims(&[1, 2, 3]).reshape([b]);
     let cols = Tensor::stack::<2>(

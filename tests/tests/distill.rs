@@ -59,7 +59,7 @@ fn saad_loss_terms_match_hand_computed_values() {
         };
         // alpha_IG = 1, epoch 3 of 10 (ramp 0.3), beta = 0.5.
         let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
-        let loss = to_vec(saad_outer_loss(&logits, &p, 3.0 / 10.0));
+        let loss = to_vec(saad_outer_loss(&logits, &p.saad_loss_config(3.0 / 10.0)));
         close(
             &loss,
             &[0.27033967195957265, 0.512228953173525],
@@ -67,7 +67,7 @@ fn saad_loss_terms_match_hand_computed_values() {
             &format!("{name} SAAD per-sample loss"),
         );
         // The reference beta = 0 drops the clean term: sample 0 (lowest entropy) contributes 0.
-        let loss0 = to_vec(saad_outer_loss(&logits, &MethodParams::default(), 0.3));
+        let loss0 = to_vec(saad_outer_loss(&logits, &MethodParams::default().saad_loss_config(0.3)));
         close(
             &loss0,
             &[0.0, 2.165198033847111 * (0.11949909193060798 + 0.3 * 0.3902487568891655)],
@@ -301,7 +301,7 @@ fn saad_weights_carry_no_gradient() {
         s_minus: s_plus.clone(),
     };
     // IG term vanishes (t+ - t- = 0, s+ - s- = 0 are equal distributions), beta = 0.
-    let loss = saad_outer_loss(&logits, &MethodParams::default(), 1.0).mean();
+    let loss = saad_outer_loss(&logits, &MethodParams::default().saad_loss_config(1.0)).mean();
     let g = to_vec(s_plus.grad(&loss.backward()).unwrap());
     let softmax = |z: [f64; 3]| {
         let e: Vec<f64> = z.iter().map(|v| v.exp()).collect();

@@ -43,36 +43,63 @@ use saad_core::kernels::{saad_loss, transfer_sums};
 use saad_core::train::MethodParams;
 use saad_core::train::methods::saad::SaadLogits;
 
-/// Every `.wgsl` file parses and validates with naga (the compiler wgpu uses).
+/// Every kernel, as wgpu compiles it (the `.wgsl` file with its parameter struct and the shared
+/// constants appended), parses and validates with naga (the compiler wgpu uses), and every
+/// `.wgsl` file is one of them.
 #[test]
 fn every_shader_validates_with_naga() {
+    let sources = saad_core::kernels::wgsl_sources();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "wgsl") {
-            let src = std::fs::read_to_string(&path).unwrap();
-            let module = naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
-            naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::empty(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-            // WebGPU defaults: <= 256 invocations per workgroup, <= 8 storage buffers per stage.
-            let ep = &module.entry_points[0];
-            assert!(ep.workgroup_size.iter().product::<u32>() <= 256, "{}", path.display());
-            let storage = module
-                .global_variables
-                .iter()
-                .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
-                .count();
-            assert!(storage <= 8, "{}: {storage} storage buffers", path.display());
-            n += 1;
-        }
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".wgsl"))
+        .collect();
+    files.sort();
+    let mut names: Vec<String> = sources.iter().map(|(name, _)| name.to_string()).collect();
+    names.sort();
+    assert_eq!(files, names, "every shader file is a kernel");
+    for (name, src) in &sources {
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        // WebGPU defaults: <= 256 invocations per workgroup, <= 8 storage buffers per stage.
+        let ep = &module.entry_points[0];
+        assert!(ep.workgroup_size.iter().product::<u32>() <= 256, "{name}");
+        let storage = module
+            .global_variables
+            .iter()
+            .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
+            .count();
+        assert!(storage <= 8, "{name}: {storage} storage buffers");
     }
-    assert_eq!(n, 5, "expected the five kernels");
+}
+
+/// The WGSL declarations of the parameter structs have the size of their `#[repr(C)]` Rust twins.
+#[test]
+fn kernel_parameter_structs_have_one_layout_in_rust_and_wgsl() {
+    use saad_core::kernels::params::{
+        PgdStepParams, SaadLossParams, TransferStatsParams, WgslLayout,
+    };
+    fn wgsl_size<P: WgslLayout>(name: &str) -> (usize, usize) {
+        let module = naga::front::wgsl::parse_str(P::WGSL).unwrap();
+        let ty = module.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap().0;
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        (layouter[ty].size as usize, std::mem::size_of::<P>())
+    }
+    for (name, (wgsl, rust)) in [
+        ("PgdStepParams", wgsl_size::<PgdStepParams>("PgdStepParams")),
+        ("SaadLossParams", wgsl_size::<SaadLossParams>("SaadLossParams")),
+        ("TransferStatsParams", wgsl_size::<TransferStatsParams>("TransferStatsParams")),
+    ] {
+        assert_eq!(wgsl, rust, "{name}: WGSL size vs Rust size");
+    }
 }
 
 fn logits(d: &Device, b: usize, c: usize, scale: f64) -> Tensor<2> {
@@ -102,8 +129,8 @@ fn saad_loss_kernel_equals_the_twin() {
         for (gamma, beta) in [(1.0, 0.0), (1.0 + 5e-7, 0.0), (2.0, 0.5)] {
             let l = saad_logits(&d, b, c);
             let p = MethodParams { saad_gamma: gamma, saad_beta: beta, ..MethodParams::default() };
-            let twin = saad_loss(Route::TensorOps, &l, &p, 0.3);
-            let kern = saad_loss(Route::Kernel, &l, &p, 0.3);
+            let twin = saad_loss(Route::TensorOps, &l, &p.saad_loss_config(0.3));
+            let kern = saad_loss(Route::Kernel, &l, &p.saad_loss_config(0.3));
             let (lt, lk) = (to_vec(twin.loss)[0], to_vec(kern.loss)[0]);
             assert!(
                 (lt - lk).abs() <= 1e-5 * lt.abs().max(1.0),
@@ -145,7 +172,7 @@ fn saad_loss_kernel_backward_equals_autodiff_and_finite_differences() {
             s_plus: s[1].clone(),
             s_minus: s[2].clone(),
         };
-        let out = saad_loss(route, &l, &p, 0.4);
+        let out = saad_loss(route, &l, &p.saad_loss_config(0.4));
         let g = out.loss.backward();
         s.iter().map(|t| to_vec(t.grad(&g).unwrap())).collect::<Vec<_>>()
     };
@@ -170,7 +197,7 @@ fn saad_loss_kernel_backward_equals_autodiff_and_finite_differences() {
                 s_minus: base.s_minus.clone(),
             }
         };
-        to_vec(saad_loss(Route::Kernel, &l, &p, 0.4).loss)[0] as f64
+        to_vec(saad_loss(Route::Kernel, &l, &p.saad_loss_config(0.4)).loss)[0] as f64
     };
     let h = 1e-2f32;
     let sp = to_vec(base.s_plus.clone());
@@ -211,9 +238,20 @@ fn transfer_stats_kernel_equals_the_twin() {
             (Some(s.clone()), 2.0),
         ] {
             let p = MethodParams { saad_gamma: gamma, ..MethodParams::default() };
-            let twin =
-                to_vec(transfer_sums(Route::TensorOps, t.clone(), student.clone(), y.clone(), &p));
-            let kern = to_vec(transfer_sums(Route::Kernel, t.clone(), student, y.clone(), &p));
+            let twin = to_vec(transfer_sums(
+                Route::TensorOps,
+                t.clone(),
+                student.clone(),
+                y.clone(),
+                p.saad_weighting(),
+            ));
+            let kern = to_vec(transfer_sums(
+                Route::Kernel,
+                t.clone(),
+                student,
+                y.clone(),
+                p.saad_weighting(),
+            ));
             for (i, (a, k)) in twin.iter().zip(&kern).enumerate() {
                 assert!(
                     (a - k).abs() <= 1e-3 * a.abs().max(1.0),

@@ -2,6 +2,7 @@
 //! `saad_loss_backward.wgsl`; the other kernels produce constants.
 
 use super::SaadKernels;
+use super::params::{SaadLossParams, TransferStatsParams};
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -30,8 +31,8 @@ fn constant<C: CheckpointStrategy>(p: Prim) -> FloatTensor<Autodiff<CubeBackend,
 struct SaadLossNode;
 
 impl Backward<CubeBackend, 1> for SaadLossNode {
-    /// Teacher logits, student logits, weights of the forward pass, ig, beta.
-    type State = (Prim, Prim, Prim, f32, f32);
+    /// Teacher logits, student logits, weights of the forward pass, the loss's parameters.
+    type State = (Prim, Prim, Prim, SaadLossParams);
 
     fn backward(
         self,
@@ -39,9 +40,9 @@ impl Backward<CubeBackend, 1> for SaadLossNode {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let (teacher, student, weights, ig, beta) = ops.state;
+        let (teacher, student, weights, params) = ops.state;
         unary::<CubeBackend, _>(ops.parents, ops.node, grads, |upstream| {
-            CubeBackend::saad_loss_backward(teacher, student, weights, upstream, ig, beta)
+            CubeBackend::saad_loss_backward(teacher, student, weights, upstream, params)
         });
     }
 }
@@ -63,18 +64,14 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
     fn saad_loss(
         teacher: FloatTensor<Self>,
         student: FloatTensor<Self>,
-        gamma: f32,
-        scale: f32,
-        ig: f32,
-        beta: f32,
+        params: SaadLossParams,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let teacher_p = teacher.into_primitive();
         let student_p = student.primitive().clone();
-        let (loss, weights) =
-            CubeBackend::saad_loss(teacher_p.clone(), student_p.clone(), gamma, scale, ig, beta);
+        let (loss, weights) = CubeBackend::saad_loss(teacher_p.clone(), student_p.clone(), params);
         let loss = match SaadLossNode.prepare::<C>([student.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                prep.finish((teacher_p, student_p, weights.clone(), ig, beta), loss)
+                prep.finish((teacher_p, student_p, weights.clone(), params), loss)
             }
             OpsKind::UnTracked(prep) => prep.finish(loss),
         };
@@ -86,22 +83,19 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
         student: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         upstream: FloatTensor<Self>,
-        ig: f32,
-        beta: f32,
+        params: SaadLossParams,
     ) -> FloatTensor<Self> {
         let [t, s, w, u] = [teacher, student, weights, upstream].map(|t| t.into_primitive());
-        constant::<C>(CubeBackend::saad_loss_backward(t, s, w, u, ig, beta))
+        constant::<C>(CubeBackend::saad_loss_backward(t, s, w, u, params))
     }
 
     fn transfer_stats(
         teacher_adv: FloatTensor<Self>,
         student_adv: FloatTensor<Self>,
         labels: FloatTensor<Self>,
-        gamma: f32,
-        scale: f32,
-        has_student: bool,
+        params: TransferStatsParams,
     ) -> FloatTensor<Self> {
         let [t, s, l] = [teacher_adv, student_adv, labels].map(|t| t.into_primitive());
-        constant::<C>(CubeBackend::transfer_stats(t, s, l, gamma, scale, has_student))
+        constant::<C>(CubeBackend::transfer_stats(t, s, l, params))
     }
 }

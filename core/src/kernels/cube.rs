@@ -1,6 +1,10 @@
 //! Launching the WGSL sources on the cubecl backend.
 
 use super::SaadKernels;
+use super::params::{
+    PgdStepParams, SaadLossParams, TransferStatsParams, WORKGROUP, WgslLayout, wgsl_constants,
+};
+use crate::losses::transfer_stats::sums;
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::DType;
 use burn_cubecl::CubeBackend;
@@ -12,15 +16,16 @@ use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::template::{KernelSource, SourceKernel, SourceTemplate};
 use burn_cubecl::tensor::CubeTensor;
 
-/// Workgroup size of every kernel (WebGPU's default limit is 256 invocations).
-const WORKGROUP: u32 = 256;
-
+/// A WGSL source with the parameter struct it reads and the shared constants
+/// ([`wgsl_constants`]) appended (WGSL declarations may come after their use).
 macro_rules! wgsl_kernel {
-    ($name:ident, $file:literal) => {
+    ($name:ident, $file:literal, $params:ty) => {
         struct $name;
         impl KernelSource for $name {
             fn source(&self) -> SourceTemplate {
                 SourceTemplate::new(include_str!(concat!("../../../shaders/", $file)))
+                    .add_template(wgsl_constants())
+                    .add_template(<$params as WgslLayout>::WGSL)
             }
             fn id(&self) -> KernelId {
                 KernelId::new::<Self>()
@@ -32,11 +37,11 @@ macro_rules! wgsl_kernel {
     };
 }
 
-wgsl_kernel!(PgdStep, "pgd_step.wgsl");
-wgsl_kernel!(SaadLossTerms, "saad_loss_terms.wgsl");
-wgsl_kernel!(SaadLossReduce, "saad_loss_reduce.wgsl");
-wgsl_kernel!(SaadLossBackward, "saad_loss_backward.wgsl");
-wgsl_kernel!(TransferStats, "transfer_stats.wgsl");
+wgsl_kernel!(PgdStep, "pgd_step.wgsl", PgdStepParams);
+wgsl_kernel!(SaadLossTerms, "saad_loss_terms.wgsl", SaadLossParams);
+wgsl_kernel!(SaadLossReduce, "saad_loss_reduce.wgsl", SaadLossParams);
+wgsl_kernel!(SaadLossBackward, "saad_loss_backward.wgsl", SaadLossParams);
+wgsl_kernel!(TransferStats, "transfer_stats.wgsl", TransferStatsParams);
 
 /// A 1-D launch over `n` invocations, folded into 2-D past WebGPU's 65535 workgroups per axis;
 /// returns the count and the workgroups along x.
@@ -85,8 +90,9 @@ impl SaadKernels for CubeBackend {
         let client = x_adv.client.clone();
         let out = empty_device_dtype(client.clone(), x_adv.device.clone(), shape, DType::F32);
         let (count, gx) = grid(n);
-        let sizes =
-            client.create_from_slice(bytemuck::cast_slice(&[n as u32, per_sample as u32, gx]));
+        let params =
+            PgdStepParams { elements: n as u32, per_sample: per_sample as u32, groups_x: gx };
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
         let args = KernelArguments::new().with_buffers(vec![
             x_adv.handle.binding(),
             grad.handle.binding(),
@@ -95,7 +101,7 @@ impl SaadKernels for CubeBackend {
             alpha.handle.binding(),
             active.handle.binding(),
             out.handle.clone().binding(),
-            sizes.binding(),
+            params.binding(),
         ]);
         client.launch(
             Box::new(SourceKernel::new(PgdStep, CubeDim::new_1d(WORKGROUP))),
@@ -108,18 +114,15 @@ impl SaadKernels for CubeBackend {
     fn saad_loss(
         teacher: FloatTensor<Self>,
         student: FloatTensor<Self>,
-        gamma: f32,
-        scale: f32,
-        ig: f32,
-        beta: f32,
+        params: SaadLossParams,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [teacher, student] = kernel_inputs([teacher, student]);
         let shape = student.meta.shape().clone();
         let (b, c) = (shape[1], shape[2]);
+        assert_eq!([params.batch, params.classes], [b as u32, c as u32], "SaadLossParams' shape");
         let client = student.client.clone();
         let device = student.device.clone();
-        let params = client
-            .create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, gamma, scale, ig, beta]));
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
         let terms = empty_device_dtype(client.clone(), device.clone(), [b, 4].into(), DType::F32);
         let out =
             empty_device_dtype(client.clone(), device.clone(), [2 * b + 1].into(), DType::F32);
@@ -151,16 +154,15 @@ impl SaadKernels for CubeBackend {
         student: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         upstream: FloatTensor<Self>,
-        ig: f32,
-        beta: f32,
+        params: SaadLossParams,
     ) -> FloatTensor<Self> {
         let [teacher, student, weights, upstream] =
             kernel_inputs([teacher, student, weights, upstream]);
         let shape = student.meta.shape().clone();
         let (b, c) = (shape[1], shape[2]);
+        assert_eq!([params.batch, params.classes], [b as u32, c as u32], "SaadLossParams' shape");
         let client = student.client.clone();
-        let params = client
-            .create_from_slice(bytemuck::cast_slice(&[b as f32, c as f32, 1.0f32, 0.0, ig, beta]));
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
         let grad = empty_device_dtype(client.clone(), student.device.clone(), shape, DType::F32);
         client.launch(
             Box::new(SourceKernel::new(SaadLossBackward, CubeDim::new_1d(WORKGROUP))),
@@ -181,29 +183,21 @@ impl SaadKernels for CubeBackend {
         teacher_adv: FloatTensor<Self>,
         student_adv: FloatTensor<Self>,
         labels: FloatTensor<Self>,
-        gamma: f32,
-        scale: f32,
-        has_student: bool,
+        params: TransferStatsParams,
     ) -> FloatTensor<Self> {
         let [teacher, student, labels] = kernel_inputs([teacher_adv, student_adv, labels]);
         let shape = teacher.meta.shape().clone();
         let (b, c) = (shape[0], shape[1]);
+        assert_eq!(
+            [params.batch, params.classes],
+            [b as u32, c as u32],
+            "TransferStatsParams' shape"
+        );
         let client = teacher.client.clone();
         let device = teacher.device.clone();
-        let params = client.create_from_slice(bytemuck::cast_slice(&[
-            b as f32,
-            c as f32,
-            gamma,
-            scale,
-            if has_student { 1.0 } else { 0.0 },
-        ]));
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
         let scratch = empty_device_dtype(client.clone(), device.clone(), [b].into(), DType::F32);
-        let sums = empty_device_dtype(
-            client.clone(),
-            device,
-            [crate::train::transfer_stats::SUMS_LEN].into(),
-            DType::F32,
-        );
+        let sums = empty_device_dtype(client.clone(), device, [sums::LEN].into(), DType::F32);
         client.launch(
             Box::new(SourceKernel::new(TransferStats, CubeDim::new_1d(WORKGROUP))),
             CubeCount::Static(1, 1, 1),
@@ -218,4 +212,16 @@ impl SaadKernels for CubeBackend {
         );
         sums
     }
+}
+
+/// Every kernel's complete WGSL (the file with its parameter struct and the shared constants
+/// appended), by file name: what wgpu compiles, for validation.
+pub fn wgsl_sources() -> Vec<(&'static str, String)> {
+    vec![
+        ("pgd_step.wgsl", PgdStep.source().complete()),
+        ("saad_loss_terms.wgsl", SaadLossTerms.source().complete()),
+        ("saad_loss_reduce.wgsl", SaadLossReduce.source().complete()),
+        ("saad_loss_backward.wgsl", SaadLossBackward.source().complete()),
+        ("transfer_stats.wgsl", TransferStats.source().complete()),
+    ]
 }

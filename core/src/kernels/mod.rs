@@ -6,18 +6,23 @@
 
 mod autodiff;
 mod cube;
+pub mod params;
+
+pub use cube::wgsl_sources;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod flex_conv;
 pub mod gemm_conv;
 
-use crate::losses::{renyi_entropy, saad_weights};
-use crate::train::methods::MethodParams;
-use crate::train::methods::saad::{SaadLogits, saad_outer_loss};
-use crate::train::transfer_stats::TransferBatch;
+use crate::losses::renyi_entropy;
+use crate::losses::saad::{
+    SaadLogits, SaadLossConfig, SaadWeighting, saad_outer_loss, saad_weights,
+};
+use crate::losses::transfer_stats::TransferBatch;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::prelude::*;
 use burn::tensor::Tensor;
+use params::{SaadLossParams, TransferStatsParams};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The custom operations. Only the cubecl backend (and autodiff over it) implements them; the
@@ -39,10 +44,7 @@ pub trait SaadKernels: Backend {
     fn saad_loss(
         teacher: FloatTensor<Self>,
         student: FloatTensor<Self>,
-        gamma: f32,
-        scale: f32,
-        ig: f32,
-        beta: f32,
+        params: SaadLossParams,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// `saad_loss_backward.wgsl`: d loss / d student logits, `[3, batch, classes]`.
@@ -51,8 +53,7 @@ pub trait SaadKernels: Backend {
         student: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         upstream: FloatTensor<Self>,
-        ig: f32,
-        beta: f32,
+        params: SaadLossParams,
     ) -> FloatTensor<Self>;
 
     /// `transfer_stats.wgsl`: the transfer sums of one batch (see [`transfer_sums`]).
@@ -60,9 +61,7 @@ pub trait SaadKernels: Backend {
         teacher_adv: FloatTensor<Self>,
         student_adv: FloatTensor<Self>,
         labels: FloatTensor<Self>,
-        gamma: f32,
-        scale: f32,
-        has_student: bool,
+        params: TransferStatsParams,
     ) -> FloatTensor<Self>;
 }
 
@@ -173,8 +172,8 @@ pub struct SaadLoss {
     pub w_hat: Tensor<1>,
 }
 
-pub fn saad_loss(route: Route, l: &SaadLogits, p: &MethodParams, ramp: f64) -> SaadLoss {
-    let [b, _] = l.t_plus.dims();
+pub fn saad_loss(route: Route, l: &SaadLogits, config: &SaadLossConfig) -> SaadLoss {
+    let [b, c] = l.t_plus.dims();
     if use_kernel(route, &l.s_plus.device()) {
         let teacher =
             Tensor::stack::<3>(vec![l.t0.clone(), l.t_plus.clone(), l.t_minus.clone()], 0).detach();
@@ -183,10 +182,14 @@ pub fn saad_loss(route: Route, l: &SaadLogits, p: &MethodParams, ramp: f64) -> S
         let (loss, weights) = <Dispatch as SaadKernels>::saad_loss(
             teacher.into_dispatch(),
             student.into_dispatch(),
-            p.saad_gamma as f32,
-            p.saad_scale as f32,
-            (p.alpha_ig * ramp) as f32,
-            p.saad_beta as f32,
+            SaadLossParams {
+                batch: b as u32,
+                classes: c as u32,
+                gamma: config.weighting.gamma as f32,
+                scale: config.weighting.scale as f32,
+                ig: config.ig as f32,
+                beta: config.beta as f32,
+            },
         );
         let weights = Tensor::<1>::from_dispatch(weights).detach();
         return SaadLoss {
@@ -195,8 +198,10 @@ pub fn saad_loss(route: Route, l: &SaadLogits, p: &MethodParams, ramp: f64) -> S
             w_hat: weights.slice(b..2 * b),
         };
     }
-    let (w, w_hat) = saad_weights(renyi_entropy(l.t_plus.clone(), p.saad_gamma), p.saad_scale);
-    SaadLoss { loss: saad_outer_loss(l, p, ramp).mean(), w, w_hat }
+    let weighting = config.weighting;
+    let (w, w_hat) =
+        saad_weights(renyi_entropy(l.t_plus.clone(), weighting.gamma), weighting.scale);
+    SaadLoss { loss: saad_outer_loss(l, config).mean(), w, w_hat }
 }
 
 /// The transfer sums of one batch ([`TransferBatch::sums`]): samples, teacher fooled, student
@@ -206,11 +211,18 @@ pub fn transfer_sums(
     teacher_adv: Tensor<2>,
     student_adv: Option<Tensor<2>>,
     labels: Tensor<1, Int>,
-    p: &MethodParams,
+    weighting: SaadWeighting,
 ) -> Tensor<1> {
     let teacher_adv = teacher_adv.detach().without_autodiff();
     if use_kernel(route, &teacher_adv.device()) {
-        let has_student = student_adv.is_some();
+        let [batch, classes] = teacher_adv.dims();
+        let params = TransferStatsParams {
+            batch: batch as u32,
+            classes: classes as u32,
+            gamma: weighting.gamma as f32,
+            scale: weighting.scale as f32,
+            has_student: student_adv.is_some() as u32,
+        };
         let student = student_adv
             .map(|s| s.detach().without_autodiff())
             .unwrap_or_else(|| teacher_adv.clone());
@@ -218,12 +230,11 @@ pub fn transfer_sums(
             teacher_adv.into_dispatch(),
             student.into_dispatch(),
             labels.float().into_dispatch(),
-            p.saad_gamma as f32,
-            p.saad_scale as f32,
-            has_student,
+            params,
         ));
     }
-    TransferBatch::new(teacher_adv, labels.clone(), p).sums(student_adv.map(|s| (s, labels)))
+    TransferBatch::new(teacher_adv, labels.clone(), weighting)
+        .sums(student_adv.map(|s| (s, labels)))
 }
 
 /// How many distinct kernels `f` launches on cubecl devices (cubecl's launch collector): a lower

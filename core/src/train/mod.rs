@@ -4,12 +4,11 @@ pub mod config;
 pub mod methods;
 pub mod schedule;
 pub mod trainer;
-pub mod transfer_stats;
 pub mod weight_average;
 
 pub use config::TrainConfig;
 pub use methods::{AttackSettings, Method, MethodKind, MethodParams};
 pub use schedule::LrSchedule;
 pub use trainer::{Divergence, EpochRun, EpochStats, PendingEpoch, Trainer};
-pub use transfer_stats::TransferStats;
+pub use crate::losses::transfer_stats::TransferStats;
 pub use weight_average::{WeightAverage, recompute_batch_norm};

@@ -3,13 +3,13 @@
 
 use super::config::TrainConfig;
 use super::methods::{BatchContext, Method};
-use super::transfer_stats::{SUMS_LEN, TransferStats};
 use super::weight_average::{WeightAverage, recompute_batch_norm};
 use crate::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
 use crate::data::{DeviceSet, EpochOrder};
 use crate::error::DataError;
 use crate::kernels::{self, Route};
 use crate::losses;
+use crate::losses::transfer_stats::{TransferStats, sums};
 use crate::models::{ModelSpec, Net};
 use crate::rng::derive_seed;
 use burn::module::{Module, ModuleVisitor, Param};
@@ -58,14 +58,14 @@ pub struct Divergence {
 }
 
 /// Layout of the epoch's statistics vector ([`PendingEpoch::sums`]), read once per epoch:
-/// `[loss sum, correct count, transfer sums (SUMS_LEN), health (HEALTH_LEN)]`.
+/// `[loss sum, correct count, transfer sums (`sums::LEN`), health (HEALTH_LEN)]`.
 pub mod epoch_sums {
-    use super::SUMS_LEN;
+    use super::sums;
     /// Offset of the transfer sums.
     pub const TRANSFER: usize = 2;
     /// Offset of the health values: batches with a non-finite loss, `batches - first such
     /// batch (0-based)` (0: none), non-finite weights after the epoch.
-    pub const HEALTH: usize = TRANSFER + SUMS_LEN;
+    pub const HEALTH: usize = TRANSFER + sums::LEN;
     /// Number of health values.
     pub const HEALTH_LEN: usize = 3;
     /// Length of the whole vector.
@@ -345,7 +345,7 @@ impl Trainer {
         );
         let batches = order.num_batches();
         // [loss sum, correct count, transfer sums...]
-        let sums = Tensor::<1>::zeros([2 + SUMS_LEN], &self.device);
+        let sums = Tensor::<1>::zeros([2 + sums::LEN], &self.device);
         let zero = Tensor::<1>::zeros([1], &self.device);
         EpochRun {
             order,
@@ -404,12 +404,12 @@ impl Trainer {
                     t_adv,
                     out.student_adv.clone(),
                     y.clone(),
-                    &cfg.params,
+                    cfg.params.saad_weighting(),
                 ))
             }
             _ => None,
         };
-        parts.push(transfer.unwrap_or_else(|| Tensor::zeros([SUMS_LEN], &self.device)));
+        parts.push(transfer.unwrap_or_else(|| Tensor::zeros([sums::LEN], &self.device)));
         run.sums = run.sums.clone() + Tensor::cat(parts, 0);
         run.images += n;
         let grads = GradientsParams::from_grads(out.loss.backward(), &self.model);

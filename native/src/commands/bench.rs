@@ -311,7 +311,7 @@ fn bench_kernels(args: &BenchArgs, device: &Device, device_name: &str) -> Result
         let p = MethodParams::default();
         for route in [Route::TensorOps, Route::Kernel] {
             let fwd = || {
-                let _ = saad_loss(route, &logits, &p, 0.5).loss;
+                let _ = saad_loss(route, &logits, &p.saad_loss_config(0.5)).loss;
             };
             let fwd_bwd = || {
                 let s: Vec<Tensor<2>> = [&logits.s0, &logits.s_plus, &logits.s_minus]
@@ -326,7 +326,7 @@ fn bench_kernels(args: &BenchArgs, device: &Device, device_name: &str) -> Result
                     s_plus: s[1].clone(),
                     s_minus: s[2].clone(),
                 };
-                let grads = saad_loss(route, &ad, &p, 0.5).loss.backward();
+                let grads = saad_loss(route, &ad, &p.saad_loss_config(0.5)).loss.backward();
                 let _ = s[1].grad(&grads);
             };
             let (k_fwd, k_all) =

@@ -142,8 +142,8 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
                 let l = saad_logits(b, c);
                 let p =
                     MethodParams { saad_gamma: gamma, saad_beta: beta, ..MethodParams::default() };
-                let twin = saad_loss(Route::TensorOps, &l, &p, 0.3);
-                let kern = saad_loss(Route::Kernel, &l, &p, 0.3);
+                let twin = saad_loss(Route::TensorOps, &l, &p.saad_loss_config(0.3));
+                let kern = saad_loss(Route::Kernel, &l, &p.saad_loss_config(0.3));
                 let (lt, lk) = (to_vec(twin.loss)[0] as f64, to_vec(kern.loss)[0] as f64);
                 let dw = max_abs_diff(&to_vec(twin.w), &to_vec(kern.w)) / 5.0;
                 let dwh = max_abs_diff(&to_vec(twin.w_hat), &to_vec(kern.w_hat));
@@ -171,7 +171,7 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
                     s_plus: s[1].clone(),
                     s_minus: s[2].clone(),
                 };
-                let g = saad_loss(route, &l, &p, 0.4).loss.backward();
+                let g = saad_loss(route, &l, &p.saad_loss_config(0.4)).loss.backward();
                 s.iter()
                     .map(|t| to_vec(t.grad(&g).expect("student logits are leaves")))
                     .collect::<Vec<_>>()
@@ -198,9 +198,9 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
                     t.clone(),
                     student.clone(),
                     y.clone(),
-                    &p,
+                    p.saad_weighting(),
                 ));
-                let kern = to_vec(transfer_sums(Route::Kernel, t.clone(), student, y.clone(), &p));
+                let kern = to_vec(transfer_sums(Route::Kernel, t.clone(), student, y.clone(), p.saad_weighting()));
                 for (a, k) in twin.iter().zip(&kern) {
                     worst = worst.max((a - k).abs() as f64 / (a.abs() as f64).max(1.0));
                 }

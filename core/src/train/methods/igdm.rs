@@ -10,9 +10,9 @@
 //! 8/255, step 2/255. IGDM's own repository is not at hand, so there is no `igdm-original`.
 
 use super::adaad::adaad_inner;
-use super::saad::ig_matching;
 use super::{BatchContext, BatchLoss, Method};
 use crate::losses::kl_div;
+use crate::losses::saad::ig_matching;
 
 pub struct Igdm;
 

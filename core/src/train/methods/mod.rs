@@ -22,6 +22,7 @@ pub mod saad;
 pub mod trades;
 
 use crate::attacks::{Objective, Pgd, Start};
+use crate::losses::saad::{SaadLossConfig, SaadWeighting};
 use crate::models::Net;
 use burn::module::Module;
 use burn::prelude::*;
@@ -120,6 +121,22 @@ pub struct MethodParams {
     pub saad_gamma: f64,
     pub saad_beta: f64,
     pub saad_lambda: f64,
+}
+
+impl MethodParams {
+    /// SAAD's sample weighting (also what the transfer statistics report).
+    pub fn saad_weighting(&self) -> SaadWeighting {
+        SaadWeighting { gamma: self.saad_gamma, scale: self.saad_scale }
+    }
+
+    /// SAAD's outer-loss constants at the ramp `e / E` of the input-gradient term.
+    pub fn saad_loss_config(&self, ramp: f64) -> SaadLossConfig {
+        SaadLossConfig {
+            weighting: self.saad_weighting(),
+            ig: self.alpha_ig * ramp,
+            beta: self.saad_beta,
+        }
+    }
 }
 
 impl Default for MethodParams {

@@ -18,10 +18,11 @@
 //! `saad_inner_loss`, utils.py `samplewise_renyi_entropy`, main.sh): scale 5, gamma 1, beta 0,
 //! lambda 1, alpha_IG 1, weight averaging from epoch 95 of 200.
 
-use super::{BatchContext, BatchLoss, Method, MethodParams};
+use super::{BatchContext, BatchLoss, Method};
 use crate::attacks::{Objective, Pgd};
 use crate::kernels::{self, Route};
-use crate::losses::{self, kl_div, renyi_entropy, saad_weights};
+pub use crate::losses::saad::{SaadLogits, ig_matching, saad_outer_loss};
+use crate::losses::{self, kl_div};
 use crate::models::Net;
 use burn::module::Module;
 use burn::prelude::*;
@@ -127,7 +128,7 @@ impl Method for Saad {
         // Two fused dispatches forward and one backward on wgpu (shaders/saad_loss_*.wgsl).
         let logits =
             SaadLogits { t0, t_plus: t_plus.clone(), t_minus, s0, s_plus: s_plus.clone(), s_minus };
-        let loss = kernels::saad_loss(Route::Auto, &logits, p, ctx.ramp()).loss;
+        let loss = kernels::saad_loss(Route::Auto, &logits, &p.saad_loss_config(ctx.ramp())).loss;
         BatchLoss {
             loss,
             logits: s_plus.clone(),
@@ -136,36 +137,4 @@ impl Method for Saad {
             student_adv: Some(s_plus),
         }
     }
-}
-
-/// The six logit tensors of SAAD's outer loss (teacher ones are constants).
-pub struct SaadLogits {
-    pub t0: Tensor<2>,
-    pub t_plus: Tensor<2>,
-    pub t_minus: Tensor<2>,
-    pub s0: Tensor<2>,
-    pub s_plus: Tensor<2>,
-    pub s_minus: Tensor<2>,
-}
-
-/// The input-gradient-matching term `KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-))` (IGDM, SAAD).
-pub fn ig_matching(
-    t_plus: Tensor<2>,
-    t_minus: Tensor<2>,
-    s_plus: Tensor<2>,
-    s_minus: Tensor<2>,
-) -> Tensor<1> {
-    kl_div(t_plus - t_minus, s_plus - s_minus)
-}
-
-/// Per-sample SAAD outer loss
-/// `w_i (L_adv,i + alpha_IG ramp L_IG,i) + beta (1 - w^_i) L_nat,i` (its batch mean is the loss).
-pub fn saad_outer_loss(l: &SaadLogits, p: &MethodParams, ramp: f64) -> Tensor<1> {
-    let (w, w_hat) = saad_weights(renyi_entropy(l.t_plus.clone(), p.saad_gamma), p.saad_scale);
-    let l_adv = kl_div(l.t_plus.clone(), l.s_plus.clone());
-    let l_ig =
-        ig_matching(l.t_plus.clone(), l.t_minus.clone(), l.s_plus.clone(), l.s_minus.clone())
-            .mul_scalar(p.alpha_ig * ramp);
-    let l_nat = kl_div(l.t0.clone(), l.s0.clone());
-    w * (l_adv + l_ig) + w_hat.neg().add_scalar(1.0).mul_scalar(p.saad_beta) * l_nat
 }

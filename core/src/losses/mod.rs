@@ -1,5 +1,14 @@
 //! Per-sample losses on logits `[batch, classes]`, each returning `[batch]`. Reductions are the
 //! caller's: `mean()` over the batch is PyTorch's `batchmean` for KL and `mean` for CE.
+//!
+//! The bottom layer of the core: it imports nothing from the crate. SAAD's outer loss and the
+//! transfer-statistics layout live here ([`saad`], [`transfer_stats`]) because the kernels above
+//! implement them and the methods above the kernels use them.
+
+pub mod saad;
+pub mod transfer_stats;
+
+pub use saad::saad_weights;
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
@@ -66,17 +75,6 @@ pub fn renyi_entropy(logits: Tensor<2>, gamma: f64) -> Tensor<1> {
     let [b, _] = logits.dims();
     let p = softmax(logits, 1);
     p.powf_scalar(gamma).sum_dim(1).reshape([b]).add_scalar(1e-12).log().div_scalar(1.0 - gamma)
-}
-
-/// SAAD sample weights from per-sample teacher entropies: `w_i = scale * (H_i - min_j H_j)` (not
-/// renormalised; the lowest-entropy sample gets 0) and `w^_i = w_i / (max_j w_j + 1e-8)` in
-/// [0,1]. Both are constants (no gradient).
-pub fn saad_weights(entropy: Tensor<1>, scale: f64) -> (Tensor<1>, Tensor<1>) {
-    let h = entropy.detach();
-    let dims = h.dims();
-    let w = (h.clone() - h.min().expand(dims)).mul_scalar(scale);
-    let w_hat = w.clone() / w.clone().max().add_scalar(1e-8).expand(dims);
-    (w, w_hat)
 }
 
 /// `softmax(z / tau)` KL as used by distillation with temperature: `KL(softmax(t/tau) || softmax(s/tau))`.

@@ -1,0 +1,93 @@
+//! SAAD's outer loss (Lee & Chung, TMLR 2026; METHOD.md section 2), written once for the
+//! tensor-op path here and implemented again only by the WGSL kernels that are tested against it
+//! (`shaders/saad_loss_*.wgsl`, `kernels::saad_loss`).
+//!
+//! With d = x' - x, teacher constants `z_T0 = T(x)`, `z_T+ = T(x+d)`, `z_T- = T(x-d)` and student
+//! logits `z_S+ = S(x+d)`, `z_S- = S(x-d)`, `z_S0 = S(x)`: `H_i` = entropy of `p_T+` (Rényi order
+//! gamma, Shannon at 1), `w_i = scale (H_i - min_j H_j)`, `w^_i = w_i / (max_j w_j + 1e-8)`, and
+//! `loss_i = w_i (KL(p_T+ || p_S+) + ig KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-)))
+//!           + beta (1 - w^_i) KL(p_T0 || p_S0)`.
+
+use super::{kl_div, renyi_entropy};
+use burn::prelude::*;
+
+/// How SAAD weighs a sample by the teacher's entropy on its adversarial example.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SaadWeighting {
+    /// Rényi order of the entropy (1 = Shannon; the SAAD authors' default).
+    pub gamma: f64,
+    /// Scale of the weights (5 in the SAAD authors' code).
+    pub scale: f64,
+}
+
+/// The constants of SAAD's outer loss for one batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SaadLossConfig {
+    /// The sample weighting.
+    pub weighting: SaadWeighting,
+    /// Weight of the input-gradient-matching term in this epoch: `alpha_IG · e / E`.
+    pub ig: f64,
+    /// Weight of the inverse-weighted clean term (0 by default).
+    pub beta: f64,
+}
+
+/// SAAD sample weights from per-sample teacher entropies: `w_i = scale * (H_i - min_j H_j)` (not
+/// renormalised; the lowest-entropy sample gets 0) and `w^_i = w_i / (max_j w_j + 1e-8)` in
+/// [0,1]. Both are constants (no gradient).
+pub fn saad_weights(entropy: Tensor<1>, scale: f64) -> (Tensor<1>, Tensor<1>) {
+    let h = entropy.detach();
+    let dims = h.dims();
+    let w = (h.clone() - h.min().expand(dims)).mul_scalar(scale);
+    let w_hat = w.clone() / w.clone().max().add_scalar(1e-8).expand(dims);
+    (w, w_hat)
+}
+
+/// The weights `(w, w^)` of one sample of entropy `entropy` in a batch whose lowest and highest
+/// entropies are `batch_min` and `batch_max` ([`saad_weights`] for a sample judged against a
+/// batch it was not part of: clamped at 0 below the batch's minimum, may exceed 1 above its
+/// maximum). The page shows this for a single image.
+pub fn saad_weight_against(entropy: f64, batch_min: f64, batch_max: f64, scale: f64) -> (f64, f64) {
+    let w = scale * (entropy - batch_min).max(0.0);
+    (w, w / (scale * (batch_max - batch_min) + 1e-8))
+}
+
+/// The six logit tensors of SAAD's outer loss (teacher ones are constants).
+pub struct SaadLogits {
+    /// `z_T(x)`.
+    pub t0: Tensor<2>,
+    /// `z_T(x + d)`.
+    pub t_plus: Tensor<2>,
+    /// `z_T(x - d)`.
+    pub t_minus: Tensor<2>,
+    /// `z_S(x)`.
+    pub s0: Tensor<2>,
+    /// `z_S(x + d)`.
+    pub s_plus: Tensor<2>,
+    /// `z_S(x - d)`.
+    pub s_minus: Tensor<2>,
+}
+
+/// The input-gradient-matching term `KL(softmax(z_T+ - z_T-) || softmax(z_S+ - z_S-))` (IGDM,
+/// SAAD).
+pub fn ig_matching(
+    t_plus: Tensor<2>,
+    t_minus: Tensor<2>,
+    s_plus: Tensor<2>,
+    s_minus: Tensor<2>,
+) -> Tensor<1> {
+    kl_div(t_plus - t_minus, s_plus - s_minus)
+}
+
+/// Per-sample SAAD outer loss `w_i (L_adv,i + ig L_IG,i) + beta (1 - w^_i) L_nat,i` (its batch
+/// mean is the loss).
+pub fn saad_outer_loss(l: &SaadLogits, config: &SaadLossConfig) -> Tensor<1> {
+    let weighting = config.weighting;
+    let (w, w_hat) =
+        saad_weights(renyi_entropy(l.t_plus.clone(), weighting.gamma), weighting.scale);
+    let l_adv = kl_div(l.t_plus.clone(), l.s_plus.clone());
+    let l_ig =
+        ig_matching(l.t_plus.clone(), l.t_minus.clone(), l.s_plus.clone(), l.s_minus.clone())
+            .mul_scalar(config.ig);
+    let l_nat = kl_div(l.t0.clone(), l.s0.clone());
+    w * (l_adv + l_ig) + w_hat.neg().add_scalar(1.0).mul_scalar(config.beta) * l_nat
+}
