@@ -3,10 +3,10 @@
 
 use crate::attacks::{ObjectiveKind, Pgd, Start, fgsm};
 use crate::data::DeviceSet;
+use crate::losses::transfer_stats::{TransferBatch, TransferStats};
 use crate::models::Net;
 use crate::train::methods::MethodParams;
 use crate::train::methods::saad::SaadObjective;
-use crate::losses::transfer_stats::{TransferBatch, TransferStats};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;

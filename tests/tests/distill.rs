@@ -67,7 +67,8 @@ fn saad_loss_terms_match_hand_computed_values() {
             &format!("{name} SAAD per-sample loss"),
         );
         // The reference beta = 0 drops the clean term: sample 0 (lowest entropy) contributes 0.
-        let loss0 = to_vec(saad_outer_loss(&logits, &MethodParams::default().saad_loss_config(0.3)));
+        let loss0 =
+            to_vec(saad_outer_loss(&logits, &MethodParams::default().saad_loss_config(0.3)));
         close(
             &loss0,
             &[0.0, 2.165198033847111 * (0.11949909193060798 + 0.3 * 0.3902487568891655)],

@@ -6,9 +6,9 @@ pub mod schedule;
 pub mod trainer;
 pub mod weight_average;
 
+pub use crate::losses::transfer_stats::TransferStats;
 pub use config::TrainConfig;
 pub use methods::{AttackSettings, Method, MethodKind, MethodParams};
 pub use schedule::LrSchedule;
 pub use trainer::{Divergence, EpochRun, EpochStats, PendingEpoch, Trainer};
-pub use crate::losses::transfer_stats::TransferStats;
 pub use weight_average::{WeightAverage, recompute_batch_norm};

@@ -200,7 +200,13 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
                     y.clone(),
                     p.saad_weighting(),
                 ));
-                let kern = to_vec(transfer_sums(Route::Kernel, t.clone(), student, y.clone(), p.saad_weighting()));
+                let kern = to_vec(transfer_sums(
+                    Route::Kernel,
+                    t.clone(),
+                    student,
+                    y.clone(),
+                    p.saad_weighting(),
+                ));
                 for (a, k) in twin.iter().zip(&kern) {
                     worst = worst.max((a - k).abs() as f64 / (a.abs() as f64).max(1.0));
                 }
