@@ -77,7 +77,7 @@ pub fn to_safetensors(tensors: &[StateTensor], metadata: &[(&str, String)]) -> V
     }
     let mut header = serde_json::to_vec(&Value::Object(header)).expect("json");
     // Pad the header with spaces so the data starts 8-byte aligned.
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + header.len() + data.len());

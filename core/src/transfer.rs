@@ -61,6 +61,7 @@ pub struct SampleRecord {
 }
 
 /// Crafts the adversarial batch against `student` (eval mode).
+#[allow(clippy::too_many_arguments)]
 pub fn craft(
     attack: TransferAttack,
     student: &Net,

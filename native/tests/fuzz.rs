@@ -362,7 +362,7 @@ fn tiny_imagenet_text_files() {
     let wnids = b"n01443537\nn01629819\nn01641577\n".to_vec();
     fuzz(
         "wnids",
-        &[wnids.clone()],
+        std::slice::from_ref(&wnids),
         "wnids.txt",
         |len| 4 * len + mib(1),
         |b| {

@@ -154,8 +154,8 @@ impl Lab {
     }
 
     fn set_images(&mut self, set: ImageSet) -> Result<usize, JsError> {
-        if let Some((_, spec, info)) = &self.student {
-            if set.num_classes != spec.num_classes || set.height != info.image_size {
+        if let Some((_, spec, info)) = &self.student
+            && (set.num_classes != spec.num_classes || set.height != info.image_size) {
                 return Err(err(format!(
                     "these images ({} classes, {}x{}) do not fit the student ({} classes, {}x{}): load matching models first",
                     set.num_classes,
@@ -166,7 +166,6 @@ impl Lab {
                     info.image_size
                 )));
             }
-        }
         let n = set.len();
         self.data = Some(DeviceSet::upload(&set, &self.device));
         self.images = Some(set);
@@ -221,8 +220,8 @@ impl Lab {
                 si.name
             )));
         }
-        if let Some(set) = &self.images {
-            if set.num_classes != s.1.num_classes || set.height != si.image_size {
+        if let Some(set) = &self.images
+            && (set.num_classes != s.1.num_classes || set.height != si.image_size) {
                 return Err(err(format!(
                     "the images ({} classes, {}x{}) do not fit the models ({} classes, {}x{}): load matching images",
                     set.num_classes,
@@ -233,7 +232,6 @@ impl Lab {
                     si.image_size
                 )));
             }
-        }
         Ok((&t.0, &s.0))
     }
 
@@ -330,6 +328,7 @@ impl Lab {
 
     /// The batch view: images `start..start + count` attacked together; per-sample transfer
     /// records (with SAAD weights relative to this batch), TAS and the weight histogram.
+    #[allow(clippy::too_many_arguments)] // one argument per control of the page
     pub async fn batch(
         &self,
         start: usize,

@@ -91,7 +91,7 @@ pub fn parse(bytes: &[u8], kind: CifarKind, source: &str) -> Result<ImageSet, Da
     if bytes.is_empty() {
         return Err(DataError::new(source, "the file is empty"));
     }
-    if bytes.len() % record != 0 {
+    if !bytes.len().is_multiple_of(record) {
         return Err(DataError::new(
             source,
             format!(

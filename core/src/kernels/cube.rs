@@ -145,6 +145,7 @@ impl SaadKernels for CubeBackend {
                 out.handle.clone().binding(),
             ]),
         );
+        #[allow(clippy::single_range_in_vec_init)] // one range per dimension
         let loss = burn_cubecl::kernel::slice(out.clone(), &[2 * b..2 * b + 1]);
         (loss, out)
     }

@@ -62,7 +62,7 @@ impl FromStr for Arch {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("unknown architecture {s:?}; expected one of: {ARCH_HELP}");
         let num = |t: &str| t.parse::<usize>().ok().filter(|&v| v > 0);
-        let wrn_depth = |d: usize| (d >= 10 && (d - 4) % 6 == 0).then_some(d);
+        let wrn_depth = |d: usize| (d >= 10 && (d - 4).is_multiple_of(6)).then_some(d);
         let lower = s.trim().to_ascii_lowercase();
         let parts: Vec<&str> = lower.split('-').collect();
         let arch = match parts.as_slice() {
@@ -224,6 +224,8 @@ impl fmt::Display for ModelSpec {
 }
 
 /// Any of the classifiers. Parameter paths are `<Variant>.<PyTorch key>`.
+// One value per model, moved rarely: boxing the large variants buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Net {
     SmallCnn(SmallCnn),

@@ -43,7 +43,7 @@ impl BasicBlock {
         let out = relu(self.bn1.forward(conv(&self.conv1, x.clone())));
         let out = self.bn2.forward(conv(&self.conv2, out));
         let short = match &self.shortcut {
-            Some((shortcut, bn)) => bn.forward(conv(&shortcut, x)),
+            Some((shortcut, bn)) => bn.forward(conv(shortcut, x)),
             None => x,
         };
         relu(out + short)

@@ -42,7 +42,7 @@ impl WrnBlock {
         let out = conv(&self.conv2, relu(self.bn2.forward(out)));
         match &self.convShortcut {
             // The shortcut sees the activated input when the shape changes (as in the reference).
-            Some(shortcut) => conv(&shortcut, act) + out,
+            Some(shortcut) => conv(shortcut, act) + out,
             None => x + out,
         }
     }

@@ -207,7 +207,7 @@ fn sgd(config: &TrainConfig) -> ModuleOptimizer {
         }))
         .with_weight_decay(
             (config.weight_decay > 0.0)
-                .then(|| WeightDecayConfig { penalty: config.weight_decay as f32 }),
+                .then_some(WeightDecayConfig { penalty: config.weight_decay as f32 }),
         )
         .init()
 }
