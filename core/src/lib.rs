@@ -12,6 +12,7 @@ pub mod health;
 pub mod host_copy;
 pub mod import;
 pub mod kernels;
+pub mod layers;
 pub mod losses;
 pub mod models;
 pub mod rng;

@@ -155,17 +155,18 @@ impl Lab {
 
     fn set_images(&mut self, set: ImageSet) -> Result<usize, JsError> {
         if let Some((_, spec, info)) = &self.student
-            && (set.num_classes != spec.num_classes || set.height != info.image_size) {
-                return Err(err(format!(
-                    "these images ({} classes, {}x{}) do not fit the student ({} classes, {}x{}): load matching models first",
-                    set.num_classes,
-                    set.height,
-                    set.width,
-                    spec.num_classes,
-                    info.image_size,
-                    info.image_size
-                )));
-            }
+            && (set.num_classes != spec.num_classes || set.height != info.image_size)
+        {
+            return Err(err(format!(
+                "these images ({} classes, {}x{}) do not fit the student ({} classes, {}x{}): load matching models first",
+                set.num_classes,
+                set.height,
+                set.width,
+                spec.num_classes,
+                info.image_size,
+                info.image_size
+            )));
+        }
         let n = set.len();
         self.data = Some(DeviceSet::upload(&set, &self.device));
         self.images = Some(set);
@@ -221,17 +222,18 @@ impl Lab {
             )));
         }
         if let Some(set) = &self.images
-            && (set.num_classes != s.1.num_classes || set.height != si.image_size) {
-                return Err(err(format!(
-                    "the images ({} classes, {}x{}) do not fit the models ({} classes, {}x{}): load matching images",
-                    set.num_classes,
-                    set.height,
-                    set.width,
-                    s.1.num_classes,
-                    si.image_size,
-                    si.image_size
-                )));
-            }
+            && (set.num_classes != s.1.num_classes || set.height != si.image_size)
+        {
+            return Err(err(format!(
+                "the images ({} classes, {}x{}) do not fit the models ({} classes, {}x{}): load matching images",
+                set.num_classes,
+                set.height,
+                set.width,
+                s.1.num_classes,
+                si.image_size,
+                si.image_size
+            )));
+        }
         Ok((&t.0, &s.0))
     }
 
