@@ -8,7 +8,7 @@
 //! reported as such before any of it is interpreted; version 1 files (no checksums) are still
 //! read. Native code writes it atomically (temporary file + rename).
 
-use crate::error::DataError;
+use crate::error::InputError;
 use crate::models::{ModelSpec, Net};
 use burn::module::Module;
 use burn::prelude::*;
@@ -102,8 +102,8 @@ impl Checkpoint {
     }
 
     /// Decodes a checkpoint; `source` names the file in errors.
-    pub fn decode(bytes: &[u8], source: &str) -> Result<Self, DataError> {
-        let err = |m: String| DataError::new(source, m);
+    pub fn decode(bytes: &[u8], source: &str) -> Result<Self, InputError> {
+        let err = |m: String| InputError::new(source, m);
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
             return Err(err("not a saad checkpoint (it does not start with SAADCKPT); checkpoints are written by `saad train`, and PyTorch files are read with `saad import`".into()));
         }
@@ -165,7 +165,7 @@ impl Checkpoint {
     /// Rebuilds the model described by the header, loads the weights and puts it in eval mode
     /// (BatchNorm on running statistics even for autodiff inputs, as attacks need). Training
     /// code loads with [`load_weights`] instead.
-    pub fn load_model(&self, device: &Device, source: &str) -> Result<Net, DataError> {
+    pub fn load_model(&self, device: &Device, source: &str) -> Result<Net, InputError> {
         Ok(load_weights(&self.header.model, &self.model, device, source)?.valid())
     }
 }
@@ -181,14 +181,14 @@ pub fn load_weights(
     weights: &[u8],
     device: &Device,
     source: &str,
-) -> Result<Net, DataError> {
+) -> Result<Net, InputError> {
     // Parameters are initialised lazily: counting them allocates nothing, so a header naming a
     // model far larger than the file is refused before any memory is taken for it.
     let model = spec.init(device);
     let params = model.num_params();
     let needed = params.saturating_mul(4);
     if weights.len() < needed {
-        return Err(DataError::new(
+        return Err(InputError::new(
             source,
             format!(
                 "the weights section holds {} bytes, too few for a {spec} ({params} parameters, {needed} bytes in f32)",
@@ -197,8 +197,8 @@ pub fn load_weights(
         ));
     }
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
-        .map_err(|e| DataError::new(source, format!("unreadable model weights: {e}")))?;
+        .map_err(|e| InputError::new(source, format!("unreadable model weights: {e}")))?;
     model
         .try_load_record(record)
-        .map_err(|e| DataError::new(source, format!("the weights do not fit a {spec}: {e}")))
+        .map_err(|e| InputError::new(source, format!("the weights do not fit a {spec}: {e}")))
 }

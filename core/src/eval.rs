@@ -41,7 +41,7 @@ impl EvalAttack {
     pub fn craft(&self, model: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, eps: f32) -> Tensor<4> {
         let forward = |x| model.forward(x);
         let ce = ObjectiveKind::CrossEntropy { labels: y.clone() };
-        let alpha = 2.0 / 255.0;
+        let alpha = crate::attacks::STANDARD_STEP;
         match *self {
             EvalAttack::Clean => x.clone(),
             EvalAttack::Fgsm => fgsm(&forward, &ce as &dyn Objective, x, eps),

@@ -2,7 +2,7 @@
 //! shape, and every key of the file must be used; otherwise the error lists what is missing,
 //! unexpected or mis-shaped. Linear weights are transposed from PyTorch's `[out, in]`.
 
-use crate::error::DataError;
+use crate::error::InputError;
 use crate::models::{ModelSpec, Net};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
@@ -21,8 +21,8 @@ pub struct StateEntry {
 pub type StateDict = BTreeMap<String, StateEntry>;
 
 /// Reads a safetensors file (F32, F64, F16, BF16, I64, I32 tensors).
-pub fn parse_safetensors(bytes: &[u8], source: &str) -> Result<StateDict, DataError> {
-    let err = |m: String| DataError::new(source, m);
+pub fn parse_safetensors(bytes: &[u8], source: &str) -> Result<StateDict, InputError> {
+    let err = |m: String| InputError::new(source, m);
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| err(format!("not a readable safetensors file: {e}")))?;
     let mut out = StateDict::new();
@@ -160,7 +160,7 @@ pub fn load_state_dict(
     dict: StateDict,
     device: &Device,
     source: &str,
-) -> Result<Net, DataError> {
+) -> Result<Net, InputError> {
     let mut loader = Loader {
         path: Vec::new(),
         dict: strip_prefixes(dict),
@@ -190,5 +190,5 @@ pub fn load_state_dict(
     if !loader.mismatched.is_empty() {
         msg += &format!("\n  shape mismatches: {}", list(&loader.mismatched));
     }
-    Err(DataError::new(source, msg))
+    Err(InputError::new(source, msg))
 }

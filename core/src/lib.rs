@@ -20,4 +20,4 @@ pub mod train;
 pub mod transfer;
 
 pub use burn;
-pub use error::DataError;
+pub use error::InputError;

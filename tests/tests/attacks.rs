@@ -29,10 +29,16 @@ fn pgd_stays_in_the_ball_and_the_box_and_raises_the_loss() {
         let model = tiny_model("small-cnn-8", &device);
         let forward = |x| model.forward(x);
         let (x, y) = batch(&device, 6, 16);
-        let eps = 8.0 / 255.0;
+        let eps = saad_core::attacks::STANDARD_EPS;
         let ce = ObjectiveKind::CrossEntropy { labels: y.clone() };
         for start in [Start::Uniform, Start::Gaussian(0.001), Start::Clean] {
-            let pgd = Pgd { eps, alpha: 2.0 / 255.0, steps: 10, start, restarts: 1 };
+            let pgd = Pgd {
+                eps,
+                alpha: saad_core::attacks::STANDARD_STEP,
+                steps: 10,
+                start,
+                restarts: 1,
+            };
             let x_adv = pgd.run(&forward, &ce, &x);
             let delta = to_vec((x_adv.clone() - x.clone()).abs().max());
             assert!(delta[0] <= eps + 1e-6, "{name} {start:?}: |delta|_inf = {} > eps", delta[0]);

@@ -19,7 +19,7 @@ use saad_core::models::{ModelSpec, Net};
 use saad_core::train::{LrSchedule, MethodKind, TrainConfig, Trainer};
 use saad_tests::{devices, serial, to_vec};
 
-const EPS: f32 = 8.0 / 255.0;
+const EPS: f32 = saad_core::attacks::STANDARD_EPS;
 
 /// A small PGD-AT model on 8x8 digits: non-trivial clean and robust accuracy in seconds.
 fn robust_model(device: &Device) -> (Net, DeviceSet) {

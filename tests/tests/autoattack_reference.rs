@@ -20,7 +20,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
 
-const EPS: f32 = 8.0 / 255.0;
+const EPS: f32 = saad_core::attacks::STANDARD_EPS;
 /// Largest logit difference allowed between our model and its PyTorch twin (float reordering).
 const LOGIT_TOL: f32 = 1e-4;
 

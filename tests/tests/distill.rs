@@ -284,6 +284,27 @@ fn device_one_hot_matches_burns() {
 /// The weights are constants: the gradient of the SAAD loss with respect to the teacher's
 /// adversarial logits flows only through the KL terms, and with respect to the student logits
 /// it is `w_i (softmax(s) - softmax(t)) / B` for the adversarial term.
+/// One image's weights against a batch are the batch weights with the image in it, and they
+/// equal the tensor version's (the page shows the former).
+#[test]
+fn one_images_saad_weight_is_its_weight_in_the_batch() {
+    let _g = serial();
+    let d = Device::flex();
+    let batch = [0.3f32, 1.1, 0.7, 2.0];
+    for h in [0.1f32, 0.3, 0.9, 2.0, 2.4] {
+        let mut with = batch.to_vec();
+        with.push(h);
+        let n = with.len();
+        let (w, w_hat) = saad_weights(Tensor::from_data(TensorData::new(with, [n]), &d), 5.0);
+        let (w, w_hat) = (to_vec(w)[n - 1] as f64, to_vec(w_hat)[n - 1] as f64);
+        let (w1, w1_hat) = saad_core::losses::saad::saad_weight_in_batch(h as f64, 0.3, 2.0, 5.0);
+        assert!(
+            (w - w1).abs() < 1e-5 && (w_hat - w1_hat).abs() < 1e-5,
+            "{h}: {w1} {w1_hat} vs {w} {w_hat}"
+        );
+    }
+}
+
 #[test]
 fn saad_weights_carry_no_gradient() {
     let _g = serial();
@@ -378,9 +399,14 @@ fn saad_inner_max_increases_its_objective_within_the_ball() {
         let x = Tensor::<4>::random([6, 3, 12, 12], Distribution::Uniform(0.0, 1.0), &d);
         let y =
             Tensor::<1, Int>::from_data(TensorData::new((0..6i64).collect::<Vec<_>>(), [6]), &d);
-        let eps = 8.0 / 255.0;
-        let pgd =
-            Pgd { eps, alpha: 2.0 / 255.0, steps: 10, start: Start::Gaussian(0.001), restarts: 1 };
+        let eps = saad_core::attacks::STANDARD_EPS;
+        let pgd = Pgd {
+            eps,
+            alpha: saad_core::attacks::STANDARD_STEP,
+            steps: 10,
+            start: Start::Gaussian(0.001),
+            restarts: 1,
+        };
         let (t0, x_adv) = saad_inner_max(&student, &teacher, &x, &y, &pgd, 1.0);
         let (_, g) = teacher_true_class_gradient(&teacher, &x, &y);
         let objective = |xa: &Tensor<4>| {

@@ -508,6 +508,17 @@ impl TrainingLab {
     }
 }
 
+/// The SAAD weights `[w, w^]` an image of teacher entropy `entropy` would get in a batch whose
+/// other entropies range over `[batch_min, batch_max]`, with the default constants
+/// (`saad_core::losses::saad::saad_weight_in_batch`).
+#[wasm_bindgen]
+pub fn saad_weight_in_batch(entropy: f64, batch_min: f64, batch_max: f64) -> Vec<f64> {
+    let scale = MethodParams::default().saad_scale;
+    let (w, w_hat) =
+        saad_core::losses::saad::saad_weight_in_batch(entropy, batch_min, batch_max, scale);
+    vec![w, w_hat]
+}
+
 /// The number of trainable parameters of an architecture id (e.g. `resnet18`), or 0 for an
 /// unknown id.
 #[wasm_bindgen]

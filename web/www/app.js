@@ -1,6 +1,6 @@
 // The page: models and images into the wasm engine (pkg/saad_web.js), attacks, the batch view
 // and the training lab (worker.js). Every engine call that reads tensors is async.
-import init, { Lab } from './pkg/saad_web.js';
+import init, { Lab, saad_weight_in_batch } from './pkg/saad_web.js';
 
 const $ = (id) => document.getElementById(id);
 const GRID = 60;
@@ -9,7 +9,7 @@ let selected = 0;
 let classes = [];
 let last = null;
 let timer = null;
-// The last batch view: SAAD weights are relative to a batch (w = 5 (H - min H), w^ = w / max w).
+// The last batch view: SAAD weights are relative to a batch (saad_weight_in_batch).
 let lastBatch = null;
 const files = { teacher: null, student: null, cifar: null };
 
@@ -190,11 +190,10 @@ function playSteps() {
   }, 250);
 }
 
-// This image's SAAD weight if it were in the last batch attacked (METHOD.md: scale 5, Shannon).
+// This image's SAAD weight if it were in the last batch attacked (computed by the core).
 function weightText(h) {
   if (!lastBatch) return '— (relative to a batch: run the batch view)';
-  const w = 5 * Math.max(0, h - lastBatch.minH);
-  const hat = Math.min(1, w / (lastBatch.maxW + 1e-8));
+  const [w, hat] = saad_weight_in_batch(h, lastBatch.minH, lastBatch.maxH);
   return `w = ${w.toFixed(3)}, ŵ = ${hat.toFixed(3)} (against the last batch of ${lastBatch.n})`;
 }
 
@@ -223,7 +222,7 @@ async function runBatch() {
   });
   hist.fillText('histogram of SAAD weights w^', 160, 10);
   const hs = r.records.map((rec) => rec.teacher_entropy);
-  lastBatch = { n: hs.length, minH: Math.min(...hs), maxW: 5 * (Math.max(...hs) - Math.min(...hs)) };
+  lastBatch = { n: hs.length, minH: Math.min(...hs), maxH: Math.max(...hs) };
   if (last) $('result-weight').textContent = weightText(last.teacher_entropy);
   const recs = r.records.slice();
   if ($('batch-sort').checked) recs.sort((a, b) => b.saad_weight_hat - a.saad_weight_hat);

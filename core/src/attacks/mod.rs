@@ -19,6 +19,14 @@ pub use pgd::{Pgd, Start};
 
 use burn::prelude::*;
 
+/// The L-infinity radius of the CIFAR and Tiny-ImageNet robustness literature and of
+/// RobustBench's L-infinity track: 8/255.
+pub const STANDARD_EPS: f32 = 8.0 / 255.0;
+
+/// The step of the training attacks (PGD-10) and of PGD-20 / CW evaluation in that literature:
+/// 2/255.
+pub const STANDARD_STEP: f32 = 2.0 / 255.0;
+
 /// The model under attack: a forward pass from images in [0,1] to logits.
 pub type Forward<'a> = &'a dyn Fn(Tensor<4>) -> Tensor<2>;
 

@@ -30,17 +30,17 @@ pub struct Pgd {
 impl Pgd {
     /// The evaluation protocol's PGD-20: CE, uniform start, step 2/255.
     pub fn pgd20(eps: f32) -> Self {
-        Self { eps, alpha: 2.0 / 255.0, steps: 20, start: Start::Uniform, restarts: 1 }
+        Self { eps, alpha: super::STANDARD_STEP, steps: 20, start: Start::Uniform, restarts: 1 }
     }
 
     /// The training attack of PGD-AT: 10 steps of 2/255 from a uniform start.
     pub fn train10(eps: f32) -> Self {
-        Self { eps, alpha: 2.0 / 255.0, steps: 10, start: Start::Uniform, restarts: 1 }
+        Self { eps, alpha: super::STANDARD_STEP, steps: 10, start: Start::Uniform, restarts: 1 }
     }
 
     /// The evaluation protocol's CW-inf: margin loss, 50 steps of 2/255, 10 restarts.
     pub fn cw50(eps: f32) -> Self {
-        Self { eps, alpha: 2.0 / 255.0, steps: 50, start: Start::Uniform, restarts: 10 }
+        Self { eps, alpha: super::STANDARD_STEP, steps: 50, start: Start::Uniform, restarts: 10 }
     }
 
     fn start_point(&self, x: &Tensor<4>) -> Tensor<4> {

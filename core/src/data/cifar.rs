@@ -8,7 +8,7 @@
 //! fine labels.
 
 use super::image_set::ImageSet;
-use crate::error::DataError;
+use crate::error::InputError;
 
 const PIXELS: usize = 3 * 32 * 32;
 
@@ -86,13 +86,13 @@ impl CifarKind {
 }
 
 /// Parses one binary batch file. `source` names the file in errors.
-pub fn parse(bytes: &[u8], kind: CifarKind, source: &str) -> Result<ImageSet, DataError> {
+pub fn parse(bytes: &[u8], kind: CifarKind, source: &str) -> Result<ImageSet, InputError> {
     let record = kind.label_bytes() + PIXELS;
     if bytes.is_empty() {
-        return Err(DataError::new(source, "the file is empty"));
+        return Err(InputError::new(source, "the file is empty"));
     }
     if !bytes.len().is_multiple_of(record) {
-        return Err(DataError::new(
+        return Err(InputError::new(
             source,
             format!(
                 "{} bytes is not a whole number of {record}-byte {} records ({} complete, {} bytes left over): the file is truncated or not a {} binary batch",
@@ -111,7 +111,7 @@ pub fn parse(bytes: &[u8], kind: CifarKind, source: &str) -> Result<ImageSet, Da
         // CIFAR-100 keeps the fine label in the second byte.
         let label = rec[kind.label_bytes() - 1] as u32;
         if label as usize >= kind.num_classes() {
-            return Err(DataError::new(
+            return Err(InputError::new(
                 source,
                 format!(
                     "record {i} (byte offset {}) has label {label}, outside 0..{}",

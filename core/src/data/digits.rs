@@ -8,7 +8,7 @@
 //! Split: every fifth image (index % 5 == 4) is a test image: 1438 train, 359 test.
 
 use super::image_set::ImageSet;
-use crate::error::DataError;
+use crate::error::InputError;
 use std::io::Read;
 
 const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../../data/digits.csv.gz");
@@ -20,16 +20,16 @@ struct RawDigit {
     label: u32,
 }
 
-fn parse(gz: &[u8], source: &str) -> Result<Vec<RawDigit>, DataError> {
+fn parse(gz: &[u8], source: &str) -> Result<Vec<RawDigit>, InputError> {
     let mut text = String::new();
     flate2::read::GzDecoder::new(gz)
         .read_to_string(&mut text)
-        .map_err(|e| DataError::new(source, format!("not a gzip-compressed text file: {e}")))?;
+        .map_err(|e| InputError::new(source, format!("not a gzip-compressed text file: {e}")))?;
     let mut rows = Vec::new();
     for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() != 65 {
-            return Err(DataError::new(
+            return Err(InputError::new(
                 source,
                 format!(
                     "line {}: {} fields, expected 65 (64 pixels + label)",
@@ -41,13 +41,13 @@ fn parse(gz: &[u8], source: &str) -> Result<Vec<RawDigit>, DataError> {
         let mut pixels = [0u8; 64];
         for (i, f) in fields[..64].iter().enumerate() {
             let v: f64 = f.parse().map_err(|_| {
-                DataError::new(
+                InputError::new(
                     source,
                     format!("line {}: pixel {i} is not a number: {f:?}", line_no + 1),
                 )
             })?;
             if !(0.0..=16.0).contains(&v) {
-                return Err(DataError::new(
+                return Err(InputError::new(
                     source,
                     format!("line {}: pixel {i} = {v} outside 0..16", line_no + 1),
                 ));
@@ -55,10 +55,10 @@ fn parse(gz: &[u8], source: &str) -> Result<Vec<RawDigit>, DataError> {
             pixels[i] = v as u8;
         }
         let label: f64 = fields[64].parse().map_err(|_| {
-            DataError::new(source, format!("line {}: label is not a number", line_no + 1))
+            InputError::new(source, format!("line {}: label is not a number", line_no + 1))
         })?;
         if !(0.0..=9.0).contains(&label) || label.fract() != 0.0 {
-            return Err(DataError::new(
+            return Err(InputError::new(
                 source,
                 format!("line {}: label {label} outside 0..9", line_no + 1),
             ));
@@ -90,9 +90,9 @@ fn render(digit: &[u8; 64], size: usize) -> Vec<u8> {
 }
 
 /// The built-in digits as (train, test), rendered at `size x size` with 3 channels.
-pub fn load(size: usize) -> Result<(ImageSet, ImageSet), DataError> {
+pub fn load(size: usize) -> Result<(ImageSet, ImageSet), InputError> {
     if size < 8 {
-        return Err(DataError::new(SOURCE, format!("image size {size} is below the native 8x8")));
+        return Err(InputError::new(SOURCE, format!("image size {size} is below the native 8x8")));
     }
     let rows = parse(DIGITS_CSV_GZ, SOURCE)?;
     let make = |name: &str, keep: &dyn Fn(usize) -> bool| {

@@ -1,6 +1,6 @@
 //! An in-memory labelled image set: 8-bit pixels, NCHW, the common form of every dataset.
 
-use crate::error::DataError;
+use crate::error::InputError;
 
 /// Images as 8-bit NCHW (`n * channels * height * width` bytes) with one label each.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,9 +31,9 @@ impl ImageSet {
     }
 
     /// Checks the invariants every reader promises (sizes agree, labels in range).
-    pub fn validate(&self, source: &str) -> Result<(), DataError> {
+    pub fn validate(&self, source: &str) -> Result<(), InputError> {
         if self.pixels.len() != self.len() * self.image_len() {
-            return Err(DataError::new(
+            return Err(InputError::new(
                 source,
                 format!(
                     "{} bytes of pixels for {} images of {} bytes",
@@ -46,7 +46,7 @@ impl ImageSet {
         if let Some((i, &l)) =
             self.labels.iter().enumerate().find(|(_, l)| **l as usize >= self.num_classes)
         {
-            return Err(DataError::new(
+            return Err(InputError::new(
                 source,
                 format!("image {i} has label {l}, outside 0..{}", self.num_classes),
             ));

@@ -4,16 +4,16 @@
 //! Images are 64x64; a few are grayscale and are repeated over the three channels.
 //! This module parses the text files and decodes images; the native reader walks the folders.
 
-use crate::error::DataError;
+use crate::error::InputError;
 
 pub const SIZE: usize = 64;
 
 /// Class ids from `wnids.txt`, in file order (= label order).
-pub fn parse_wnids(text: &str, source: &str) -> Result<Vec<String>, DataError> {
+pub fn parse_wnids(text: &str, source: &str) -> Result<Vec<String>, InputError> {
     let ids: Vec<String> =
         text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     if ids.is_empty() {
-        return Err(DataError::new(
+        return Err(InputError::new(
             source,
             "no class ids (expected one wnid such as n01443537 per line)",
         ));
@@ -21,7 +21,7 @@ pub fn parse_wnids(text: &str, source: &str) -> Result<Vec<String>, DataError> {
     let mut sorted = ids.clone();
     sorted.sort();
     if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-        return Err(DataError::new(source, format!("class id {} appears twice", w[0])));
+        return Err(InputError::new(source, format!("class id {} appears twice", w[0])));
     }
     Ok(ids)
 }
@@ -31,18 +31,21 @@ pub fn parse_val_annotations(
     text: &str,
     wnids: &[String],
     source: &str,
-) -> Result<Vec<(String, u32)>, DataError> {
+) -> Result<Vec<(String, u32)>, InputError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let mut fields = line.split('\t');
         let (Some(file), Some(wnid)) = (fields.next(), fields.next()) else {
-            return Err(DataError::new(
+            return Err(InputError::new(
                 source,
                 format!("line {}: expected `file<TAB>wnid<TAB>...`", i + 1),
             ));
         };
         let label = wnids.iter().position(|w| w == wnid.trim()).ok_or_else(|| {
-            DataError::new(source, format!("line {}: class id {wnid:?} is not in wnids.txt", i + 1))
+            InputError::new(
+                source,
+                format!("line {}: class id {wnid:?} is not in wnids.txt", i + 1),
+            )
         })?;
         out.push((file.trim().to_string(), label as u32));
     }
@@ -50,18 +53,18 @@ pub fn parse_val_annotations(
 }
 
 /// Decodes one JPEG into 64x64x3 CHW bytes; grayscale images are repeated over the channels.
-pub fn decode_image(bytes: &[u8], source: &str) -> Result<Vec<u8>, DataError> {
+pub fn decode_image(bytes: &[u8], source: &str) -> Result<Vec<u8>, InputError> {
     let unreadable =
-        |e: jpeg_decoder::Error| DataError::new(source, format!("not a readable JPEG image: {e}"));
+        |e: jpeg_decoder::Error| InputError::new(source, format!("not a readable JPEG image: {e}"));
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
     // The size is checked from the header first, so that a header claiming a huge image
     // allocates nothing.
     decoder.read_info().map_err(unreadable)?;
     let info =
-        decoder.info().ok_or_else(|| DataError::new(source, "JPEG without image information"))?;
+        decoder.info().ok_or_else(|| InputError::new(source, "JPEG without image information"))?;
     let (w, h) = (info.width as usize, info.height as usize);
     if (w, h) != (SIZE, SIZE) {
-        return Err(DataError::new(
+        return Err(InputError::new(
             source,
             format!("image is {w}x{h}, Tiny-ImageNet images are {SIZE}x{SIZE}"),
         ));
@@ -69,9 +72,9 @@ pub fn decode_image(bytes: &[u8], source: &str) -> Result<Vec<u8>, DataError> {
     decoder.set_max_decoding_buffer_size(1 << 20);
     let pixels = decoder.decode().map_err(unreadable)?;
     let info =
-        decoder.info().ok_or_else(|| DataError::new(source, "JPEG without image information"))?;
+        decoder.info().ok_or_else(|| InputError::new(source, "JPEG without image information"))?;
     if (info.width as usize, info.height as usize) != (SIZE, SIZE) {
-        return Err(DataError::new(
+        return Err(InputError::new(
             source,
             format!(
                 "image is {}x{}, Tiny-ImageNet images are {SIZE}x{SIZE}",
@@ -83,12 +86,15 @@ pub fn decode_image(bytes: &[u8], source: &str) -> Result<Vec<u8>, DataError> {
         jpeg_decoder::PixelFormat::L8 => 1,
         jpeg_decoder::PixelFormat::RGB24 => 3,
         other => {
-            return Err(DataError::new(source, format!("unsupported JPEG pixel format {other:?}")));
+            return Err(InputError::new(
+                source,
+                format!("unsupported JPEG pixel format {other:?}"),
+            ));
         }
     };
     let plane = SIZE * SIZE;
     if pixels.len() < plane * channels {
-        return Err(DataError::new(
+        return Err(InputError::new(
             source,
             format!("the JPEG decoded to {} bytes, {} expected", pixels.len(), plane * channels),
         ));

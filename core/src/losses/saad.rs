@@ -42,13 +42,18 @@ pub fn saad_weights(entropy: Tensor<1>, scale: f64) -> (Tensor<1>, Tensor<1>) {
     (w, w_hat)
 }
 
-/// The weights `(w, w^)` of one sample of entropy `entropy` in a batch whose lowest and highest
-/// entropies are `batch_min` and `batch_max` ([`saad_weights`] for a sample judged against a
-/// batch it was not part of: clamped at 0 below the batch's minimum, may exceed 1 above its
-/// maximum). The page shows this for a single image.
-pub fn saad_weight_against(entropy: f64, batch_min: f64, batch_max: f64, scale: f64) -> (f64, f64) {
-    let w = scale * (entropy - batch_min).max(0.0);
-    (w, w / (scale * (batch_max - batch_min) + 1e-8))
+/// The weights `(w, w^)` one sample of entropy `entropy` would get in a batch whose other
+/// samples' entropies range over `[batch_min, batch_max]`: [`saad_weights`] of that batch with
+/// the sample in it, for one image (the page's single-image view).
+pub fn saad_weight_in_batch(
+    entropy: f64,
+    batch_min: f64,
+    batch_max: f64,
+    scale: f64,
+) -> (f64, f64) {
+    let (min, max) = (batch_min.min(entropy), batch_max.max(entropy));
+    let w = scale * (entropy - min);
+    (w, w / (scale * (max - min) + 1e-8))
 }
 
 /// The six logit tensors of SAAD's outer loss (teacher ones are constants).

@@ -6,7 +6,7 @@ use super::methods::{BatchContext, Method};
 use super::weight_average::{WeightAverage, recompute_batch_norm};
 use crate::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
 use crate::data::{DeviceSet, EpochOrder};
-use crate::error::DataError;
+use crate::error::InputError;
 use crate::kernels::{self, Route};
 use crate::losses;
 use crate::losses::transfer_stats::{TransferStats, sums};
@@ -171,8 +171,8 @@ impl ModuleVisitor for ParamShapes {
 /// Checks optimizer state (burnpack bytes) against `model` before burn reads it: burn's loader
 /// assumes a well-formed record (it panics on a tensor without a parameter id, and silently
 /// drops state it cannot place), so a damaged or foreign record is refused here with a message.
-fn check_optimizer_state(bytes: &[u8], model: &Net, source: &str) -> Result<(), DataError> {
-    let bad = |m: String| DataError::new(source, format!("unreadable optimizer state: {m}"));
+fn check_optimizer_state(bytes: &[u8], model: &Net, source: &str) -> Result<(), InputError> {
+    let bad = |m: String| InputError::new(source, format!("unreadable optimizer state: {m}"));
     let mut params = ParamShapes(Default::default());
     model.visit(&mut params);
     let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
@@ -240,11 +240,11 @@ impl Trainer {
     }
 
     /// Continues a run from a checkpoint written by [`Trainer::checkpoint`].
-    pub fn resume(ckpt: &Checkpoint, device: &Device, source: &str) -> Result<Self, DataError> {
+    pub fn resume(ckpt: &Checkpoint, device: &Device, source: &str) -> Result<Self, InputError> {
         let device = device.clone().without_autodiff();
         let config: TrainConfig = serde_json::from_value(ckpt.header.train_config.clone())
             .map_err(|e| {
-                DataError::new(
+                InputError::new(
                     source,
                     format!("the training configuration in this checkpoint is unreadable: {e}"),
                 )
@@ -252,7 +252,7 @@ impl Trainer {
         let model =
             load_weights(&ckpt.header.model, &ckpt.model, &device.clone().autodiff(), source)?;
         if ckpt.optimizer.is_empty() {
-            return Err(DataError::new(
+            return Err(InputError::new(
                 source,
                 "this checkpoint holds no optimizer state (it is an exported or averaged model), so it cannot be resumed",
             ));
@@ -260,7 +260,7 @@ impl Trainer {
         check_optimizer_state(&ckpt.optimizer, &model, source)?;
         let optim = sgd(&config)
             .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer.clone()))
-            .map_err(|e| DataError::new(source, format!("unreadable optimizer state: {e}")))?;
+            .map_err(|e| InputError::new(source, format!("unreadable optimizer state: {e}")))?;
         let average = if ckpt.header.averaged_count > 0 {
             let avg = load_weights(&ckpt.header.model, &ckpt.averaged, &device, source)?;
             Some(WeightAverage::resume(avg, ckpt.header.averaged_count))

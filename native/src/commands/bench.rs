@@ -287,8 +287,8 @@ fn bench_kernels(args: &BenchArgs, device: &Device, device_name: &str) -> Result
                 x_adv.clone(),
                 g.clone(),
                 &x,
-                ones(8.0 / 255.0),
-                ones(2.0 / 255.0),
+                ones(saad_core::attacks::STANDARD_EPS),
+                ones(saad_core::attacks::STANDARD_STEP),
                 ones(1.0),
             );
         };

@@ -15,6 +15,7 @@ use crate::fsutil::write_atomic;
 use crate::plot::{Series, line_chart};
 use anyhow::{Context, Result, bail};
 use saad_core::attacks::autoattack::Version;
+use saad_core::attacks::{STANDARD_EPS, STANDARD_STEP};
 use saad_core::eval::EvalAttack;
 use saad_core::models::Arch;
 use saad_core::train::{LrSchedule, MethodKind};
@@ -80,8 +81,8 @@ fn train_args(
         weight_decay: 2e-4,
         schedule: LrSchedule::Cosine,
         seed: a.seed,
-        eps: 8.0 / 255.0,
-        alpha: 2.0 / 255.0,
+        eps: STANDARD_EPS,
+        alpha: STANDARD_STEP,
         attack_steps: 10,
         // Digits at this budget learn best unaugmented (and are not mirror-symmetric).
         no_augment: true,
@@ -107,7 +108,7 @@ fn eval(a: &DemoArgs, model: &Path) -> Result<Value> {
         checkpoint: model.to_path_buf(),
         data_dir: "data".into(),
         attacks,
-        eps: 8.0 / 255.0,
+        eps: STANDARD_EPS,
         n,
         batch_size: 256,
         seed: a.seed,
@@ -209,8 +210,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
             student: model.clone(),
             data_dir: "data".into(),
             attack: "pgd20".parse().expect("attack id"),
-            eps: 8.0 / 255.0,
-            alpha: 2.0 / 255.0,
+            eps: STANDARD_EPS,
+            alpha: STANDARD_STEP,
             batch_size: 128,
             n: None,
             seed: a.seed,
@@ -292,7 +293,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         line_chart("TAS of the training batches", "epoch", &series("tas", true)).as_bytes(),
     )?;
     let summary = json!({
-        "dataset": "digits", "image_size": a.image_size, "eps": 8.0 / 255.0, "seed": a.seed,
+        "dataset": "digits", "image_size": a.image_size, "eps": STANDARD_EPS, "seed": a.seed,
         "teacher_arch": a.teacher_arch.to_string(), "student_arch": a.student_arch.to_string(),
         "seconds": start.elapsed().as_secs_f64(), "models": rows,
         "plots": ["clean_accuracy.svg", "pgd20_accuracy.svg", "tas.svg"],

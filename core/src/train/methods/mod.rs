@@ -21,7 +21,7 @@ pub mod rslad;
 pub mod saad;
 pub mod trades;
 
-use crate::attacks::{Objective, Pgd, Start};
+use crate::attacks::{Objective, Pgd, STANDARD_EPS, STANDARD_STEP, Start};
 use crate::losses::saad::{SaadLossConfig, SaadWeighting};
 use crate::models::Net;
 use burn::module::Module;
@@ -82,7 +82,7 @@ pub struct AttackSettings {
 
 impl Default for AttackSettings {
     fn default() -> Self {
-        Self { eps: 8.0 / 255.0, alpha: 2.0 / 255.0, steps: 10 }
+        Self { eps: STANDARD_EPS, alpha: STANDARD_STEP, steps: 10 }
     }
 }
 
