@@ -13,17 +13,22 @@ use std::str::FromStr;
 /// One evaluation attack.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum EvalAttack {
+    /// No attack: accuracy on the clean images.
     Clean,
     /// One step of size eps, no random start, CE.
     Fgsm,
     /// PGD-K with CE, uniform start, step 2/255.
     Pgd {
+        /// Steps per run (K).
         steps: usize,
+        /// Runs, keeping the worst point per sample (1: a single run).
         restarts: usize,
     },
     /// CW-inf: margin loss, step 2/255, K steps, R restarts keeping the worst per sample.
     Cw {
+        /// Steps per run (K).
         steps: usize,
+        /// Runs, keeping the worst point per sample (R).
         restarts: usize,
     },
 }
@@ -112,9 +117,13 @@ impl FromStr for EvalAttack {
 /// Accuracy under one attack.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalResult {
+    /// The attack's name as [`EvalAttack`] displays it (e.g. `pgd20`, `cw-inf`).
     pub attack: String,
+    /// Fraction of points classified correctly under the attack, in [0,1].
     pub accuracy: f64,
+    /// Points classified correctly under the attack.
     pub correct: usize,
+    /// Points evaluated.
     pub total: usize,
 }
 

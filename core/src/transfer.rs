@@ -17,9 +17,15 @@ pub enum TransferAttack {
     /// One signed step of eps on the student's CE.
     Fgsm,
     /// PGD on the student's CE (uniform start, step alpha).
-    Pgd { steps: usize },
+    Pgd {
+        /// Gradient steps.
+        steps: usize,
+    },
     /// SAAD's inner maximisation (teacher surrogate, Gaussian start).
-    Saad { steps: usize },
+    Saad {
+        /// Gradient steps (10 for `saad`, as in SAAD's training).
+        steps: usize,
+    },
 }
 
 impl FromStr for TransferAttack {
@@ -42,19 +48,27 @@ impl FromStr for TransferAttack {
 /// One test sample's record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SampleRecord {
+    /// Position of the sample in the evaluated set.
     pub index: usize,
+    /// True label.
     pub label: u32,
+    /// The teacher's predicted class on the clean image.
     pub teacher_clean: u32,
+    /// The student's predicted class on the clean image.
     pub student_clean: u32,
+    /// The teacher's predicted class on the adversarial example.
     pub teacher_adv: u32,
+    /// The student's predicted class on the adversarial example.
     pub student_adv: u32,
     /// The adversarial example fools the teacher.
     pub transfers: bool,
+    /// The adversarial example fools the student.
     pub student_fooled: bool,
-    /// Teacher entropy on the adversarial example, and the SAAD weight `w` (and `w^`) it gets
-    /// within its batch.
+    /// Teacher entropy on the adversarial example (Rényi order `saad_gamma`, Shannon at 1).
     pub teacher_entropy: f32,
+    /// The SAAD weight `w` the sample gets within its batch.
     pub saad_weight: f32,
+    /// The normalised weight `w^ = w / (max_j w_j + 1e-8)` within its batch, in [0,1].
     pub saad_weight_hat: f32,
     /// `|x' - x|_inf`.
     pub linf: f32,

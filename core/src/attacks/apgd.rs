@@ -16,13 +16,16 @@ use burn::tensor::Distribution;
 /// APGD settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Apgd {
+    /// L-infinity radius of the perturbation (inputs in [0,1]).
     pub eps: f32,
+    /// Iterations of one run (100 in AutoAttack's standard version).
     pub n_iter: usize,
     /// Fraction of improving steps below which the step is halved (0.75).
     pub rho: f32,
 }
 
 impl Apgd {
+    /// APGD at radius `eps` with AutoAttack's standard settings: 100 iterations, rho 0.75.
     pub fn new(eps: f32) -> Self {
         Self { eps, n_iter: 100, rho: 0.75 }
     }

@@ -26,16 +26,22 @@ use std::str::FromStr;
 /// One attack of the ensemble.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AaAttack {
+    /// APGD with the cross-entropy loss (`apgd-ce`).
     ApgdCe,
+    /// Targeted APGD with the DLR loss towards the top non-true clean classes (`apgd-t`).
     ApgdT,
+    /// Targeted FAB towards the top non-true clean classes (`fab-t`).
     FabT,
+    /// The black-box Square Attack with the margin loss (`square`).
     Square,
 }
 
 impl AaAttack {
+    /// The standard ensemble in its running order: APGD-CE, APGD-T, FAB-T, Square.
     pub const STANDARD: [AaAttack; 4] =
         [AaAttack::ApgdCe, AaAttack::ApgdT, AaAttack::FabT, AaAttack::Square];
 
+    /// Command-line name: `apgd-ce`, `apgd-t`, `fab-t` or `square`.
     pub fn name(self) -> &'static str {
         match self {
             AaAttack::ApgdCe => "apgd-ce",
@@ -58,16 +64,19 @@ impl FromStr for AaAttack {
 /// Which composition to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Version {
+    /// The reference's version 'standard': APGD-CE, APGD-T, FAB-T and Square.
     Standard,
     /// APGD-CE + APGD-T: a quick lab preset, not the standard evaluation.
     Fast,
     /// The four standard attacks with Square's schedule rescaled to its budget and windows
     /// anywhere in the image ([`Square::paper`]): not the standard evaluation.
     SquarePaper,
+    /// The listed attacks, run in the standard order.
     Custom(Vec<AaAttack>),
 }
 
 impl Version {
+    /// The attacks this composition runs, in the standard order.
     pub fn attacks(&self) -> Vec<AaAttack> {
         match self {
             Version::Standard | Version::SquarePaper => AaAttack::STANDARD.to_vec(),
@@ -78,6 +87,7 @@ impl Version {
         }
     }
 
+    /// Whether this composition is the standard one (a custom list holding all four counts).
     pub fn is_standard(&self) -> bool {
         *self == Version::Standard
             || matches!(self, Version::Custom(l) if AaAttack::STANDARD.iter().all(|a| l.contains(a)))
@@ -103,18 +113,27 @@ impl fmt::Display for Version {
 /// AutoAttack settings (the reference's defaults but eps and seed).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AutoAttackConfig {
+    /// L-infinity radius (inputs in [0,1]).
     pub eps: f32,
+    /// Which composition runs.
     pub version: Version,
+    /// Base seed; each attack and batch derives its own seed from it.
     pub seed: u64,
+    /// Points per batch of the clean pass, each attack and the re-check (256).
     pub batch: usize,
+    /// Iterations of APGD-CE and APGD-T (100).
     pub apgd_iter: usize,
+    /// Iterations of FAB-T (100).
     pub fab_iter: usize,
+    /// Query budget of Square (5000).
     pub square_queries: usize,
     /// Target classes of APGD-T and FAB-T (9; at most classes - 1).
     pub n_target_classes: usize,
 }
 
 impl AutoAttackConfig {
+    /// The standard version at radius `eps`: seed 0, batch 256, 100 APGD and FAB iterations,
+    /// 5000 Square queries, 9 target classes.
     pub fn standard(eps: f32) -> Self {
         Self {
             eps,
@@ -132,6 +151,7 @@ impl AutoAttackConfig {
 /// Robust accuracy after one attack of the ensemble.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttackStep {
+    /// The attack that ran.
     pub attack: AaAttack,
     /// Points this attack broke.
     pub broken: usize,
@@ -141,6 +161,7 @@ pub struct AttackStep {
 
 /// The state of an evaluation: the data, the adversarial examples so far, the robust flags.
 pub struct AutoAttack<'a> {
+    /// The evaluation's settings.
     pub config: AutoAttackConfig,
     forward: Forward<'a>,
     x: Tensor<4>,
@@ -149,8 +170,12 @@ pub struct AutoAttack<'a> {
     pub x_adv: Tensor<4>,
     /// Per point: still robust.
     pub robust: Vec<bool>,
+    /// Points the model classifies correctly without attack.
     pub clean_correct: usize,
+    /// One entry per attack run so far, in running order.
     pub steps: Vec<AttackStep>,
+    /// Warnings about the evaluation's reliability (a non-deterministic forward pass, zero input
+    /// gradients, points only Square broke, fewer target classes than configured).
     pub flags: Vec<String>,
     num_classes: usize,
 }
@@ -227,6 +252,7 @@ impl<'a> AutoAttack<'a> {
         }
     }
 
+    /// Points still robust after the attacks run so far.
     pub fn robust_count(&self) -> usize {
         self.robust.iter().filter(|r| **r).count()
     }

@@ -16,14 +16,21 @@ use burn::prelude::*;
 /// FAB settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Fab {
+    /// L-infinity radius within which a found perturbation counts.
     pub eps: f32,
+    /// Iterations (100 in AutoAttack).
     pub n_iter: usize,
+    /// Largest weight of the original point's projection in the convex combination (0.1).
     pub alpha_max: f32,
+    /// Overshoot factor of both projections onto the linearised boundary (1.05).
     pub eta: f32,
+    /// Factor by which a successful perturbation shrinks towards the original point (0.9).
     pub beta: f32,
 }
 
 impl Fab {
+    /// FAB at radius `eps` with AutoAttack's settings: 100 iterations, alpha_max 0.1, eta 1.05,
+    /// beta 0.9.
     pub fn new(eps: f32) -> Self {
         Self { eps, n_iter: 100, alpha_max: 0.1, eta: 1.05, beta: 0.9 }
     }

@@ -6,6 +6,7 @@ use burn::prelude::*;
 /// A per-sample loss of the adversarial input and the model's logits on it, to be maximised.
 /// `x_adv` is passed so objectives may depend on the input itself (SAAD's teacher surrogate).
 pub trait Objective {
+    /// Per-sample loss `[batch]` of the logits `[batch, classes]` the model gives at `x_adv`.
     fn loss(&self, x_adv: &Tensor<4>, logits: Tensor<2>) -> Tensor<1>;
 }
 
@@ -13,11 +14,20 @@ pub trait Objective {
 #[derive(Clone, Debug)]
 pub enum ObjectiveKind {
     /// Cross-entropy with the true labels.
-    CrossEntropy { labels: Tensor<1, Int> },
+    CrossEntropy {
+        /// True labels `[batch]`.
+        labels: Tensor<1, Int>,
+    },
     /// `KL(softmax(target) || softmax(z))` with fixed target logits (TRADES, RSLAD, ...).
-    KlToTarget { target_logits: Tensor<2> },
+    KlToTarget {
+        /// Target logits `[batch, classes]` (constants).
+        target_logits: Tensor<2>,
+    },
     /// Carlini-Wagner margin `max_{j != y} z_j - z_y`.
-    CwMargin { labels: Tensor<1, Int> },
+    CwMargin {
+        /// True labels `[batch]`.
+        labels: Tensor<1, Int>,
+    },
 }
 
 impl ObjectiveKind {

@@ -20,10 +20,16 @@ pub enum Start {
 /// PGD settings: radius, step, iterations, start and restarts.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pgd {
+    /// L-infinity radius (inputs in [0,1]).
     pub eps: f32,
+    /// Size of each signed-gradient step.
     pub alpha: f32,
+    /// Steps per run.
     pub steps: usize,
+    /// How each run draws its first iterate.
     pub start: Start,
+    /// Runs of [`run_with_restarts`](Pgd::run_with_restarts), keeping the worst point per
+    /// sample (1: a single run).
     pub restarts: usize,
 }
 

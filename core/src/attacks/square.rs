@@ -19,15 +19,21 @@ use burn::tensor::{Distribution, IndexingUpdateOp, TensorData};
 /// Square settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Square {
+    /// L-infinity radius (inputs in [0,1]).
     pub eps: f32,
+    /// Iterations, one forward pass of the still-correct samples each (5000 in AutoAttack's
+    /// standard version).
     pub n_queries: usize,
     /// f64 as in the reference, so the side lengths round exactly as there.
     pub p_init: f64,
+    /// Seed of the window positions (the initial stripes and the channel signs come from the
+    /// device's random stream).
     pub seed: u64,
     /// Map iteration i to `i / n_queries * 10000` before the schedule (the reference's
     /// `resc_schedule`; off in AutoAttack's standard version, so with 5000 queries the squares
     /// never shrink below p_init / 128).
     pub rescale_schedule: bool,
+    /// Where a window's corner may fall.
     pub corners: Corners,
 }
 

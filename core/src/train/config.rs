@@ -6,16 +6,24 @@ use super::schedule::LrSchedule;
 use crate::data::Augment;
 use serde::{Deserialize, Serialize};
 
+/// Every setting of a training run ([`TrainConfig::reference`] gives the reference recipe).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// Training method.
     pub method: MethodKind,
+    /// Total epochs.
     pub epochs: usize,
+    /// Images per batch.
     pub batch_size: usize,
+    /// Base learning rate of SGD, before the schedule.
     pub lr: f64,
     /// SGD momentum with PyTorch semantics (dampening 0).
     pub momentum: f64,
+    /// SGD weight decay, added to the gradient as in PyTorch (0: none).
     pub weight_decay: f64,
+    /// Learning-rate schedule.
     pub schedule: LrSchedule,
+    /// Run seed: initial weights, data order and every batch's random draws derive from it.
     pub seed: u64,
     /// The training attack (eps, step, iterations).
     pub attack: AttackSettings,

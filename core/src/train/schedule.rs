@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Learning-rate schedule of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum LrSchedule {
@@ -9,7 +10,12 @@ pub enum LrSchedule {
     Constant,
     /// Multiply by `gamma` at the start of each milestone epoch (1-based: `[100, 150]` means
     /// epochs 1..=100 use lr, 101..=150 lr*gamma, ...), PyTorch `MultiStepLR` stepped per epoch.
-    MultiStep { milestones: Vec<usize>, gamma: f64 },
+    MultiStep {
+        /// Epochs after which the rate drops (`100`: from the 101st epoch on).
+        milestones: Vec<usize>,
+        /// Factor applied at each milestone (0.1 when [`parse`](LrSchedule::parse) gets none).
+        gamma: f64,
+    },
     /// Cosine annealing from lr to 0 over all iterations (stepped per batch).
     Cosine,
 }

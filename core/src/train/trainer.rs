@@ -21,10 +21,15 @@ use burn::tensor::Bytes;
 
 /// Purposes of derived seeds (see [`derive_seed`]).
 pub mod stream {
+    /// The initial weights of a fresh run.
     pub const INIT: u64 = 1;
+    /// Each epoch's data order.
     pub const ORDER: u64 = 2;
+    /// Each batch's random draws (augmentation, attack start).
     pub const BATCH: u64 = 3;
+    /// The evaluations run during and after training.
     pub const EVAL: u64 = 4;
+    /// The pass that recomputes the weight average's BatchNorm statistics.
     pub const BN_RECOMPUTE: u64 = 5;
 }
 
@@ -33,10 +38,13 @@ pub mod stream {
 pub struct EpochStats {
     /// 1-based epoch number.
     pub epoch: usize,
+    /// Learning rate of the epoch's last batch.
     pub lr: f64,
+    /// Training loss averaged over the epoch's images.
     pub loss: f64,
     /// Accuracy on the inputs the method trains on (adversarial for PGD-AT).
     pub accuracy: f64,
+    /// Images trained on.
     pub images: usize,
     /// Transfer statistics of the student-crafted adversarial examples (with a teacher).
     pub transfer: Option<TransferStats>,
@@ -76,9 +84,13 @@ pub mod epoch_sums {
 pub struct PendingEpoch {
     /// The statistics, laid out as [`epoch_sums`] says.
     pub sums: Tensor<1>,
+    /// 1-based epoch number.
     pub epoch: usize,
+    /// Learning rate of the epoch's last batch.
     pub lr: f64,
+    /// Images trained on.
     pub images: usize,
+    /// Batches in the epoch.
     pub batches: usize,
 }
 
@@ -98,9 +110,11 @@ pub struct EpochRun {
 }
 
 impl EpochRun {
+    /// Batches trained so far.
     pub fn batches_done(&self) -> usize {
         self.next
     }
+    /// Batches in the epoch.
     pub fn num_batches(&self) -> usize {
         self.batches
     }
@@ -108,6 +122,7 @@ impl EpochRun {
     pub fn images(&self) -> usize {
         self.images
     }
+    /// Whether every batch of the epoch is trained.
     pub fn is_complete(&self) -> bool {
         self.next >= self.batches
     }
@@ -139,8 +154,11 @@ impl PendingEpoch {
 
 /// A model being trained, its optimizer and where it stands.
 pub struct Trainer {
+    /// Architecture of the student.
     pub spec: ModelSpec,
+    /// The run's settings.
     pub config: TrainConfig,
+    /// The training data set's name, image size and class count.
     pub dataset: DatasetInfo,
     /// The student, on the autodiff device, in training mode.
     pub model: Net,
@@ -152,6 +170,7 @@ pub struct Trainer {
     pub average: Option<WeightAverage>,
     /// The plain (non-autodiff) device the data lives on.
     pub device: Device,
+    /// Epochs completed.
     pub epochs_done: usize,
     /// One JSON object per completed epoch (filled by the caller, which also measures time).
     pub history: Vec<serde_json::Value>,
@@ -289,6 +308,7 @@ impl Trainer {
         self
     }
 
+    /// Whether all `config.epochs` epochs are trained.
     pub fn is_done(&self) -> bool {
         self.epochs_done >= self.config.epochs
     }

@@ -14,6 +14,7 @@ use crate::attacks::FnObjective;
 use crate::losses::kl_div;
 use burn::prelude::*;
 
+/// AdaAD: `KL(p_T(x') || p_S(x'))` inside and outside, the teacher evaluated at x'.
 pub struct AdaAd;
 
 /// AdaAD's inner maximisation, shared with IGDM.

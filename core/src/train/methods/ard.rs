@@ -12,6 +12,7 @@ use crate::attacks::{ObjectiveKind, Start};
 use crate::losses::{cross_entropy, kl_div_temperature};
 use burn::prelude::*;
 
+/// ARD: PGD-CE inside, temperature-scaled KL to the teacher's clean output outside.
 pub struct Ard;
 
 /// ARD's batch loss `[1]`; `student_clean` is needed only when `ard_alpha < 1`.

@@ -14,6 +14,7 @@ use crate::losses::{kl_div, kl_div_temperature};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+/// IAD-I: ARD's loss plus the introspection term from epoch `iad_begin` (0-based) on.
 pub struct Iad;
 
 /// Whether the introspection term is on in 1-based `epoch`: the reference's 0-based

@@ -14,6 +14,7 @@ use super::{BatchContext, BatchLoss, Method};
 use crate::losses::kl_div;
 use crate::losses::saad::ig_matching;
 
+/// IGDM: AdaAD's inner maximisation, KL plus input-gradient matching outside.
 pub struct Igdm;
 
 impl Method for Igdm {

@@ -36,17 +36,25 @@ pub struct BatchContext<'a> {
     pub student: &'a Net,
     /// The frozen teacher in eval mode without parameter gradients (distillation methods).
     pub teacher: Option<&'a Net>,
-    /// Clean images in [0,1] (plain device) and labels.
+    /// Clean images `[batch, channels, height, width]` in [0,1] on the plain device.
     pub x: Tensor<4>,
+    /// Labels `[batch]`.
     pub y: Tensor<1, Int>,
-    /// 1-based epoch and total epochs (for ramps and schedules).
+    /// 1-based epoch (for ramps and schedules).
     pub epoch: usize,
+    /// Total epochs.
     pub epochs: usize,
+    /// The training attack's radius, step and iterations.
     pub attack: &'a AttackSettings,
+    /// The method constants.
     pub params: &'a MethodParams,
 }
 
 impl BatchContext<'_> {
+    /// The teacher.
+    ///
+    /// # Panics
+    /// If none is set (the trainer checks that distillation methods get one).
     pub fn teacher(&self) -> &Net {
         self.teacher
             .expect("this method distils from a teacher; the trainer checks that one is given")
@@ -75,8 +83,11 @@ impl BatchContext<'_> {
 /// The training attack's radius, step and iterations.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttackSettings {
+    /// L-infinity radius (8/255).
     pub eps: f32,
+    /// Step size (2/255).
     pub alpha: f32,
+    /// Iterations (10).
     pub steps: usize,
 }
 
@@ -94,32 +105,35 @@ pub struct MethodParams {
     pub init_sigma: f32,
     /// TRADES weight of the KL term: 6.
     pub trades_beta: f64,
-    /// ARD temperature (1 in the SAAD authors' ard.py; 30 in the original), weight of the
-    /// distillation term (1; the clean CE gets the rest) and KL reduction (batchmean; the
-    /// original uses PyTorch's default `mean`).
+    /// ARD temperature (1 in the SAAD authors' ard.py; 30 in the original).
     pub ard_tau: f64,
+    /// ARD weight of the distillation term (1; the clean CE gets the rest).
     pub ard_alpha: f64,
+    /// ARD KL reduction (batchmean; the original uses PyTorch's default `mean`).
     pub ard_reduction: KlReduction,
-    /// IAD temperature (1), 0-based epoch index from which the introspection term is on (60:
-    /// the reference tests `epoch >= 60` with epochs counted from 0, so the term starts in the
-    /// 61st epoch), exponent of the teacher's true-class probability (0.1).
+    /// IAD temperature (1).
     pub iad_tau: f64,
+    /// IAD 0-based epoch index from which the introspection term is on (60: the reference tests
+    /// `epoch >= 60` with epochs counted from 0, so the term starts in the 61st epoch).
     pub iad_begin: usize,
+    /// IAD exponent of the teacher's true-class probability (0.1).
     pub iad_power: f64,
-    /// RSLAD weight of the adversarial term (5/6; the clean term gets the rest) and KL
-    /// reduction (batchmean; the original uses `mean` over batch x classes).
+    /// RSLAD weight of the adversarial term (5/6; the clean term gets the rest).
     pub rslad_adv_weight: f64,
+    /// RSLAD KL reduction (batchmean; the original uses `mean` over batch x classes).
     pub rslad_reduction: KlReduction,
     /// AdaAD KL reduction (batchmean; the original's CIFAR-10 branch uses `mean`).
     pub adaad_reduction: KlReduction,
     /// Weight of the input-gradient-matching term (IGDM, SAAD): 1 for CIFAR-10, 10 for
     /// CIFAR-100 and Tiny-ImageNet.
     pub alpha_ig: f64,
-    /// SAAD: scale of the entropy weights (5), order of the Rényi entropy (1 = Shannon), weight
-    /// of the inverse-weighted clean term (0), and the surrogate's first-order coefficient (1).
+    /// SAAD scale of the entropy weights (5).
     pub saad_scale: f64,
+    /// SAAD order of the Rényi entropy (1 = Shannon).
     pub saad_gamma: f64,
+    /// SAAD weight of the inverse-weighted clean term (0).
     pub saad_beta: f64,
+    /// SAAD first-order coefficient `lambda` of the teacher surrogate (1).
     pub saad_lambda: f64,
 }
 
@@ -211,15 +225,20 @@ impl KlReduction {
 /// set; `note` says what else that code does and which flags reproduce it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Preset {
+    /// Name the preset is found by (e.g. `ard-original`).
     pub name: &'static str,
+    /// The method.
     pub method: MethodKind,
+    /// The method constants of the original code.
     pub params: MethodParams,
     /// The repository and file the constants come from.
     pub source: &'static str,
+    /// What else the original code does and which flags reproduce it.
     pub note: &'static str,
 }
 
 impl Preset {
+    /// Every preset.
     pub fn all() -> Vec<Preset> {
         let d = MethodParams::default();
         vec![
@@ -292,6 +311,7 @@ pub struct BatchLoss {
 }
 
 impl BatchLoss {
+    /// A result with no adversarial batch: the loss and the logits it was computed from.
     pub fn plain(loss: Tensor<1>, logits: Tensor<2>) -> Self {
         Self { loss, logits, x_adv: None, teacher_adv: None, student_adv: None }
     }
@@ -299,6 +319,7 @@ impl BatchLoss {
 
 /// A training method.
 pub trait Method {
+    /// The loss of one batch and what the trainer reports from it.
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss;
 }
 
@@ -306,18 +327,28 @@ pub trait Method {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MethodKind {
+    /// Natural training on clean images ([`natural`]).
     Natural,
+    /// PGD adversarial training, Madry et al. 2018 ([`pgd_at`]).
     PgdAt,
+    /// TRADES, Zhang et al. 2019 ([`trades`]).
     Trades,
+    /// ARD, Goldblum et al. 2020 ([`ard`]).
     Ard,
+    /// IAD, Zhu et al. 2022 ([`iad`]).
     Iad,
+    /// RSLAD, Zi et al. 2021 ([`rslad`]).
     Rslad,
+    /// AdaAD, Huang et al. 2023 ([`adaad`]).
     Adaad,
+    /// IGDM, Lee et al. 2024 ([`igdm`]).
     Igdm,
+    /// SAAD, Lee & Chung, TMLR 2026 ([`saad`]).
     Saad,
 }
 
 impl MethodKind {
+    /// Every method: the baselines in the order of METHOD.md section 5, then SAAD.
     pub const ALL: [MethodKind; 9] = [
         MethodKind::Natural,
         MethodKind::PgdAt,
@@ -330,6 +361,7 @@ impl MethodKind {
         MethodKind::Saad,
     ];
 
+    /// The method's implementation.
     pub fn build(self) -> Box<dyn Method> {
         match self {
             MethodKind::Natural => Box::new(natural::Natural),
@@ -349,6 +381,7 @@ impl MethodKind {
         !matches!(self, MethodKind::Natural | MethodKind::PgdAt | MethodKind::Trades)
     }
 
+    /// Command-line and serialised name (kebab-case, e.g. `pgd-at`).
     pub fn name(self) -> &'static str {
         match self {
             MethodKind::Natural => "natural",

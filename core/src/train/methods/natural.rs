@@ -3,6 +3,7 @@
 use super::{BatchContext, BatchLoss, Method};
 use crate::losses::cross_entropy;
 
+/// Natural training: `CE(S(x), y)` on clean images.
 pub struct Natural;
 
 impl Method for Natural {

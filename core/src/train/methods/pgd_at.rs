@@ -9,6 +9,7 @@ use super::{BatchContext, BatchLoss, Method};
 use crate::attacks::{ObjectiveKind, Start};
 use crate::losses::cross_entropy;
 
+/// PGD-AT: CE on the student's PGD adversarial examples.
 pub struct PgdAt;
 
 impl Method for PgdAt {

@@ -13,6 +13,7 @@ use crate::attacks::ObjectiveKind;
 use crate::losses::kl_div;
 use burn::prelude::*;
 
+/// RSLAD: KL to the teacher's clean soft labels on adversarial and clean inputs.
 pub struct Rslad;
 
 /// Per-sample `w KL(p_T(x) || p_S(x')) + (1 - w) KL(p_T(x) || p_S(x))`.

@@ -27,6 +27,7 @@ use crate::models::Net;
 use burn::module::Module;
 use burn::prelude::*;
 
+/// SAAD: teacher-entropy-weighted distillation on student-crafted adversarial examples.
 pub struct Saad;
 
 /// `z_T(x)` (constant) and `g_i = d z_T,y_i(x_i) / d x_i`: one teacher forward+backward, the only
@@ -66,14 +67,21 @@ pub fn surrogate_teacher_logits(
 /// SAAD's inner objective `KL(softmax(z~(x')) || softmax(z_S(x')))` with the first-order teacher
 /// surrogate, built from one teacher forward+backward at x.
 pub struct SaadObjective {
+    /// Teacher logits on the clean batch `z_T(x)`, `[batch, classes]` (constant).
     pub t0: Tensor<2>,
+    /// True-class teacher input gradient `g`, `[batch, channels, height, width]` (constant).
     pub g: Tensor<4>,
+    /// Clean batch `[batch, channels, height, width]` in [0,1].
     pub x: Tensor<4>,
+    /// Labels `[batch]`.
     pub y: Tensor<1, Int>,
+    /// First-order coefficient `lambda` of the surrogate (1 in the SAAD authors' code).
     pub lambda: f64,
 }
 
 impl SaadObjective {
+    /// The objective from one teacher forward+backward at `x`
+    /// ([`teacher_true_class_gradient`]).
     pub fn new(teacher: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, lambda: f64) -> Self {
         let (t0, g) = teacher_true_class_gradient(teacher, x, y);
         Self { t0, g, x: x.clone(), y: y.clone(), lambda }

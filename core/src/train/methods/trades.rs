@@ -12,6 +12,7 @@ use crate::attacks::ObjectiveKind;
 use crate::losses::{cross_entropy, kl_div};
 use burn::module::Module;
 
+/// TRADES: `CE(S(x), y) + beta * KL(p_S(x) || p_S(x'))` on the student's own adversarial input.
 pub struct Trades;
 
 impl Method for Trades {
