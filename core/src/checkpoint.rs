@@ -30,15 +30,20 @@ fn crc32(bytes: &[u8]) -> u32 {
 /// Where the data came from, so evaluation and resume use the same kind of input.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetInfo {
+    /// Dataset name (`digits`, `cifar10`, `cifar100`, `tiny-imagenet`).
     pub name: String,
+    /// Side of the square input images in pixels.
     pub image_size: usize,
+    /// Classes of the dataset.
     pub num_classes: usize,
 }
 
 /// The JSON header of a checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Header {
+    /// The architecture, rebuilt before the weights are loaded.
     pub model: ModelSpec,
+    /// The data the model was trained on.
     pub dataset: DatasetInfo,
     /// Completed epochs.
     pub epochs_done: usize,
@@ -56,13 +61,18 @@ pub struct Header {
 
 /// A decoded checkpoint.
 pub struct Checkpoint {
+    /// The JSON header.
     pub header: Header,
+    /// Model weights (burnpack bytes).
     pub model: Vec<u8>,
+    /// Optimizer state (burnpack bytes); empty in a model file.
     pub optimizer: Vec<u8>,
+    /// Weights of the running weight average (burnpack bytes); empty before averaging starts.
     pub averaged: Vec<u8>,
 }
 
 impl Checkpoint {
+    /// Serialises in the current format (version 2: a CRC-32 after each section).
     pub fn encode(&self) -> Vec<u8> {
         let header = serde_json::to_vec_pretty(&self.header).expect("header serialises");
         let mut out =

@@ -10,13 +10,19 @@ use serde_json::{Map, Value, json};
 
 /// One tensor of a state dict.
 pub struct StateTensor {
+    /// PyTorch state-dict key.
     pub key: String,
+    /// PyTorch shape (`[]` for the 0-d `num_batches_tracked`).
     pub shape: Vec<usize>,
+    /// The values, row-major.
     pub data: StateData,
 }
 
+/// A tensor's values in its safetensors dtype.
 pub enum StateData {
+    /// `F32`: weights and BatchNorm statistics.
     F32(Vec<f32>),
+    /// `I64`: a BatchNorm's `num_batches_tracked`.
     I64(Vec<i64>),
 }
 

@@ -47,6 +47,7 @@ pub struct LogitProbe {
     pub logit_scale: f32,
     /// Accuracy on the probe batch.
     pub accuracy: f64,
+    /// Classes in the logits (chance accuracy is `1 / num_classes`).
     pub num_classes: usize,
 }
 

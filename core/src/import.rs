@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 /// `num_batches_tracked` converted).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateEntry {
+    /// Shape as stored in the file (PyTorch's layout).
     pub shape: Vec<usize>,
+    /// The values converted to f32, row-major.
     pub values: Vec<f32>,
 }
 

@@ -2,6 +2,8 @@
 //! WebGPU; Flex on CPU). Platform-neutral: bytes in, tensors out; no file system, no threads,
 //! no clocks, so the same code runs natively and in the browser.
 
+#![warn(missing_docs)]
+
 pub mod attacks;
 pub mod checkpoint;
 pub mod data;

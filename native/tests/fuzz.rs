@@ -319,7 +319,7 @@ fn trained_checkpoint() -> Vec<u8> {
     let device = Device::flex();
     let (train, _) = digits::load(16).unwrap();
     let train = train.take(64);
-    let mut config = TrainConfig::reference(MethodKind::Natural);
+    let mut config = TrainConfig::reference(MethodKind::NATURAL);
     config.epochs = 1;
     config.batch_size = 32;
     config.augment = None;

@@ -25,7 +25,7 @@ const EPS: f32 = saad_core::attacks::STANDARD_EPS;
 fn robust_model(device: &Device) -> (Net, DeviceSet) {
     let (train, test) = digits::load(8).unwrap();
     let train = DeviceSet::upload(&train, device);
-    let mut config = TrainConfig::reference(MethodKind::PgdAt);
+    let mut config = TrainConfig::reference(MethodKind::PGD_AT);
     config.epochs = 6;
     config.batch_size = 64;
     config.lr = 0.05;

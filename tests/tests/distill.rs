@@ -129,7 +129,7 @@ fn ard_loss_matches_the_saad_authors_and_the_original_ard() {
         close(&loss, &[0.7518737897272152], 1e-5, &format!("{name} ARD, SAAD authors' ard.py"));
 
         let original = Preset::find("ard-original").unwrap();
-        assert_eq!(original.method, MethodKind::Ard);
+        assert_eq!(original.method, MethodKind::ARD);
         let loss = to_vec(ard_outer_loss(
             b.t_clean.clone(),
             b.s_adv.clone(),
@@ -233,7 +233,7 @@ fn presets_switch_rslad_and_adaad_to_the_mean_reduction() {
     let rslad = Preset::find("rslad-original").unwrap();
     assert_eq!(
         (rslad.method, rslad.params.rslad_reduction),
-        (MethodKind::Rslad, KlReduction::Mean)
+        (MethodKind::RSLAD, KlReduction::Mean)
     );
     close(
         &to_vec(MethodParams::default().rslad_reduction.reduce(per_sample.clone(), 3)),
@@ -250,7 +250,7 @@ fn presets_switch_rslad_and_adaad_to_the_mean_reduction() {
     let adaad = Preset::find("adaad-original").unwrap();
     assert_eq!(
         (adaad.method, adaad.params.adaad_reduction),
-        (MethodKind::Adaad, KlReduction::Mean)
+        (MethodKind::ADAAD, KlReduction::Mean)
     );
     // The presets whose recipe is already the default change no constant.
     for name in ["iad-original", "trades-original"] {
@@ -504,7 +504,7 @@ fn every_method_runs_and_reports_transfer() {
     let _g = serial();
     for (name, d) in devices() {
         let teacher = tiny("small-cnn-8", 99, &d);
-        for method in MethodKind::ALL {
+        for method in MethodKind::all() {
             let (trainer, data) = small_run(method, 1, &d);
             let mut trainer =
                 if method.needs_teacher() { trainer.with_teacher(&teacher) } else { trainer };
@@ -533,11 +533,11 @@ fn short_saad_run_lowers_the_training_loss() {
     let _g = serial();
     let d = Device::flex();
     // A teacher that knows something: a few natural epochs.
-    let (mut t, data) = small_run(MethodKind::Natural, 4, &d);
+    let (mut t, data) = small_run(MethodKind::NATURAL, 4, &d);
     while !t.is_done() {
         t.train_epoch(&data, &mut |_, _| {});
     }
-    let (s, _) = small_run(MethodKind::Saad, 5, &d);
+    let (s, _) = small_run(MethodKind::SAAD, 5, &d);
     let mut s = s.with_teacher(&t.eval_model());
     let losses: Vec<f64> = (0..5).map(|_| s.train_epoch(&data, &mut |_, _| {}).loss).collect();
     assert!(losses[4] < losses[0], "SAAD loss did not fall: {losses:?}");

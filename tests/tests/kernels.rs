@@ -279,7 +279,7 @@ fn training_with_and_without_kernels_gives_the_same_loss_curve() {
         set_kernels_enabled(kernels);
         d.seed(1);
         let teacher = ModelSpec::new("small-cnn-4".parse().unwrap(), 10).init(&d);
-        let mut config = TrainConfig::reference(MethodKind::Saad);
+        let mut config = TrainConfig::reference(MethodKind::SAAD);
         config.epochs = 3;
         config.batch_size = 32;
         config.attack.steps = 2;

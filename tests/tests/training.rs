@@ -11,7 +11,7 @@ use saad_tests::{serial, to_vec};
 fn setup(device: &Device) -> (ModelSpec, TrainConfig, DatasetInfo, DeviceSet) {
     let (train, _) = digits::load(16).unwrap();
     let data = DeviceSet::upload(&train.take(200), device);
-    let mut config = TrainConfig::reference(MethodKind::PgdAt);
+    let mut config = TrainConfig::reference(MethodKind::PGD_AT);
     config.epochs = 3;
     config.batch_size = 64;
     config.attack.steps = 2;

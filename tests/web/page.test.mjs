@@ -104,6 +104,11 @@ test('the page attacks, trains and rejects bad files on every available backend'
       const hat = Number((weight.match(/ŵ = ([0-9.]+)/) || [])[1]);
       assert.ok(hat >= 0 && hat <= 1, `SAAD weight: "${weight}"`);
 
+      // The training lab lists the core's method registry, SAAD selected.
+      const methods = await page.$$eval('#train-method option', (os) => os.map((o) => o.value));
+      assert.ok(methods.length >= 9 && methods.includes('pgd-at') && methods.includes('rslad'), `methods: ${methods}`);
+      assert.equal(await page.inputValue('#train-method'), 'saad');
+
       // One epoch of SAAD training in the worker.
       await page.fill('#train-epochs', '1');
       await page.fill('#train-steps', '3');

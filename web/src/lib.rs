@@ -508,6 +508,20 @@ impl TrainingLab {
     }
 }
 
+/// The registered training methods as JSON `[{name, title, summary, needs_teacher}]`, in the
+/// core's order: the page lists these.
+#[wasm_bindgen]
+pub fn methods() -> String {
+    let list: Vec<_> = MethodKind::all()
+        .map(|m| {
+            let info = m.info();
+            json!({"name": info.name, "title": info.title, "summary": info.summary,
+                   "needs_teacher": info.needs_teacher})
+        })
+        .collect();
+    serde_json::Value::Array(list).to_string()
+}
+
 /// The SAAD weights `[w, w^]` an image of teacher entropy `entropy` would get in a batch whose
 /// other entropies range over `[batch_min, batch_max]`, with the default constants
 /// (`saad_core::losses::saad::saad_weight_in_batch`).

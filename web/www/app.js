@@ -1,6 +1,6 @@
 // The page: models and images into the wasm engine (pkg/saad_web.js), attacks, the batch view
 // and the training lab (worker.js). Every engine call that reads tensors is async.
-import init, { Lab, saad_weight_in_batch } from './pkg/saad_web.js';
+import init, { Lab, methods, saad_weight_in_batch } from './pkg/saad_web.js';
 
 const $ = (id) => document.getElementById(id);
 const GRID = 60;
@@ -350,8 +350,20 @@ function onFile(kind) {
   };
 }
 
+// The training lab's methods: the core's registry (SAAD selected).
+function fillMethods() {
+  const select = $('train-method');
+  select.replaceChildren();
+  for (const m of JSON.parse(methods())) {
+    const option = new Option(m.needs_teacher ? m.title : `${m.title} (no teacher)`, m.name, false, m.name === 'saad');
+    option.title = m.summary;
+    select.append(option);
+  }
+}
+
 async function main() {
   await init();
+  fillMethods();
   const backend = new URLSearchParams(location.search).get('backend') || (await defaultBackend());
   $('backend-select').value = backend;
   [files.teacher, files.student] = await Promise.all([fetchBytes('models/teacher.saad'), fetchBytes('models/student.saad')]);

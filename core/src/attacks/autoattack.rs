@@ -119,7 +119,8 @@ pub struct AutoAttackConfig {
     pub version: Version,
     /// Base seed; each attack and batch derives its own seed from it.
     pub seed: u64,
-    /// Points per batch of the clean pass, each attack and the re-check (256).
+    /// Points per batch of the clean pass, each attack and the re-check (250, as
+    /// the reference's `run_standard_evaluation`).
     pub batch: usize,
     /// Iterations of APGD-CE and APGD-T (100).
     pub apgd_iter: usize,
@@ -132,14 +133,14 @@ pub struct AutoAttackConfig {
 }
 
 impl AutoAttackConfig {
-    /// The standard version at radius `eps`: seed 0, batch 256, 100 APGD and FAB iterations,
+    /// The standard version at radius `eps`: seed 0, batch 250, 100 APGD and FAB iterations,
     /// 5000 Square queries, 9 target classes.
     pub fn standard(eps: f32) -> Self {
         Self {
             eps,
             version: Version::Standard,
             seed: 0,
-            batch: 256,
+            batch: 250,
             apgd_iter: 100,
             fab_iter: 100,
             square_queries: 5000,

@@ -12,13 +12,16 @@ use crate::error::InputError;
 
 const PIXELS: usize = 3 * 32 * 32;
 
+/// CIFAR-10 class names, indexed by label.
 pub const CIFAR10_CLASSES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// Which of the two official layouts a file uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CifarKind {
+    /// CIFAR-10: one label byte per record, 10 classes.
     Cifar10,
+    /// CIFAR-100: a coarse and a fine label byte per record; the 100 fine classes are used.
     Cifar100,
 }
 
@@ -30,6 +33,7 @@ impl CifarKind {
         }
     }
 
+    /// Classes of the labels used: 10, or the 100 fine classes.
     pub fn num_classes(self) -> usize {
         match self {
             CifarKind::Cifar10 => 10,
@@ -37,6 +41,7 @@ impl CifarKind {
         }
     }
 
+    /// Dataset name used in logs and checkpoints (`cifar10`, `cifar100`).
     pub fn name(self) -> &'static str {
         match self {
             CifarKind::Cifar10 => "cifar10",
@@ -69,6 +74,7 @@ impl CifarKind {
         }
     }
 
+    /// Download address of the official binary archive.
     pub fn archive_url(self) -> &'static str {
         match self {
             CifarKind::Cifar10 => "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",

@@ -9,13 +9,18 @@ use burn::tensor::{Distribution, TensorData};
 /// Images in [0,1] (`[n, c, h, w]`) and labels (`[n]`) uploaded once.
 #[derive(Clone, Debug)]
 pub struct DeviceSet {
+    /// Images `[n, c, h, w]` in [0,1].
     pub images: Tensor<4>,
+    /// Labels `[n]` in `0..num_classes`.
     pub labels: Tensor<1, Int>,
+    /// Number of images `n`.
     pub len: usize,
+    /// Classes of the dataset.
     pub num_classes: usize,
 }
 
 impl DeviceSet {
+    /// Uploads `set` to `device`, pixels scaled to [0,1].
     pub fn upload(set: &ImageSet, device: &Device) -> Self {
         let shape = [set.len(), set.channels, set.height, set.width];
         let images = Tensor::from_data(TensorData::new(set.pixels_f32(), shape), device);
@@ -46,12 +51,16 @@ impl DeviceSet {
 /// The order of one epoch: a permutation drawn from the run seed and the epoch number, uploaded
 /// once; batch `b` is a slice of it.
 pub struct EpochOrder {
+    /// The permutation of `0..len`, `[len]`.
     pub indices: Tensor<1, Int>,
+    /// Images in the dataset.
     pub len: usize,
+    /// Batch size (the last batch may be smaller).
     pub batch: usize,
 }
 
 impl EpochOrder {
+    /// Draws the permutation on the host from `seed` ([`SplitMix64`]) and uploads it.
     pub fn new(len: usize, batch: usize, seed: u64, device: &Device) -> Self {
         let perm = SplitMix64::new(seed).permutation(len);
         let indices = Tensor::from_data(
@@ -61,10 +70,12 @@ impl EpochOrder {
         Self { indices, len, batch }
     }
 
+    /// Batches in the epoch, the last one possibly partial.
     pub fn num_batches(&self) -> usize {
         self.len.div_ceil(self.batch)
     }
 
+    /// Dataset indices of batch `b`, `[batch]` (fewer for the last batch).
     pub fn batch_indices(&self, b: usize) -> Tensor<1, Int> {
         let end = ((b + 1) * self.batch).min(self.len);
         self.indices.clone().slice(b * self.batch..end)
@@ -81,6 +92,7 @@ pub struct Augment {
 }
 
 impl Augment {
+    /// Augments a batch `[batch, c, h, w]` with [`random_crop_flip`].
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         random_crop_flip(x, self.pad, self.flip)
     }

@@ -7,25 +7,34 @@ use crate::error::InputError;
 pub struct ImageSet {
     /// Short name used in logs and checkpoints (`digits`, `cifar10`, ...).
     pub name: String,
+    /// Pixel values 0..=255, NCHW, [`ImageSet::image_len`] bytes per image.
     pub pixels: Vec<u8>,
+    /// One label per image, in `0..num_classes`.
     pub labels: Vec<u32>,
+    /// Channels per image.
     pub channels: usize,
+    /// Image height in pixels.
     pub height: usize,
+    /// Image width in pixels.
     pub width: usize,
+    /// Number of classes (every label is below it).
     pub num_classes: usize,
     /// One name per class (index = label).
     pub class_names: Vec<String>,
 }
 
 impl ImageSet {
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether the set holds no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
 
+    /// Bytes per image: `channels * height * width`.
     pub fn image_len(&self) -> usize {
         self.channels * self.height * self.width
     }

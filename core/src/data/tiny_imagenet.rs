@@ -6,6 +6,7 @@
 
 use crate::error::InputError;
 
+/// Side of a Tiny-ImageNet image in pixels (images are 64x64).
 pub const SIZE: usize = 64;
 
 /// Class ids from `wnids.txt`, in file order (= label order).

@@ -167,11 +167,16 @@ pub fn pgd_update(
 /// [`saad_outer_loss`]), `w` and `w^` `[batch]`. The kernel route computes it in two dispatches
 /// and its gradient with respect to the student logits in one.
 pub struct SaadLoss {
+    /// Batch mean of the outer loss, `[1]`.
     pub loss: Tensor<1>,
+    /// SAAD sample weights `w`, `[batch]`, constants (no gradient).
     pub w: Tensor<1>,
+    /// The weights normalised by their maximum, `w^`, `[batch]` in [0,1], constants.
     pub w_hat: Tensor<1>,
 }
 
+/// [`SaadLoss`] from the six logit tensors `l` (each `[batch, classes]`), computed by the kernel
+/// or by the tensor-op twin as `route` picks.
 pub fn saad_loss(route: Route, l: &SaadLogits, config: &SaadLossConfig) -> SaadLoss {
     let [b, c] = l.t_plus.dims();
     if use_kernel(route, &l.s_plus.device()) {

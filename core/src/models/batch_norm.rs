@@ -11,9 +11,13 @@ use burn::prelude::*;
 /// `torch.nn.BatchNorm2d(num_features, eps, momentum)`.
 #[derive(Module, Debug)]
 pub struct BatchNorm2d {
+    /// Per-channel scale `[num_features]` (PyTorch `weight`, burn's `gamma`), initially 1.
     pub weight: Param<Tensor<1>>,
+    /// Per-channel shift `[num_features]` (PyTorch `bias`, burn's `beta`), initially 0.
     pub bias: Param<Tensor<1>>,
+    /// Running per-channel mean `[num_features]` used in eval mode, initially 0.
     pub running_mean: RunningState<Tensor<1>>,
+    /// Running per-channel unbiased variance `[num_features]` used in eval mode, initially 1.
     pub running_var: RunningState<Tensor<1>>,
     /// Batches seen in training mode (a float here; exported as PyTorch's int64 buffer).
     pub num_batches_tracked: RunningState<Tensor<1>>,
@@ -24,10 +28,13 @@ pub struct BatchNorm2d {
     pub cumulative: Param<Flag>,
     /// Weight of the newest batch in the running averages (PyTorch `momentum`).
     pub momentum: f64,
+    /// Added to the variance before the square root (1e-5, PyTorch's default).
     pub eps: f64,
 }
 
 impl BatchNorm2d {
+    /// A layer over `num_features` channels in PyTorch's initial state, in training mode
+    /// (`momentum` 0.1 is PyTorch's default; the DM WideResNets use 0.01).
     pub fn new(num_features: usize, momentum: f64, device: &Device) -> Self {
         Self {
             weight: Param::from_tensor(Tensor::ones([num_features], device)),
@@ -42,6 +49,8 @@ impl BatchNorm2d {
         }
     }
 
+    /// Normalises `[batch, channels, h, w]`: with batch statistics (updating the running ones)
+    /// in training mode on an autodiff device, with the running statistics otherwise.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if x.device().is_autodiff() && self.training.is_enabled() {
             self.forward_train(x)

@@ -15,14 +15,23 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, silu};
 use burn::tensor::ops::PadMode;
 
+/// Pre-activation residual block of the reference (`_Block`).
 #[derive(Module, Debug)]
 pub struct DmBlock {
+    /// BatchNorm on the block input (momentum 0.01).
     pub batchnorm_0: BatchNorm2d,
+    /// First 3x3 convolution (carries the block's stride); its input is padded by hand.
     pub conv_0: Conv2d,
+    /// BatchNorm before `conv_1` (momentum 0.01).
     pub batchnorm_1: BatchNorm2d,
+    /// Second 3x3 convolution, stride 1, padding 1.
     pub conv_1: Conv2d,
+    /// 1x1 convolution of the activated input where the channel count changes; the identity
+    /// otherwise.
     pub shortcut: Option<Conv2d>,
+    /// Stride of `conv_0` (1 or 2), which picks the manual padding; not a parameter.
     pub stride: usize,
+    /// SiLU activations if set, ReLU otherwise.
     pub use_silu: bool,
 }
 
@@ -59,24 +68,36 @@ impl DmBlock {
     }
 }
 
+/// One group of blocks at one width (`_BlockGroup` in the reference).
 #[derive(Module, Debug)]
 pub struct BlockGroup {
+    /// The group's `(depth - 4) / 6` blocks; the first changes the channels and the stride.
     pub block: Vec<DmBlock>,
 }
 
+/// The DM WideResNet (see the module docs); field names are the PyTorch keys.
 #[derive(Module, Debug)]
 pub struct DmWideResNet {
+    /// Stem: 3x3 convolution, 3 -> 16 channels.
     pub init_conv: Conv2d,
+    /// The three block groups: `16 * width`, `32 * width` (stride 2) and `64 * width`
+    /// (stride 2) channels.
     pub layer: Vec<BlockGroup>,
+    /// Final BatchNorm (momentum 0.01, followed by the activation) before pooling.
     pub batchnorm: BatchNorm2d,
+    /// Classifier on the pooled `64 * width` features.
     pub logits: Linear,
     /// Input normalisation applied inside the model (not in the state dict).
     pub mean: [f32; 3],
+    /// Per-channel standard deviation of the input normalisation (not in the state dict).
     pub std: [f32; 3],
+    /// SiLU activations if set, ReLU otherwise (`dm-wrn-D-W-relu`).
     pub use_silu: bool,
 }
 
 impl DmWideResNet {
+    /// A freshly initialised model; `depth` must be 6n+4, `mean` and `std` are the input
+    /// normalisation per RGB channel.
     pub fn new(
         depth: usize,
         width: usize,
@@ -110,6 +131,7 @@ impl DmWideResNet {
         }
     }
 
+    /// Logits `[batch, num_classes]` for images `[batch, 3, h, w]` in [0,1] (normalised inside).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let device = x.device();
         let mean = Tensor::<1>::from_floats(self.mean, &device).reshape([1, 3, 1, 1]);

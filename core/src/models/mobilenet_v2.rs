@@ -27,13 +27,22 @@ const CFG: [(usize, usize, usize, usize); 7] = [
 /// Inverted residual block: expand (1x1), depthwise (3x3), project (1x1).
 #[derive(Module, Debug)]
 pub struct InvertedResidual {
+    /// 1x1 expansion convolution, `cin` -> `expansion * cin` channels.
     pub conv1: Conv2d,
+    /// BatchNorm after `conv1`.
     pub bn1: BatchNorm2d,
+    /// 3x3 depthwise convolution (carries the block's stride).
     pub conv2: Conv2d,
+    /// BatchNorm after `conv2`.
     pub bn2: BatchNorm2d,
+    /// 1x1 projection convolution to `cout` channels (linear: no ReLU after its BN).
     pub conv3: Conv2d,
+    /// BatchNorm after `conv3`.
     pub bn3: BatchNorm2d,
+    /// 1x1 convolution + BN (`shortcut.0`, `shortcut.1`) at stride 1 where the channel count
+    /// changes; `None` otherwise (identity at stride 1, no residual at stride 2).
     pub shortcut: Option<(Conv2d, BatchNorm2d)>,
+    /// Stride of the depthwise convolution; at 2 the block has no residual. Not a parameter.
     pub stride: usize,
 }
 
@@ -68,17 +77,25 @@ impl InvertedResidual {
     }
 }
 
+/// MobileNetV2 for CIFAR (see the module docs); field names are the PyTorch keys.
 #[derive(Module, Debug)]
 pub struct MobileNetV2 {
+    /// Stem: 3x3 convolution, 3 -> 32 channels, stride 1.
     pub conv1: Conv2d,
+    /// BatchNorm after the stem.
     pub bn1: BatchNorm2d,
+    /// The 17 inverted residual blocks of the seven stages.
     pub layers: Vec<InvertedResidual>,
+    /// 1x1 convolution, 320 -> 1280 channels.
     pub conv2: Conv2d,
+    /// BatchNorm after `conv2`.
     pub bn2: BatchNorm2d,
+    /// Classifier on the pooled 1280 features.
     pub linear: Linear,
 }
 
 impl MobileNetV2 {
+    /// A freshly initialised model with `num_classes` outputs.
     pub fn new(num_classes: usize, device: &Device) -> Self {
         let mut layers = Vec::new();
         let mut cin = 32;
@@ -104,6 +121,7 @@ impl MobileNetV2 {
         }
     }
 
+    /// Logits `[batch, num_classes]` for images `[batch, 3, h, w]` in [0,1].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = relu(self.bn1.forward(conv(&self.conv1, x)));
         for block in &self.layers {

@@ -31,18 +31,39 @@ pub use wide_resnet::WideResNet;
 #[serde(try_from = "String", into = "String")]
 pub enum Arch {
     /// `small-cnn` (width 32) or `small-cnn-W`.
-    SmallCnn { width: usize },
+    SmallCnn {
+        /// Channels of the first stage (the three stages have `width`, `2 * width`, `4 * width`).
+        width: usize,
+    },
     /// `resnet18` (width 64) or `resnet18-wW`.
-    ResNet18 { width: usize },
+    ResNet18 {
+        /// Channels of the stem and first stage (the four stages: 1, 2, 4, 8 times `width`).
+        width: usize,
+    },
     /// `preact-resnet18` (width 64) or `preact-resnet18-wW`.
-    PreActResNet18 { width: usize },
+    PreActResNet18 {
+        /// Channels of the stem and first stage (the four stages: 1, 2, 4, 8 times `width`).
+        width: usize,
+    },
     /// `mobilenetv2`.
     MobileNetV2,
     /// `wrn-D-W`: WideResNet with ReLU, TRADES/RobustBench layout.
-    WideResNet { depth: usize, width: usize },
+    WideResNet {
+        /// Depth, `6n + 4` for `n` blocks per group (e.g. 28, 34, 70).
+        depth: usize,
+        /// Widening factor `k`: the three groups have `16k`, `32k`, `64k` channels.
+        width: usize,
+    },
     /// `dm-wrn-D-W`: the DM WideResNet with SiLU and CIFAR-10 normalisation inside
     /// (`dm-wrn-D-W-relu` for the ReLU variant).
-    DmWideResNet { depth: usize, width: usize, silu: bool },
+    DmWideResNet {
+        /// Depth, `6n + 4` for `n` blocks per group (e.g. 28, 34, 70).
+        depth: usize,
+        /// Widening factor `k`: the three groups have `16k`, `32k`, `64k` channels.
+        width: usize,
+        /// SiLU activations (the published models); `false` for ReLU.
+        silu: bool,
+    },
 }
 
 /// Largest width of `small-cnn-W`, `resnet18-wW` and `preact-resnet18-wW`.
@@ -50,10 +71,12 @@ pub const MAX_WIDTH: usize = 1024;
 /// Largest widening factor and depth of the WideResNets (WRN-70-16 is the largest published
 /// robust model).
 pub const MAX_WRN_WIDTH: usize = 64;
+/// Largest WideResNet depth; deeper ids (e.g. from a checkpoint header) are refused.
 pub const MAX_WRN_DEPTH: usize = 202;
 /// Most classes a model may have (Tiny-ImageNet has 200, ImageNet 1000).
 pub const MAX_CLASSES: usize = 100_000;
 
+/// The accepted architecture ids, for help texts and parse errors.
 pub const ARCH_HELP: &str = "small-cnn[-W], resnet18[-wW], preact-resnet18[-wW], mobilenetv2, wrn-D-W (e.g. wrn-34-10), dm-wrn-D-W[-relu] (e.g. dm-wrn-28-10)";
 
 impl FromStr for Arch {
@@ -153,15 +176,20 @@ impl From<Arch> for String {
 /// Input normalisation inside a model: `(x - mean) / std` per channel.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
+    /// Per-channel (RGB) mean subtracted from the [0,1] input.
     pub mean: [f32; 3],
+    /// Per-channel (RGB) standard deviation the centred input is divided by.
     pub std: [f32; 3],
 }
 
 impl Normalization {
+    /// CIFAR-10 training-set statistics (also the default of DM WideResNets).
     pub const CIFAR10: Normalization =
         Normalization { mean: [0.4914, 0.4822, 0.4465], std: [0.2471, 0.2435, 0.2616] };
+    /// CIFAR-100 training-set statistics.
     pub const CIFAR100: Normalization =
         Normalization { mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762] };
+    /// Tiny-ImageNet training-set statistics.
     pub const TINY_IMAGENET: Normalization =
         Normalization { mean: [0.4802, 0.4481, 0.3975], std: [0.2302, 0.2265, 0.2262] };
 
@@ -179,7 +207,9 @@ impl Normalization {
 /// Everything needed to rebuild a model before loading its weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
+    /// The architecture and its size.
     pub arch: Arch,
+    /// Classes, i.e. logits per image.
     pub num_classes: usize,
     /// Normalisation inside the model (DM WideResNets; CIFAR-10 statistics when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,10 +217,12 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
+    /// A spec without explicit normalisation (DM WideResNets then use CIFAR-10 statistics).
     pub fn new(arch: Arch, num_classes: usize) -> Self {
         Self { arch, num_classes, normalization: None }
     }
 
+    /// Sets the normalisation inside the model (only DM WideResNets use it).
     pub fn with_normalization(mut self, n: Option<Normalization>) -> Self {
         self.normalization = n;
         self
@@ -228,11 +260,17 @@ impl fmt::Display for ModelSpec {
 #[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Net {
+    /// [`SmallCnn`] (`small-cnn[-W]`).
     SmallCnn(SmallCnn),
+    /// [`ResNet`] (`resnet18[-wW]`).
     ResNet(ResNet),
+    /// [`PreActResNet`] (`preact-resnet18[-wW]`).
     PreActResNet(PreActResNet),
+    /// [`MobileNetV2`] (`mobilenetv2`).
     MobileNetV2(MobileNetV2),
+    /// [`WideResNet`] (`wrn-D-W`).
     WideResNet(WideResNet),
+    /// [`DmWideResNet`] (`dm-wrn-D-W[-relu]`).
     DmWideResNet(DmWideResNet),
 }
 
@@ -270,8 +308,11 @@ impl Net {
 /// A model tensor with its PyTorch key (the path without the [`Net`] variant segment).
 #[derive(Clone, Debug)]
 pub struct NamedTensor {
+    /// PyTorch state-dict key, e.g. `layer1.0.conv1.weight`.
     pub key: String,
+    /// Shape in burn's layout (Linear weights `[in, out]`, the transpose of PyTorch's).
     pub shape: Vec<usize>,
+    /// The values flattened to `[numel]`.
     pub tensor: Tensor<1>,
 }
 

@@ -13,11 +13,16 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+/// Pre-activation residual block: BN-ReLU before each convolution, nothing after the sum.
 #[derive(Module, Debug)]
 pub struct PreActBlock {
+    /// BatchNorm on the block input.
     pub bn1: BatchNorm2d,
+    /// First 3x3 convolution (carries the block's stride).
     pub conv1: Conv2d,
+    /// BatchNorm before `conv2`.
     pub bn2: BatchNorm2d,
+    /// Second 3x3 convolution, stride 1.
     pub conv2: Conv2d,
     /// `nn.Sequential(conv1x1)` when the shape changes; a one-element Vec keeps the
     /// `shortcut.0` key.
@@ -48,18 +53,27 @@ impl PreActBlock {
     }
 }
 
+/// PreActResNet-18 (see the module docs); field names are the PyTorch keys.
 #[derive(Module, Debug)]
 pub struct PreActResNet {
+    /// Stem: 3x3 convolution, 3 -> `width` channels, stride 1 (no BN of its own).
     pub conv1: Conv2d,
+    /// Stage 1: two blocks at `width` channels, stride 1.
     pub layer1: Vec<PreActBlock>,
+    /// Stage 2: two blocks at `2 * width` channels, the first with stride 2.
     pub layer2: Vec<PreActBlock>,
+    /// Stage 3: two blocks at `4 * width` channels, the first with stride 2.
     pub layer3: Vec<PreActBlock>,
+    /// Stage 4: two blocks at `8 * width` channels, the first with stride 2.
     pub layer4: Vec<PreActBlock>,
+    /// Final BatchNorm (followed by ReLU) before pooling.
     pub bn: BatchNorm2d,
+    /// Classifier on the pooled `8 * width` features.
     pub linear: Linear,
 }
 
 impl PreActResNet {
+    /// PreActResNet-18 (`num_blocks = [2, 2, 2, 2]`) at base width `width` (64 in RobustBench).
     pub fn preact_resnet18(num_classes: usize, width: usize, device: &Device) -> Self {
         let stage = |cin: usize, cout: usize, stride: usize| {
             vec![
@@ -79,6 +93,7 @@ impl PreActResNet {
         }
     }
 
+    /// Logits `[batch, num_classes]` for images `[batch, 3, h, w]` in [0,1].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = conv(&self.conv1, x);
         for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4)

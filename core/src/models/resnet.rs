@@ -15,11 +15,16 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+/// The two-convolution residual block (`BasicBlock`, expansion 1).
 #[derive(Module, Debug)]
 pub struct BasicBlock {
+    /// First 3x3 convolution (carries the block's stride).
     pub conv1: Conv2d,
+    /// BatchNorm after `conv1`.
     pub bn1: BatchNorm2d,
+    /// Second 3x3 convolution, stride 1.
     pub conv2: Conv2d,
+    /// BatchNorm after `conv2`, before the residual sum.
     pub bn2: BatchNorm2d,
     /// `nn.Sequential(conv1x1, BN)` when the shape changes, empty otherwise.
     pub shortcut: Option<(Conv2d, BatchNorm2d)>,
@@ -50,14 +55,22 @@ impl BasicBlock {
     }
 }
 
+/// ResNet-18 for CIFAR (see the module docs); field names are the PyTorch keys.
 #[derive(Module, Debug)]
 pub struct ResNet {
+    /// Stem: 3x3 convolution, 3 -> `width` channels, stride 1.
     pub conv1: Conv2d,
+    /// BatchNorm after the stem.
     pub bn1: BatchNorm2d,
+    /// Stage 1: two blocks at `width` channels, stride 1.
     pub layer1: Vec<BasicBlock>,
+    /// Stage 2: two blocks at `2 * width` channels, the first with stride 2.
     pub layer2: Vec<BasicBlock>,
+    /// Stage 3: two blocks at `4 * width` channels, the first with stride 2.
     pub layer3: Vec<BasicBlock>,
+    /// Stage 4: two blocks at `8 * width` channels, the first with stride 2.
     pub layer4: Vec<BasicBlock>,
+    /// Classifier on the pooled `8 * width` features.
     pub linear: Linear,
 }
 
@@ -79,6 +92,7 @@ impl ResNet {
         }
     }
 
+    /// Logits `[batch, num_classes]` for images `[batch, 3, h, w]` in [0,1].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = relu(self.bn1.forward(conv(&self.conv1, x)));
         for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4)

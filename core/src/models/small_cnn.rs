@@ -11,18 +11,28 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+/// The small CNN (see the module docs); field names are the PyTorch keys.
 #[derive(Module, Debug)]
 pub struct SmallCnn {
+    /// First 3x3 convolution, 3 -> `width` channels, stride 1.
     pub conv1: Conv2d,
+    /// BatchNorm after `conv1`.
     pub bn1: BatchNorm2d,
+    /// Second 3x3 convolution, `width` -> `2 * width` channels, stride 2.
     pub conv2: Conv2d,
+    /// BatchNorm after `conv2`.
     pub bn2: BatchNorm2d,
+    /// Third 3x3 convolution, `2 * width` -> `4 * width` channels, stride 2.
     pub conv3: Conv2d,
+    /// BatchNorm after `conv3`.
     pub bn3: BatchNorm2d,
+    /// Linear classifier on the pooled `4 * width` features.
     pub fc: Linear,
 }
 
 impl SmallCnn {
+    /// A freshly initialised model with `num_classes` outputs and `width` channels in the first
+    /// stage (32 for `small-cnn`).
     pub fn new(num_classes: usize, width: usize, device: &Device) -> Self {
         let (w1, w2, w3) = (width, 2 * width, 4 * width);
         Self {
@@ -36,6 +46,7 @@ impl SmallCnn {
         }
     }
 
+    /// Logits `[batch, num_classes]` for images `[batch, 3, h, w]` in [0,1].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = relu(self.bn1.forward(conv(&self.conv1, x)));
         let x = relu(self.bn2.forward(conv(&self.conv2, x)));

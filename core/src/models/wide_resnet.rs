@@ -16,12 +16,19 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+/// Pre-activation block of the reference (`BasicBlock`): BN-ReLU-conv twice plus a shortcut.
 #[derive(Module, Debug)]
 pub struct WrnBlock {
+    /// BatchNorm on the block input.
     pub bn1: BatchNorm2d,
+    /// First 3x3 convolution (carries the block's stride).
     pub conv1: Conv2d,
+    /// BatchNorm before `conv2`.
     pub bn2: BatchNorm2d,
+    /// Second 3x3 convolution, stride 1.
     pub conv2: Conv2d,
+    /// 1x1 convolution of the activated input where the channel count changes; the identity
+    /// otherwise.
     pub convShortcut: Option<Conv2d>,
 }
 
@@ -51,6 +58,7 @@ impl WrnBlock {
 /// `NetworkBlock`: a `layer` of blocks.
 #[derive(Module, Debug)]
 pub struct NetworkBlock {
+    /// The group's `(depth - 4) / 6` blocks; the first changes the channels and the stride.
     pub layer: Vec<WrnBlock>,
 }
 
@@ -76,13 +84,20 @@ impl NetworkBlock {
     }
 }
 
+/// WideResNet-depth-width (see the module docs); field names are the PyTorch keys.
 #[derive(Module, Debug)]
 pub struct WideResNet {
+    /// Stem: 3x3 convolution, 3 -> 16 channels.
     pub conv1: Conv2d,
+    /// First group: `16 * width` channels, stride 1.
     pub block1: NetworkBlock,
+    /// Second group: `32 * width` channels, stride 2.
     pub block2: NetworkBlock,
+    /// Third group: `64 * width` channels, stride 2.
     pub block3: NetworkBlock,
+    /// Final BatchNorm (followed by ReLU) before pooling.
     pub bn1: BatchNorm2d,
+    /// Classifier on the pooled `64 * width` features (bias initialised to 0).
     pub fc: Linear,
 }
 
@@ -108,6 +123,7 @@ impl WideResNet {
         }
     }
 
+    /// Logits `[batch, num_classes]` for images `[batch, 3, h, w]` in [0,1].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = conv(&self.conv1, x);
         let x = self.block3.forward(self.block2.forward(self.block1.forward(x)));

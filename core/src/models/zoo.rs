@@ -7,9 +7,14 @@ use super::{Arch, ModelSpec, Normalization};
 /// One published model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ZooEntry {
+    /// The id to ask for, matched case-insensitively by [`resolve`]: RobustBench's, with
+    /// `_cifar100` appended where the CIFAR-10 leaderboard uses the same id.
     pub id: &'static str,
+    /// Dataset the model was trained on (`cifar10`, `cifar100`, `tiny-imagenet`).
     pub dataset: &'static str,
+    /// Architecture, class count and normalisation its checkpoint needs.
     pub spec: ModelSpec,
+    /// A remark for listings (empty when there is none).
     pub note: &'static str,
 }
 

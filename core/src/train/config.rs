@@ -55,7 +55,7 @@ impl TrainConfig {
             attack: AttackSettings::default(),
             augment: Some(Augment { pad: 4, flip: true }),
             params: MethodParams::default(),
-            swa_start: matches!(method, MethodKind::Saad).then_some(95),
+            swa_start: method.info().reference_swa_start,
         }
     }
 }

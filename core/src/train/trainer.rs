@@ -163,7 +163,7 @@ pub struct Trainer {
     /// The student, on the autodiff device, in training mode.
     pub model: Net,
     optim: ModuleOptimizer,
-    method: Box<dyn Method>,
+    method: &'static dyn Method,
     /// The frozen teacher, in eval mode on the plain device.
     pub teacher: Option<Net>,
     /// The running weight average (from `config.swa_start` on).
@@ -244,7 +244,7 @@ impl Trainer {
         let model = spec.init(&device.clone().autodiff());
         Self {
             optim: sgd(&config),
-            method: config.method.build(),
+            method: config.method.method(),
             spec,
             config,
             dataset,
@@ -288,7 +288,7 @@ impl Trainer {
         };
         Ok(Self {
             spec: ckpt.header.model.clone(),
-            method: config.method.build(),
+            method: config.method.method(),
             config,
             dataset: ckpt.header.dataset.clone(),
             model,

@@ -24,7 +24,12 @@ const CIFAR10_TRAIN: f64 = 50_000.0;
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
     /// Methods to time (comma-separated); a natural step is always timed first as the baseline.
-    #[arg(long = "method", value_delimiter = ',', default_value = "pgd-at")]
+    #[arg(
+        long = "method",
+        value_delimiter = ',',
+        default_value = "pgd-at",
+        value_parser = super::method_parser()
+    )]
     pub methods: Vec<MethodKind>,
     /// The student (trained) architecture.
     #[arg(long, default_value = "resnet18")]
@@ -157,8 +162,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut timings = Vec::new();
     for &conv in &args.wgpu_conv {
         set_wgpu_convolution(conv);
-        timings.push(time_steps(MethodKind::Natural, &args, &data, None, &device));
-        for &m in args.methods.iter().filter(|&&m| m != MethodKind::Natural) {
+        timings.push(time_steps(MethodKind::NATURAL, &args, &data, None, &device));
+        for &m in args.methods.iter().filter(|&&m| m != MethodKind::NATURAL) {
             timings.push(time_steps(m, &args, &data, teacher.as_ref(), &device));
         }
     }
@@ -167,7 +172,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let over_natural = |t: &StepTiming| {
         let natural = timings
             .iter()
-            .find(|n| n.method == MethodKind::Natural && n.conv == t.conv)
+            .find(|n| n.method == MethodKind::NATURAL && n.conv == t.conv)
             .map_or(t.seconds_per_step, |n| n.seconds_per_step);
         t.seconds_per_step / natural
     };

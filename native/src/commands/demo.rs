@@ -179,7 +179,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let teacher_dir = a.out.join("teacher");
     let teacher = train_run(train_args(
         &a,
-        MethodKind::PgdAt,
+        MethodKind::PGD_AT,
         &a.teacher_arch,
         a.teacher_epochs,
         teacher_dir.clone(),

@@ -39,7 +39,9 @@ pub struct EvalArgs {
     /// Evaluate on the first N test images (default: all).
     #[arg(long)]
     pub n: Option<usize>,
-    #[arg(long, default_value_t = 256)]
+    /// Images per batch (250: AutoAttack's `run_standard_evaluation` default; with Square's
+    /// random draws per batch, the batch size is part of what makes a run repeatable).
+    #[arg(long, default_value_t = 250)]
     pub batch_size: usize,
     /// Seed of the random starts.
     #[arg(long, default_value_t = 0)]

@@ -15,6 +15,7 @@ use crate::device::wgpu_adapters;
 use crate::fsutil;
 use anyhow::Result;
 use saad_core::checkpoint::Checkpoint;
+use saad_core::train::MethodKind;
 use std::path::Path;
 
 /// `8/255` or a plain number such as `0.031`.
@@ -27,6 +28,16 @@ pub fn parse_eps(s: &str) -> Result<f32, String> {
     };
     v.filter(|v| v.is_finite() && (0.0..=1.0).contains(v)).ok_or_else(|| {
         format!("bad radius {s:?}; expected a number in [0,1] or a fraction such as 8/255")
+    })
+}
+
+/// `--method`: the core's registry of methods, each listed with its one-line summary in
+/// `--help` (a new method file appears here by itself).
+pub fn method_parser() -> impl clap::builder::TypedValueParser<Value = MethodKind> {
+    let names = MethodKind::all()
+        .map(|m| clap::builder::PossibleValue::new(m.name()).help(m.info().summary));
+    clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(names), |name| {
+        name.parse::<MethodKind>().expect("a name from the registry")
     })
 }
 

@@ -262,7 +262,7 @@ fn training_check(d: &Device, out: &mut Vec<Check>) -> Result<()> {
         set_kernels_enabled(kernels);
         d.seed(1);
         let teacher = ModelSpec::new("small-cnn-8".parse().expect("known arch"), 10).init(d);
-        let mut config = TrainConfig::reference(MethodKind::Saad);
+        let mut config = TrainConfig::reference(MethodKind::SAAD);
         config.epochs = 3;
         config.batch_size = 64;
         config.attack.steps = 3;

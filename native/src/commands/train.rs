@@ -27,9 +27,8 @@ pub struct TrainArgs {
     /// Model architecture: small-cnn[-W], resnet18[-wW], preact-resnet18[-wW], mobilenetv2, wrn-D-W, dm-wrn-D-W.
     #[arg(long, default_value = "small-cnn")]
     pub arch: Arch,
-    /// Training method: natural, pgd-at, trades (no teacher); ard, iad, rslad, adaad, igdm, saad
-    /// (distillation from --teacher).
-    #[arg(long, default_value = "pgd-at")]
+    /// Training method (the distillation methods learn from --teacher).
+    #[arg(long, default_value = "pgd-at", value_parser = super::method_parser())]
     pub method: MethodKind,
     /// Total epochs [default: 200]. With --resume, raises the run's total.
     #[arg(long)]
@@ -133,8 +132,11 @@ impl SwaStart {
     /// The first averaged epoch of a run of `epochs` epochs of `method`, if any.
     pub fn resolve(self, method: MethodKind, epochs: usize) -> Option<usize> {
         match self {
-            Self::Auto => (method == MethodKind::Saad)
-                .then(|| ((epochs as f64 * 95.0 / 200.0).round() as usize).max(1)),
+            // The reference's epoch, scaled from its 200 epochs to this run's.
+            Self::Auto => method
+                .info()
+                .reference_swa_start
+                .map(|e| ((epochs as f64 * e as f64 / 200.0).round() as usize).max(1)),
             Self::Off => None,
             Self::Epoch(e) => Some(e),
         }
@@ -163,7 +165,7 @@ fn method_params(args: &mut TrainArgs) -> Result<MethodParams> {
     let base = match &args.preset {
         Some(p) => {
             // pgd-at is --method's default, so it does not conflict with a preset.
-            if args.method != p.method && args.method != MethodKind::PgdAt {
+            if args.method != p.method && args.method != MethodKind::PGD_AT {
                 bail!(
                     "--preset {} is a recipe for --method {}, not {}",
                     p.name,
@@ -529,13 +531,13 @@ mod tests {
     #[test]
     fn saad_averages_from_the_references_fraction_by_default() {
         let auto = SwaStart::parse("auto").unwrap();
-        assert_eq!(auto.resolve(MethodKind::Saad, 200), Some(95));
-        assert_eq!(auto.resolve(MethodKind::Saad, 10), Some(5));
-        assert_eq!(auto.resolve(MethodKind::Saad, 1), Some(1));
-        assert_eq!(auto.resolve(MethodKind::PgdAt, 200), None);
-        assert_eq!(auto.resolve(MethodKind::Rslad, 200), None);
-        assert_eq!(SwaStart::parse("none").unwrap().resolve(MethodKind::Saad, 200), None);
-        assert_eq!(SwaStart::parse("7").unwrap().resolve(MethodKind::PgdAt, 10), Some(7));
+        assert_eq!(auto.resolve(MethodKind::SAAD, 200), Some(95));
+        assert_eq!(auto.resolve(MethodKind::SAAD, 10), Some(5));
+        assert_eq!(auto.resolve(MethodKind::SAAD, 1), Some(1));
+        assert_eq!(auto.resolve(MethodKind::PGD_AT, 200), None);
+        assert_eq!(auto.resolve(MethodKind::RSLAD, 200), None);
+        assert_eq!(SwaStart::parse("none").unwrap().resolve(MethodKind::SAAD, 200), None);
+        assert_eq!(SwaStart::parse("7").unwrap().resolve(MethodKind::PGD_AT, 10), Some(7));
         assert!(SwaStart::parse("0").is_err() && SwaStart::parse("x").is_err());
     }
 }

@@ -9,13 +9,23 @@
 //! 8/255, step 2/255. The original (github boyellow/AdaAD, main.py, CIFAR10 branch) uses
 //! `KLDivLoss()`'s `mean` over batch x classes: preset `adaad-original`.
 
-use super::{BatchContext, BatchLoss, Method};
+use super::{BatchContext, BatchLoss, Method, MethodInfo};
 use crate::attacks::FnObjective;
 use crate::losses::kl_div;
 use burn::prelude::*;
 
 /// AdaAD: `KL(p_T(x') || p_S(x'))` inside and outside, the teacher evaluated at x'.
 pub struct AdaAd;
+
+/// The registry's entry for AdaAD.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "adaad",
+    title: "AdaAD",
+    summary: "AdaAD (Huang et al. 2023): examples where teacher and student disagree most",
+    needs_teacher: true,
+    reference_swa_start: None,
+    method: &AdaAd,
+};
 
 /// AdaAD's inner maximisation, shared with IGDM.
 pub fn adaad_inner(ctx: &BatchContext) -> Tensor<4> {

@@ -7,13 +7,23 @@
 //! The original (github goldblum/AdversariallyRobustDistillation, main.py) uses tau = 30, a = 1
 //! and `KLDivLoss()`'s default `mean` over batch x classes: preset `ard-original`.
 
-use super::{BatchContext, BatchLoss, Method, MethodParams};
+use super::{BatchContext, BatchLoss, Method, MethodParams, MethodInfo};
 use crate::attacks::{ObjectiveKind, Start};
 use crate::losses::{cross_entropy, kl_div_temperature};
 use burn::prelude::*;
 
 /// ARD: PGD-CE inside, temperature-scaled KL to the teacher's clean output outside.
 pub struct Ard;
+
+/// The registry's entry for ARD.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "ard",
+    title: "ARD",
+    summary: "ARD (Goldblum et al. 2020): KL to the teacher's clean output at PGD-CE examples",
+    needs_teacher: true,
+    reference_swa_start: None,
+    method: &Ard,
+};
 
 /// ARD's batch loss `[1]`; `student_clean` is needed only when `ard_alpha < 1`.
 pub fn ard_outer_loss(

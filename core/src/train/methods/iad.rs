@@ -8,7 +8,7 @@
 //! begin 60 tested as `epoch >= args.begin` with 0-based epochs); the SAAD authors' code has
 //! no IAD script. Preset `iad-original` is the same recipe.
 
-use super::{BatchContext, BatchLoss, Method, MethodParams};
+use super::{BatchContext, BatchLoss, Method, MethodParams, MethodInfo};
 use crate::attacks::{ObjectiveKind, Start};
 use crate::losses::{kl_div, kl_div_temperature};
 use burn::prelude::*;
@@ -16,6 +16,16 @@ use burn::tensor::activation::softmax;
 
 /// IAD-I: ARD's loss plus the introspection term from epoch `iad_begin` (0-based) on.
 pub struct Iad;
+
+/// The registry's entry for IAD.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "iad",
+    title: "IAD",
+    summary: "IAD (Zhu et al. 2022): ARD plus introspection weighted by the teacher's confidence",
+    needs_teacher: true,
+    reference_swa_start: None,
+    method: &Iad,
+};
 
 /// Whether the introspection term is on in 1-based `epoch`: the reference's 0-based
 /// `epoch - 1 >= iad_begin`.

@@ -10,12 +10,22 @@
 //! 8/255, step 2/255. IGDM's own repository is not at hand, so there is no `igdm-original`.
 
 use super::adaad::adaad_inner;
-use super::{BatchContext, BatchLoss, Method};
+use super::{BatchContext, BatchLoss, Method, MethodInfo};
 use crate::losses::kl_div;
 use crate::losses::saad::ig_matching;
 
 /// IGDM: AdaAD's inner maximisation, KL plus input-gradient matching outside.
 pub struct Igdm;
+
+/// The registry's entry for IGDM.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "igdm",
+    title: "IGDM",
+    summary: "IGDM (Lee et al. 2024): AdaAD plus input-gradient matching",
+    needs_teacher: true,
+    reference_swa_start: None,
+    method: &Igdm,
+};
 
 impl Method for Igdm {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {

@@ -11,15 +11,18 @@
 //! the original authors' code. Each method file names its source; [`Preset`] offers each
 //! original paper's own recipe by name.
 
-pub mod adaad;
-pub mod ard;
-pub mod iad;
-pub mod igdm;
-pub mod natural;
-pub mod pgd_at;
-pub mod rslad;
-pub mod saad;
-pub mod trades;
+/// The registry: each method is a module of this folder with a [`Method`] and its
+/// [`MethodInfo`] `INFO`. Adding a method is its file plus its name here.
+macro_rules! registry {
+    ($($module:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every method, in the order the CLI and the page list them.
+        pub static METHODS: &[&MethodInfo] = &[$(&$module::INFO),*];
+    };
+}
+
+registry!(natural, pgd_at, trades, ard, iad, rslad, adaad, igdm, saad);
 
 use crate::attacks::{Objective, Pgd, STANDARD_EPS, STANDARD_STEP, Start};
 use crate::losses::saad::{SaadLossConfig, SaadWeighting};
@@ -244,7 +247,7 @@ impl Preset {
         vec![
             Preset {
                 name: "ard-original",
-                method: MethodKind::Ard,
+                method: MethodKind::ARD,
                 params: MethodParams {
                     ard_tau: 30.0,
                     ard_alpha: 1.0,
@@ -256,28 +259,28 @@ impl Preset {
             },
             Preset {
                 name: "iad-original",
-                method: MethodKind::Iad,
+                method: MethodKind(&iad::INFO),
                 params: d.clone(),
                 source: "github ZFancy/IAD, IAD-I.py",
                 note: "the defaults (tau 1, begin 60 counted from 0, beta 0.1, batchmean). The same learning-rate helper as ARD's: --schedule multistep:100. Not reproduced: PGD with BatchNorm in training mode from an unclipped uniform start.",
             },
             Preset {
                 name: "rslad-original",
-                method: MethodKind::Rslad,
+                method: MethodKind::RSLAD,
                 params: MethodParams { rslad_reduction: KlReduction::Mean, ..d.clone() },
                 source: "github zibojia/RSLAD, resnet18_rslad_cifar10.py and rslad_loss.py",
                 note: "5/6 and 1/6, KL averaged over batch x classes. 300 epochs, lr x0.1 after epochs 215, 260, 285: --epochs 300 --schedule multistep:215,260,285. Its KL adds 1e-5 inside the teacher's log, a constant that changes the reported loss, not the gradient.",
             },
             Preset {
                 name: "adaad-original",
-                method: MethodKind::Adaad,
+                method: MethodKind::ADAAD,
                 params: MethodParams { adaad_reduction: KlReduction::Mean, ..d.clone() },
                 source: "github boyellow/AdaAD, main.py (method AdaAD, CIFAR10 branch) and AT_helper.py",
                 note: "AdaAD_alpha 1, KLDivLoss() 'mean' over batch x classes (its CIFAR100 branch uses batchmean, the default). Weight decay 5e-4: --weight-decay 5e-4; lr x0.1 after epochs 100 and 150 (the default).",
             },
             Preset {
                 name: "trades-original",
-                method: MethodKind::Trades,
+                method: MethodKind(&trades::INFO),
                 params: d,
                 source: "github yaodongyu/TRADES, trades.py and train_trades_cifar10.py",
                 note: "the defaults (beta 6, batchmean, start x + 0.001 N). Its CIFAR-10 run: eps 0.031, step 0.007, 76 epochs, lr x0.1 from the 75th: --eps 0.031 --alpha 0.007 --epochs 76 --schedule multistep:74.",
@@ -317,93 +320,109 @@ impl BatchLoss {
     }
 }
 
-/// A training method.
-pub trait Method {
-    /// The loss of one batch and what the trainer reports from it.
+/// A training method: how one batch's loss is computed (its inner maximisation and outer loss).
+pub trait Method: Sync {
+    /// The loss of one batch, with what the trainer reports from it.
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss;
 }
 
-/// The methods by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MethodKind {
-    /// Natural training on clean images ([`natural`]).
-    Natural,
-    /// PGD adversarial training, Madry et al. 2018 ([`pgd_at`]).
-    PgdAt,
-    /// TRADES, Zhang et al. 2019 ([`trades`]).
-    Trades,
-    /// ARD, Goldblum et al. 2020 ([`ard`]).
-    Ard,
-    /// IAD, Zhu et al. 2022 ([`iad`]).
-    Iad,
-    /// RSLAD, Zi et al. 2021 ([`rslad`]).
-    Rslad,
-    /// AdaAD, Huang et al. 2023 ([`adaad`]).
-    Adaad,
-    /// IGDM, Lee et al. 2024 ([`igdm`]).
-    Igdm,
-    /// SAAD, Lee & Chung, TMLR 2026 ([`saad`]).
-    Saad,
+/// What the CLI, the page, the checkpoints and the trainer know of a method: one per method
+/// file (its `INFO`), listed in [`METHODS`].
+pub struct MethodInfo {
+    /// Name on the command line and in checkpoints and reports (kebab-case).
+    pub name: &'static str,
+    /// Name for people (tables, the page).
+    pub title: &'static str,
+    /// One line for `--help` and the page: the method, its source and its idea.
+    pub summary: &'static str,
+    /// Whether the method distils from a teacher.
+    pub needs_teacher: bool,
+    /// First averaged epoch (1-based) of the reference's 200-epoch recipe, when the reference
+    /// averages weights.
+    pub reference_swa_start: Option<usize>,
+    /// The method itself.
+    pub method: &'static dyn Method,
 }
 
-impl MethodKind {
-    /// Every method: the baselines in the order of METHOD.md section 5, then SAAD.
-    pub const ALL: [MethodKind; 9] = [
-        MethodKind::Natural,
-        MethodKind::PgdAt,
-        MethodKind::Trades,
-        MethodKind::Ard,
-        MethodKind::Iad,
-        MethodKind::Rslad,
-        MethodKind::Adaad,
-        MethodKind::Igdm,
-        MethodKind::Saad,
-    ];
+/// A method chosen by name: a handle on its [`MethodInfo`]. Compared, printed and stored by
+/// name (checkpoints hold `"method": "saad"`).
+#[derive(Clone, Copy)]
+pub struct MethodKind(&'static MethodInfo);
 
-    /// The method's implementation.
-    pub fn build(self) -> Box<dyn Method> {
-        match self {
-            MethodKind::Natural => Box::new(natural::Natural),
-            MethodKind::PgdAt => Box::new(pgd_at::PgdAt),
-            MethodKind::Trades => Box::new(trades::Trades),
-            MethodKind::Ard => Box::new(ard::Ard),
-            MethodKind::Iad => Box::new(iad::Iad),
-            MethodKind::Rslad => Box::new(rslad::Rslad),
-            MethodKind::Adaad => Box::new(adaad::AdaAd),
-            MethodKind::Igdm => Box::new(igdm::Igdm),
-            MethodKind::Saad => Box::new(saad::Saad),
-        }
+impl MethodKind {
+    /// Natural training.
+    pub const NATURAL: Self = Self(&natural::INFO);
+    /// PGD-AT.
+    pub const PGD_AT: Self = Self(&pgd_at::INFO);
+    /// ARD.
+    pub const ARD: Self = Self(&ard::INFO);
+    /// RSLAD.
+    pub const RSLAD: Self = Self(&rslad::INFO);
+    /// AdaAD.
+    pub const ADAAD: Self = Self(&adaad::INFO);
+    /// SAAD.
+    pub const SAAD: Self = Self(&saad::INFO);
+
+    /// Every registered method, in [`METHODS`] order.
+    pub fn all() -> impl Iterator<Item = MethodKind> {
+        METHODS.iter().map(|info| MethodKind(info))
+    }
+
+    /// The method's registry entry.
+    pub fn info(self) -> &'static MethodInfo {
+        self.0
+    }
+
+    /// The method.
+    pub fn method(self) -> &'static dyn Method {
+        self.0.method
     }
 
     /// Whether the method distils from a teacher.
     pub fn needs_teacher(self) -> bool {
-        !matches!(self, MethodKind::Natural | MethodKind::PgdAt | MethodKind::Trades)
+        self.0.needs_teacher
     }
 
-    /// Command-line and serialised name (kebab-case, e.g. `pgd-at`).
+    /// The method's name (`saad`, `pgd-at`, ...).
     pub fn name(self) -> &'static str {
-        match self {
-            MethodKind::Natural => "natural",
-            MethodKind::PgdAt => "pgd-at",
-            MethodKind::Trades => "trades",
-            MethodKind::Ard => "ard",
-            MethodKind::Iad => "iad",
-            MethodKind::Rslad => "rslad",
-            MethodKind::Adaad => "adaad",
-            MethodKind::Igdm => "igdm",
-            MethodKind::Saad => "saad",
-        }
+        self.0.name
+    }
+}
+
+impl PartialEq for MethodKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for MethodKind {}
+
+impl fmt::Debug for MethodKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MethodKind({})", self.name())
     }
 }
 
 impl FromStr for MethodKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+        Self::all().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::all().map(|m| m.name()).collect();
             format!("unknown method {s:?}; expected one of {}", names.join(", "))
         })
+    }
+}
+
+impl Serialize for MethodKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for MethodKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 

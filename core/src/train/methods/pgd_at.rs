@@ -5,12 +5,22 @@
 //! No constants of its own: the attack is `--eps`/`--alpha`/`--attack-steps` (METHOD.md section
 //! 5). The SAAD authors' code has no PGD-AT script (its teachers come from RobustBench).
 
-use super::{BatchContext, BatchLoss, Method};
+use super::{BatchContext, BatchLoss, Method, MethodInfo};
 use crate::attacks::{ObjectiveKind, Start};
 use crate::losses::cross_entropy;
 
 /// PGD-AT: CE on the student's PGD adversarial examples.
 pub struct PgdAt;
+
+/// The registry's entry for PGD-AT.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "pgd-at",
+    title: "PGD-AT",
+    summary: "PGD adversarial training (Madry et al. 2018): cross-entropy on PGD examples",
+    needs_teacher: false,
+    reference_swa_start: None,
+    method: &PgdAt,
+};
 
 impl Method for PgdAt {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {

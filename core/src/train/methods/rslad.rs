@@ -8,13 +8,23 @@
 //! `--eps`/`--alpha` flags). The original (github zibojia/RSLAD, resnet18_rslad_cifar10.py)
 //! averages over batch x classes: preset `rslad-original`.
 
-use super::{BatchContext, BatchLoss, Method};
+use super::{BatchContext, BatchLoss, Method, MethodInfo};
 use crate::attacks::ObjectiveKind;
 use crate::losses::kl_div;
 use burn::prelude::*;
 
 /// RSLAD: KL to the teacher's clean soft labels on adversarial and clean inputs.
 pub struct Rslad;
+
+/// The registry's entry for RSLAD.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "rslad",
+    title: "RSLAD",
+    summary: "RSLAD (Zi et al. 2021): the teacher's soft labels on clean and adversarial images",
+    needs_teacher: true,
+    reference_swa_start: None,
+    method: &Rslad,
+};
 
 /// Per-sample `w KL(p_T(x) || p_S(x')) + (1 - w) KL(p_T(x) || p_S(x))`.
 pub fn rslad_outer_loss(

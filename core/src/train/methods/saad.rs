@@ -18,7 +18,7 @@
 //! `saad_inner_loss`, utils.py `samplewise_renyi_entropy`, main.sh): scale 5, gamma 1, beta 0,
 //! lambda 1, alpha_IG 1, weight averaging from epoch 95 of 200.
 
-use super::{BatchContext, BatchLoss, Method};
+use super::{BatchContext, BatchLoss, Method, MethodInfo};
 use crate::attacks::{Objective, Pgd};
 use crate::kernels::{self, Route};
 pub use crate::losses::saad::{SaadLogits, ig_matching, saad_outer_loss};
@@ -29,6 +29,16 @@ use burn::prelude::*;
 
 /// SAAD: teacher-entropy-weighted distillation on student-crafted adversarial examples.
 pub struct Saad;
+
+/// The registry's entry for SAAD.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "saad",
+    title: "SAAD",
+    summary: "SAAD (Lee & Chung 2026): IGDM weighted per sample by the teacher's entropy",
+    needs_teacher: true,
+    reference_swa_start: Some(95),
+    method: &Saad,
+};
 
 /// `z_T(x)` (constant) and `g_i = d z_T,y_i(x_i) / d x_i`: one teacher forward+backward, the only
 /// autodiff graph the teacher takes part in.

@@ -7,13 +7,23 @@
 //! has no TRADES script. Preset `trades-original` names the original's eps 0.031 / step 0.007
 //! schedule.
 
-use super::{BatchContext, BatchLoss, Method};
+use super::{BatchContext, BatchLoss, Method, MethodInfo};
 use crate::attacks::ObjectiveKind;
 use crate::losses::{cross_entropy, kl_div};
 use burn::module::Module;
 
 /// TRADES: `CE(S(x), y) + beta * KL(p_S(x) || p_S(x'))` on the student's own adversarial input.
 pub struct Trades;
+
+/// The registry's entry for TRADES.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "trades",
+    title: "TRADES",
+    summary: "TRADES (Zhang et al. 2019): clean CE + 6 KL(clean || adversarial), no teacher",
+    needs_teacher: false,
+    reference_swa_start: None,
+    method: &Trades,
+};
 
 impl Method for Trades {
     fn batch_loss(&self, ctx: &BatchContext) -> BatchLoss {
