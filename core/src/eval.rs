@@ -1,7 +1,7 @@
 //! Robust accuracy under the evaluation protocol's attacks (METHOD.md section 4), model in eval
 //! mode. Counts stay on the device and are read once at the end.
 
-use crate::attacks::{Objective, ObjectiveKind, Pgd, fgsm};
+use crate::attacks::{Attack, AttackOutcome, Forward, Objective, ObjectiveKind, Pgd, fgsm};
 use crate::data::DeviceSet;
 use crate::losses;
 use crate::models::Net;
@@ -43,27 +43,49 @@ impl EvalAttack {
     ];
 
     /// Adversarial examples for a batch (the clean batch for `Clean`).
-    pub fn craft(&self, model: &Net, x: &Tensor<4>, y: &Tensor<1, Int>, eps: f32) -> Tensor<4> {
-        let forward = |x| model.forward(x);
+    pub fn craft(
+        &self,
+        forward: Forward,
+        x: &Tensor<4>,
+        y: &Tensor<1, Int>,
+        eps: f32,
+    ) -> Tensor<4> {
         let ce = ObjectiveKind::CrossEntropy { labels: y.clone() };
         let alpha = crate::attacks::STANDARD_STEP;
         match *self {
             EvalAttack::Clean => x.clone(),
-            EvalAttack::Fgsm => fgsm(&forward, &ce as &dyn Objective, x, eps),
+            EvalAttack::Fgsm => fgsm(forward, &ce as &dyn Objective, x, eps),
             EvalAttack::Pgd { steps, restarts } => {
                 Pgd { eps, alpha, steps, start: crate::attacks::Start::Uniform, restarts }
-                    .run_with_restarts(&forward, &ce, x, y)
+                    .run_with_restarts(forward, &ce, x, y)
             }
             EvalAttack::Cw { steps, restarts } => {
                 Pgd { eps, alpha, steps, start: crate::attacks::Start::Uniform, restarts }
                     .run_with_restarts(
-                        &forward,
+                        forward,
                         &ObjectiveKind::CwMargin { labels: y.clone() },
                         x,
                         y,
                     )
             }
         }
+    }
+}
+
+/// One of the protocol's white-box attacks at a radius, behind the interface every attack shares.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WhiteBox {
+    /// The attack.
+    pub attack: EvalAttack,
+    /// L-infinity radius (inputs in [0,1]).
+    pub eps: f32,
+}
+
+impl Attack for WhiteBox {
+    fn run(&self, forward: Forward, x: &Tensor<4>, y: &Tensor<1, Int>) -> AttackOutcome {
+        let x_adv = self.attack.craft(forward, x, y, self.eps);
+        let fooled = losses::correct(forward(x_adv.clone()), y.clone()).neg().add_scalar(1.0);
+        AttackOutcome { x_adv, fooled }
     }
 }
 
@@ -142,9 +164,10 @@ pub fn evaluate(
     let mut counts = Vec::new();
     for (ai, attack) in attacks.iter().enumerate() {
         let mut correct = Tensor::<1>::zeros([1], &device);
+        let white_box = WhiteBox { attack: *attack, eps };
         for (bi, (x, y)) in data.batches_in_order(batch).enumerate() {
-            let x_adv = attack.craft(model, &x, &y, eps);
-            correct = correct + losses::correct(model.forward(x_adv), y).sum();
+            let fooled = white_box.run(&|x| model.forward(x), &x, &y).fooled;
+            correct = correct + fooled.neg().add_scalar(1.0).sum();
             on_batch(ai, bi + 1, nb);
         }
         counts.push(correct);

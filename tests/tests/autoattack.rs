@@ -8,7 +8,7 @@ use saad_core::attacks::apgd::Apgd;
 use saad_core::attacks::autoattack::{AaAttack, AutoAttack, AutoAttackConfig};
 use saad_core::attacks::fab::{Fab, linf_box_projection};
 use saad_core::attacks::square::{Corners, Square};
-use saad_core::attacks::{ObjectiveKind, Pgd};
+use saad_core::attacks::{Attack, AttackOutcome, ObjectiveKind, Pgd, TargetedAttack};
 use saad_core::burn::module::Module;
 use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::{Distribution, TensorData};
@@ -124,21 +124,21 @@ fn every_attack_returns_points_in_the_ball_and_the_box() {
         let t =
             t.clone().mask_where(t.clone().equal(y.clone()), t.add_scalar(1).remainder_scalar(10));
         let apgd = Apgd { n_iter: 20, ..Apgd::new(EPS) };
-        in_ball_and_box(&apgd.run_ce(&forward, &x, &y).0, &x, EPS, &format!("{name} apgd-ce"));
+        in_ball_and_box(&apgd.run(&forward, &x, &y).x_adv, &x, EPS, &format!("{name} apgd-ce"));
         in_ball_and_box(
-            &apgd.run_targeted(&forward, &x, &y, &t).0,
+            &apgd.run_targeted(&forward, &x, &y, &t).x_adv,
             &x,
             EPS,
             &format!("{name} apgd-t"),
         );
         in_ball_and_box(
-            &Fab { n_iter: 20, ..Fab::new(EPS) }.run_targeted(&forward, &x, &y, &t).0,
+            &Fab { n_iter: 20, ..Fab::new(EPS) }.run_targeted(&forward, &x, &y, &t).x_adv,
             &x,
             EPS,
             &format!("{name} fab-t"),
         );
         in_ball_and_box(
-            &Square { n_queries: 200, ..Square::new(EPS, 1) }.run(&forward, &x, &y).0,
+            &Square { n_queries: 200, ..Square::new(EPS, 1) }.run(&forward, &x, &y).x_adv,
             &x,
             EPS,
             &format!("{name} square"),
@@ -158,7 +158,7 @@ fn apgd_ce_is_at_least_as_strong_as_pgd20_and_the_ensemble_bookkeeping_holds() {
     device.seed(7);
     let pgd = Pgd::pgd20(eps).run(&forward, &ObjectiveKind::CrossEntropy { labels: y.clone() }, &x);
     let pgd_robust = to_vec(correct(model.forward(pgd), y.clone()).sum())[0];
-    let apgd = Apgd::new(eps).run_ce(&forward, &x, &y).0;
+    let apgd = Apgd::new(eps).run(&forward, &x, &y).x_adv;
     let apgd_robust = to_vec(correct(model.forward(apgd), y.clone()).sum())[0];
     let clean = to_vec(correct(model.forward(x.clone()), y.clone()).sum())[0];
     eprintln!("clean {clean}, PGD-20 robust {pgd_robust}, APGD-CE robust {apgd_robust} of 160");
@@ -264,7 +264,7 @@ fn linear_model_case(k: usize, seed: u64) -> Vec<(bool, bool)> {
     );
     // The paper's variant: on 4x4 images the standard one never moves the last row and column
     // after its initial stripes, so it cannot reach the optimal vertex these tests check.
-    let (adv, fooled) =
+    let AttackOutcome { x_adv: adv, fooled } =
         Square { n_queries: 5000, ..Square::paper(eps, seed) }.run(&forward, &x, &y);
     in_ball_and_box(&adv, &x, eps, "square on the linear model");
     let fooled = to_vec(fooled);
@@ -374,7 +374,7 @@ fn square_window_corners_are_drawn_as_the_reference_draws_them() {
     let x = Tensor::<4>::random([n, c, h, w], Distribution::Uniform(0.2, 0.8), &device);
     let y = Tensor::<1, Int>::zeros([n], &device);
     let last_column_moved = |sq: Square| {
-        let d = to_vec(sq.run(&forward, &x, &y).0 - x.clone());
+        let d = to_vec(sq.run(&forward, &x, &y).x_adv - x.clone());
         (0..n * c).any(|bc| {
             (1..h).any(|r| (d[(bc * h + r) * w + w - 1] - d[bc * h * w + w - 1]).abs() > 1e-6)
         })

@@ -7,6 +7,7 @@
 //! checkpoint raised its loss, or if its step was not halved at the last checkpoint and its best
 //! loss has not improved since. All per-sample state stays on the device: one run reads nothing.
 
+use super::attack::{Attack, AttackOutcome, TargetedAttack};
 use super::objective::{FnObjective, Objective};
 use super::{Forward, loss_and_gradient, step::project};
 use crate::losses::{correct, cross_entropy, dlr_targeted};
@@ -30,41 +31,15 @@ impl Apgd {
         Self { eps, n_iter: 100, rho: 0.75 }
     }
 
-    /// APGD with the CE loss. Returns the adversarial points (the clean point where none was
-    /// found) and the mask of samples misclassified at some iterate (1.0).
-    pub fn run_ce(
-        &self,
-        forward: Forward,
-        x: &Tensor<4>,
-        y: &Tensor<1, Int>,
-    ) -> (Tensor<4>, Tensor<1>) {
-        let objective =
-            FnObjective(|_: &Tensor<4>, logits: Tensor<2>| cross_entropy(logits, y.clone()));
-        self.run(forward, &objective, x, y)
-    }
-
-    /// APGD with the targeted DLR loss towards `targets`.
-    pub fn run_targeted(
-        &self,
-        forward: Forward,
-        x: &Tensor<4>,
-        y: &Tensor<1, Int>,
-        targets: &Tensor<1, Int>,
-    ) -> (Tensor<4>, Tensor<1>) {
-        let objective = FnObjective(|_: &Tensor<4>, logits: Tensor<2>| {
-            dlr_targeted(logits, y.clone(), targets.clone())
-        });
-        self.run(forward, &objective, x, y)
-    }
-
-    /// One APGD run maximising `objective`.
-    pub fn run(
+    /// One APGD run maximising `objective`. Returns the adversarial points (the clean point
+    /// where none was found) and the mask of samples misclassified at some iterate (1.0).
+    pub fn maximise(
         &self,
         forward: Forward,
         objective: &dyn Objective,
         x: &Tensor<4>,
         y: &Tensor<1, Int>,
-    ) -> (Tensor<4>, Tensor<1>) {
+    ) -> AttackOutcome {
         let [b, c, h, w] = x.dims();
         let device = x.device();
         let eps = self.eps;
@@ -143,7 +118,32 @@ impl Apgd {
             }
         }
         let fooled = acc.neg().add_scalar(1.0);
-        let adv = x.clone().mask_where(per_sample(fooled.clone()).bool(), x_best_adv);
-        (adv, fooled)
+        let x_adv = x.clone().mask_where(per_sample(fooled.clone()).bool(), x_best_adv);
+        AttackOutcome { x_adv, fooled }
+    }
+}
+
+/// APGD-CE: APGD with the cross-entropy loss.
+impl Attack for Apgd {
+    fn run(&self, forward: Forward, x: &Tensor<4>, y: &Tensor<1, Int>) -> AttackOutcome {
+        let objective =
+            FnObjective(|_: &Tensor<4>, logits: Tensor<2>| cross_entropy(logits, y.clone()));
+        self.maximise(forward, &objective, x, y)
+    }
+}
+
+/// APGD-T's single run: APGD with the targeted DLR loss towards `targets`.
+impl TargetedAttack for Apgd {
+    fn run_targeted(
+        &self,
+        forward: Forward,
+        x: &Tensor<4>,
+        y: &Tensor<1, Int>,
+        targets: &Tensor<1, Int>,
+    ) -> AttackOutcome {
+        let objective = FnObjective(|_: &Tensor<4>, logits: Tensor<2>| {
+            dlr_targeted(logits, y.clone(), targets.clone())
+        });
+        self.maximise(forward, &objective, x, y)
     }
 }

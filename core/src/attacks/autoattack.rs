@@ -11,6 +11,7 @@
 //! standard order.
 
 use super::apgd::Apgd;
+use super::attack::{Attack, AttackOutcome, TopClassTargets, break_still_robust};
 use super::fab::Fab;
 use super::objective::ObjectiveKind;
 use super::square::Square;
@@ -19,7 +20,7 @@ use crate::host_copy::read_f32;
 use crate::losses::correct;
 use crate::rng::derive_seed;
 use burn::prelude::*;
-use burn::tensor::{IndexingUpdateOp, TensorData};
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -271,76 +272,20 @@ impl<'a> AutoAttack<'a> {
         let device = self.x.device();
         let idx: Vec<usize> = (0..self.robust.len()).filter(|&i| self.robust[i]).collect();
         let total = idx.len().div_ceil(self.config.batch.max(1));
-        let eps = self.config.eps;
         let mut broken = 0;
         for (bi, chunk) in idx.chunks(self.config.batch.max(1)).enumerate() {
             let seed = derive_seed(self.config.seed, &[attack as u64, bi as u64]);
             device.seed(seed);
-            let ix = Tensor::<1, Int>::from_data(
-                TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [chunk.len()]),
-                &device,
-            );
-            let xb = self.x.clone().select(0, ix.clone());
-            let yb = self.y.clone().select(0, ix.clone());
-            let adv = match attack {
-                AaAttack::ApgdCe => {
-                    Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }
-                        .run_ce(self.forward, &xb, &yb)
-                        .0
-                }
-                AaAttack::ApgdT => self.targeted(&xb, &yb, |x, y, t| {
-                    Apgd { n_iter: self.config.apgd_iter, ..Apgd::new(eps) }.run_targeted(
-                        self.forward,
-                        x,
-                        y,
-                        t,
-                    )
-                }),
-                AaAttack::FabT => self.targeted(&xb, &yb, |x, y, t| {
-                    Fab { n_iter: self.config.fab_iter, ..Fab::new(eps) }.run_targeted(
-                        self.forward,
-                        x,
-                        y,
-                        t,
-                    )
-                }),
-                AaAttack::Square => {
-                    let base = if self.config.version == Version::SquarePaper {
-                        Square::paper(eps, seed)
-                    } else {
-                        Square::new(eps, seed)
-                    };
-                    Square { n_queries: self.config.square_queries, ..base }
-                        .run(self.forward, &xb, &yb)
-                        .0
-                }
-            };
-            // Accept only points the model really misclassifies (as the reference checks).
-            let fooled: Vec<bool> = read_f32(correct((self.forward)(adv.clone()), yb))
-                .into_iter()
-                .map(|c| c < 0.5)
-                .collect();
-            let sel: Vec<i64> =
-                fooled.iter().enumerate().filter(|(_, f)| **f).map(|(k, _)| k as i64).collect();
-            if !sel.is_empty() {
-                let local =
-                    Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
-                let global: Vec<i64> = sel.iter().map(|&k| chunk[k as usize] as i64).collect();
-                let gix = Tensor::<1, Int>::from_data(
-                    TensorData::new(global.clone(), [global.len()]),
-                    &device,
-                );
-                self.x_adv = self.x_adv.clone().select_assign(
-                    0,
-                    gix,
-                    adv.select(0, local),
-                    IndexingUpdateOp::Assign,
-                );
-                for g in global {
-                    self.robust[g as usize] = false;
-                }
-                broken += sel.len();
-            }
+            let runner = self.attack(attack, seed);
+            let forward = self.forward;
+            let (x, y) = (&self.x, &self.y);
+            broken += break_still_robust(chunk, &mut self.x_adv, &mut self.robust, |ix| {
+                let (xb, yb) = (x.clone().select(0, ix.clone()), y.clone().select(0, ix.clone()));
+                let x_adv = runner.run(forward, &xb, &yb).x_adv;
+                // Accept only points the model really misclassifies (as the reference checks).
+                let fooled = correct(forward(x_adv.clone()), yb).neg().add_scalar(1.0);
+                AttackOutcome { x_adv, fooled }
+            });
             on_batch(bi + 1, total);
         }
         let step = AttackStep { attack, broken, robust: self.robust_count() };
@@ -356,46 +301,26 @@ impl<'a> AutoAttack<'a> {
         step
     }
 
-    /// APGD-T / FAB-T over the top non-true classes of the clean logits: the k-th run targets
-    /// the (k+1)-th largest clean logit, on the points earlier targets left robust.
-    fn targeted(
-        &self,
-        x: &Tensor<4>,
-        y: &Tensor<1, Int>,
-        run: impl Fn(&Tensor<4>, &Tensor<1, Int>, &Tensor<1, Int>) -> (Tensor<4>, Tensor<1>),
-    ) -> Tensor<4> {
-        let device = x.device();
-        let n = y.dims()[0];
-        let order = (self.forward)(x.clone()).argsort_descending(1);
-        let mut adv = x.clone();
-        let mut live: Vec<i64> = (0..n as i64).collect();
-        for k in 1..=self.targets() {
-            if live.is_empty() {
-                break;
+    /// One attack of the ensemble with this run's settings; `seed` seeds Square's draws.
+    fn attack(&self, which: AaAttack, seed: u64) -> Box<dyn Attack> {
+        let c = &self.config;
+        let apgd = Apgd { n_iter: c.apgd_iter, ..Apgd::new(c.eps) };
+        match which {
+            AaAttack::ApgdCe => Box::new(apgd),
+            AaAttack::ApgdT => Box::new(TopClassTargets { attack: apgd, targets: self.targets() }),
+            AaAttack::FabT => Box::new(TopClassTargets {
+                attack: Fab { n_iter: c.fab_iter, ..Fab::new(c.eps) },
+                targets: self.targets(),
+            }),
+            AaAttack::Square => {
+                let base = if c.version == Version::SquarePaper {
+                    Square::paper(c.eps, seed)
+                } else {
+                    Square::new(c.eps, seed)
+                };
+                Box::new(Square { n_queries: c.square_queries, ..base })
             }
-            let ix =
-                Tensor::<1, Int>::from_data(TensorData::new(live.clone(), [live.len()]), &device);
-            let t = order
-                .clone()
-                .select(0, ix.clone())
-                .slice([0..live.len(), k..k + 1])
-                .reshape([live.len()]);
-            let (xs, ys) = (x.clone().select(0, ix.clone()), y.clone().select(0, ix.clone()));
-            let (a, fooled) = run(&xs, &ys, &t);
-            let fooled: Vec<bool> = read_f32(fooled).into_iter().map(|f| f > 0.5).collect();
-            let sel: Vec<i64> =
-                fooled.iter().enumerate().filter(|(_, f)| **f).map(|(j, _)| j as i64).collect();
-            if !sel.is_empty() {
-                let local =
-                    Tensor::<1, Int>::from_data(TensorData::new(sel.clone(), [sel.len()]), &device);
-                let global: Vec<i64> = sel.iter().map(|&j| live[j as usize]).collect();
-                let gix =
-                    Tensor::<1, Int>::from_data(TensorData::new(global, [sel.len()]), &device);
-                adv = adv.select_assign(0, gix, a.select(0, local), IndexingUpdateOp::Assign);
-            }
-            live = live.iter().zip(&fooled).filter(|(_, f)| !**f).map(|(i, _)| *i).collect();
         }
-        adv
     }
 
     /// Re-checks the returned examples: accuracy of the model on `x_adv` (must equal the

@@ -8,6 +8,7 @@
 //! towards the original point, and after every success steps back towards the original point.
 //! The result is the smallest perturbation found; it counts only if within eps.
 
+use super::attack::{AttackOutcome, TargetedAttack};
 use super::objective::FnObjective;
 use super::{Forward, loss_and_gradient};
 use crate::losses::correct;
@@ -34,16 +35,18 @@ impl Fab {
     pub fn new(eps: f32) -> Self {
         Self { eps, n_iter: 100, alpha_max: 0.1, eta: 1.05, beta: 0.9 }
     }
+}
 
-    /// Targeted FAB towards `targets`. Returns the smallest adversarial point found (the clean
-    /// point where none was found) and the mask (1.0) of samples broken within eps.
-    pub fn run_targeted(
+/// Targeted FAB towards `targets`. Returns the smallest adversarial point found (the clean
+/// point where none was found) and the mask (1.0) of samples broken within eps.
+impl TargetedAttack for Fab {
+    fn run_targeted(
         &self,
         forward: Forward,
         x: &Tensor<4>,
         y: &Tensor<1, Int>,
         targets: &Tensor<1, Int>,
-    ) -> (Tensor<4>, Tensor<1>) {
+    ) -> AttackOutcome {
         let [b, c, h, w] = x.dims();
         let d = c * h * w;
         let device = x.device();
@@ -90,8 +93,8 @@ impl Fab {
                 .mask_where(per_sample(is_adv), x.clone() + (x1 - x.clone()).mul_scalar(self.beta));
         }
         let found = best.clone().lower_equal_elem(self.eps as f64);
-        let adv = x.clone().mask_where(per_sample(found.clone()), adv);
-        (adv, found.float())
+        let x_adv = x.clone().mask_where(per_sample(found.clone()), adv);
+        AttackOutcome { x_adv, fooled: found.float() }
     }
 }
 

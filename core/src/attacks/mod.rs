@@ -2,9 +2,13 @@
 //!
 //! Every attack takes the model as a forward function (`&dyn Fn(Tensor<4>) -> Tensor<2>`, the
 //! model in eval mode without parameter gradients, e.g. `|x| model.valid().forward(x)`) and an
-//! [`Objective`] that turns logits into a per-sample loss to maximise.
+//! [`Objective`] that turns logits into a per-sample loss to maximise. The evaluation attacks
+//! share one interface, [`Attack`] (`run(forward, x, y) -> AttackOutcome`; targeted ones
+//! [`TargetedAttack`], run over the top classes by [`TopClassTargets`]), and the bookkeeping of
+//! attacking only the points still robust is [`break_still_robust`].
 
 pub mod apgd;
+pub mod attack;
 pub mod autoattack;
 pub mod fab;
 pub mod fgsm;
@@ -13,6 +17,7 @@ pub mod pgd;
 pub mod square;
 pub mod step;
 
+pub use attack::{Attack, AttackOutcome, TargetedAttack, TopClassTargets, break_still_robust};
 pub use fgsm::fgsm;
 pub use objective::{FnObjective, Objective, ObjectiveKind};
 pub use pgd::{Pgd, Start};

@@ -12,6 +12,7 @@
 //! shrunk to the samples still correct (one read).
 
 use super::Forward;
+use super::attack::{Attack, AttackOutcome};
 use crate::rng::SplitMix64;
 use burn::prelude::*;
 use burn::tensor::{Distribution, IndexingUpdateOp, TensorData};
@@ -109,14 +110,11 @@ impl Square {
             Corners::Full => len - s + 1,
         }
     }
+}
 
-    /// Runs on a batch; returns the best points and the mask (1.0) of misclassified ones.
-    pub fn run(
-        &self,
-        forward: Forward,
-        x: &Tensor<4>,
-        y: &Tensor<1, Int>,
-    ) -> (Tensor<4>, Tensor<1>) {
+/// Runs on a batch: the best points and the mask (1.0) of misclassified ones.
+impl Attack for Square {
+    fn run(&self, forward: Forward, x: &Tensor<4>, y: &Tensor<1, Int>) -> AttackOutcome {
         let [b, c, h, w] = x.dims();
         let device = x.device();
         let eps = self.eps as f64;
@@ -207,6 +205,6 @@ impl Square {
             margin_min = margin_min.select_assign(0, ix, margin_s, IndexingUpdateOp::Assign);
         }
         let fooled = margin_min.lower_equal_elem(0.0).float();
-        (x_best, fooled)
+        AttackOutcome { x_adv: x_best, fooled }
     }
 }
