@@ -184,3 +184,111 @@ pub fn evaluate(
         })
         .collect()
 }
+
+/// A white-box attack's result with its wall time, as `saad eval` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimedEvalResult {
+    /// The result.
+    #[serde(flatten)]
+    pub result: EvalResult,
+    /// Wall time (s).
+    pub seconds: f64,
+}
+
+/// The report of one `saad eval` run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// The evaluated checkpoint's path.
+    pub checkpoint: String,
+    /// Its architecture.
+    pub model: String,
+    /// The dataset (its test split).
+    pub dataset: String,
+    /// Points evaluated.
+    pub n: usize,
+    /// L-infinity radius.
+    pub eps: f32,
+    /// Seed of the random starts.
+    pub seed: u64,
+    /// The device, in words.
+    pub device: String,
+    /// The white-box attacks, in the order run.
+    pub results: Vec<TimedEvalResult>,
+    /// The AutoAttack runs, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autoattack: Vec<crate::attacks::autoattack::AutoAttackReport>,
+    /// The result card.
+    pub card: ResultCard,
+}
+
+impl EvalReport {
+    /// Accuracy under the white-box attack named `attack` (as [`EvalAttack`] displays it).
+    pub fn accuracy(&self, attack: &str) -> Option<f64> {
+        self.results.iter().find(|r| r.result.attack == attack).map(|r| r.result.accuracy)
+    }
+}
+
+/// A white-box attack's accuracy on a [`ResultCard`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CardAttack {
+    /// The attack's name.
+    pub attack: String,
+    /// Accuracy under it, in [0,1].
+    pub accuracy: f64,
+}
+
+/// The software that measured a [`ResultCard`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Software {
+    /// This project's version.
+    pub saad: String,
+    /// burn's version.
+    pub burn: String,
+}
+
+/// The result card of one evaluation: RobustBench's model-info fields where they apply
+/// (`clean_acc`, `autoattack_acc`, `eps`, `dataset`, `architecture`, threat model), plus what
+/// makes the numbers reproducible (n, attack versions, seed, device, software, time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultCard {
+    /// The model's name: its run folder for `runs/x/model.saad`, else the file's stem.
+    pub model_id: String,
+    /// The checkpoint's path.
+    pub checkpoint: String,
+    /// The architecture.
+    pub architecture: String,
+    /// The training method, when the checkpoint records one.
+    pub method: Option<String>,
+    /// Which weights (e.g. the weight average), when the checkpoint says.
+    pub weights: Option<String>,
+    /// The dataset.
+    pub dataset: String,
+    /// `Linf`.
+    pub threat_model: String,
+    /// L-infinity radius.
+    pub eps: f32,
+    /// The radius as a fraction of 255 (e.g. `8/255`).
+    pub eps_fraction: String,
+    /// Points evaluated.
+    pub n: usize,
+    /// Clean accuracy, in [0,1].
+    pub clean_acc: Option<f64>,
+    /// AutoAttack's robust accuracy, in [0,1].
+    pub autoattack_acc: Option<f64>,
+    /// The AutoAttack composition.
+    pub autoattack_version: Option<String>,
+    /// Whether it was the standard composition.
+    pub autoattack_standard: Option<bool>,
+    /// The attacks it ran.
+    pub autoattack_attacks: Option<Vec<String>>,
+    /// The other white-box attacks.
+    pub other_attacks: Vec<CardAttack>,
+    /// Seed of the random starts.
+    pub seed: u64,
+    /// The device, in words.
+    pub device: String,
+    /// The software.
+    pub software: Software,
+    /// Wall time of the evaluation (s).
+    pub seconds: f64,
+}

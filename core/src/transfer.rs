@@ -228,3 +228,36 @@ pub fn transfer_records(
     let v: Vec<f32> = crate::host_copy::read_f32(sums.expect("a non-empty data set"));
     (records, TransferStats::from_sums(&v).expect("samples"))
 }
+
+/// The summary of one `saad transfer` run over a test set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransferReport {
+    /// The teacher's file.
+    pub teacher: String,
+    /// The student's file.
+    pub student: String,
+    /// The dataset (its test split).
+    pub dataset: String,
+    /// The attack that crafted the examples against the student.
+    pub attack: String,
+    /// L-infinity radius.
+    pub eps: f32,
+    /// Images.
+    pub n: usize,
+    /// Transfer attack success: fraction of the student-crafted examples that fool the teacher.
+    pub tas: f64,
+    /// Fraction that fool the student.
+    pub student_asr: Option<f64>,
+    /// Mean teacher entropy on them.
+    pub teacher_entropy_mean: f64,
+    /// Its standard deviation.
+    pub teacher_entropy_std: f64,
+    /// Mean SAAD weight `w`.
+    pub saad_weight_mean: f64,
+    /// Histogram of `w^` over [0,1].
+    pub saad_weight_hist: Vec<usize>,
+    /// The teacher's clean accuracy on these images.
+    pub teacher_clean_acc: f64,
+    /// The student's clean accuracy on them.
+    pub student_clean_acc: f64,
+}

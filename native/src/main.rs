@@ -61,7 +61,10 @@ fn main() {
         Command::Demo(a) => commands::demo::run(a),
         Command::Train(a) => commands::train::run(a).map(|_| ()),
         Command::Eval(a) => commands::eval::run(a),
-        Command::Transfer(a) => commands::transfer::run(a).map(|s| println!("{s}")),
+        Command::Transfer(a) => commands::transfer::run(a).and_then(|s| {
+            println!("{}", serde_json::to_string(&s)?);
+            Ok(())
+        }),
         Command::Export(a) => commands::export::run(a),
         Command::Import(a) => commands::import::run(a),
         Command::Devices => commands::devices(),

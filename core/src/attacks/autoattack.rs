@@ -21,6 +21,7 @@ use crate::losses::correct;
 use crate::rng::derive_seed;
 use burn::prelude::*;
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
@@ -340,4 +341,55 @@ impl<'a> AutoAttack<'a> {
         }
         (correct_count, max_linf)
     }
+}
+
+/// One attack's line in an [`AutoAttackReport`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttackStepReport {
+    /// The attack's name (`apgd-ce`, `apgd-t`, `fab-t`, `square`).
+    pub attack: String,
+    /// Points it broke.
+    pub broken: usize,
+    /// Robust points after it.
+    pub robust: usize,
+    /// Robust accuracy after it, in [0,1].
+    pub robust_acc: f64,
+    /// Wall time (s).
+    pub seconds: f64,
+}
+
+/// The report of one AutoAttack run: what `saad eval` writes and prints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoAttackReport {
+    /// The composition, as [`Version`] displays it.
+    pub version: String,
+    /// Whether it is the standard composition.
+    pub standard: bool,
+    /// L-infinity radius.
+    pub eps: f32,
+    /// Points evaluated.
+    pub n: usize,
+    /// Base seed.
+    pub seed: u64,
+    /// Clean accuracy, in [0,1].
+    pub clean_acc: f64,
+    /// Wall time of the clean pass and the sanity checks (s).
+    pub clean_seconds: f64,
+    /// Each attack in the order run.
+    pub steps: Vec<AttackStepReport>,
+    /// Robust accuracy after every attack, in [0,1].
+    pub robust_acc: f64,
+    /// Robust points.
+    pub robust: usize,
+    /// Accuracy on the returned adversarial examples, classified again.
+    pub recheck_acc: f64,
+    /// Whether the re-check agrees with the robust accuracy.
+    pub recheck_agrees: bool,
+    /// Largest L-infinity distance of a returned example to its clean image.
+    pub max_linf: f32,
+    /// Warnings of the reference's sanity checks (randomness, zero gradients, Square breaking
+    /// points the white-box attacks did not).
+    pub flags: Vec<String>,
+    /// Wall time of the whole run (s).
+    pub seconds: f64,
 }

@@ -1,6 +1,7 @@
 //! Training: configuration, learning-rate schedules, methods and the shared loop.
 
 pub mod config;
+pub mod log;
 pub mod methods;
 pub mod schedule;
 pub mod trainer;
@@ -8,6 +9,7 @@ pub mod weight_average;
 
 pub use crate::losses::transfer_stats::TransferStats;
 pub use config::TrainConfig;
+pub use log::EpochLog;
 pub use methods::{AttackSettings, Method, MethodKind, MethodParams};
 pub use schedule::LrSchedule;
 pub use trainer::{Divergence, EpochRun, EpochStats, PendingEpoch, Trainer};

@@ -6,7 +6,7 @@
 //! measured on the test set; a table with TAS per method is printed; everything (checkpoints,
 //! logs, per-sample transfer records, summary.json, SVG plots) goes to one folder.
 
-use super::eval::{EvalArgs, EvalItem, run_json as eval_json};
+use super::eval::{EvalArgs, EvalItem, report as eval_report};
 use super::train::{SwaStart, TrainArgs, run as train_run};
 use super::transfer::{TransferArgs, run as transfer_run};
 use crate::datasets::{DataArgs, DatasetName};
@@ -16,10 +16,12 @@ use crate::plot::{Series, line_chart};
 use anyhow::{Context, Result, bail};
 use saad_core::attacks::autoattack::Version;
 use saad_core::attacks::{STANDARD_EPS, STANDARD_STEP};
-use saad_core::eval::EvalAttack;
+use saad_core::eval::{EvalAttack, EvalReport};
 use saad_core::models::Arch;
-use saad_core::train::{LrSchedule, MethodKind};
-use serde_json::{Value, json};
+use saad_core::train::{EpochLog, LrSchedule, MethodKind};
+use saad_core::transfer::TransferReport;
+use serde::Serialize;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -29,7 +31,12 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
     /// Distillation methods of the students.
-    #[arg(long, default_value = "saad,rslad,adaad", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "saad,rslad,adaad",
+        value_delimiter = ',',
+        value_parser = super::method_parser()
+    )]
     pub methods: Vec<MethodKind>,
     #[arg(long, default_value = "small-cnn-16")]
     pub teacher_arch: Arch,
@@ -103,7 +110,34 @@ fn train_args(
     }
 }
 
-fn eval(a: &DemoArgs, model: &Path) -> Result<Value> {
+/// One model's row of the demo: what it is and what was measured (`summary.json`).
+#[derive(Serialize)]
+struct DemoRow {
+    name: String,
+    arch: String,
+    model: String,
+    log: String,
+    /// Clean and PGD-20 on the whole test set.
+    eval: EvalReport,
+    /// Clean and standard AutoAttack on the first `--aa-n` test images, with the result card.
+    autoattack: Option<EvalReport>,
+    /// The students' transfer statistics on the test set (PGD-20 against the student).
+    transfer_test: Option<TransferReport>,
+    /// TAS of the method's own training examples in the last epoch.
+    train_tas_last_epoch: Option<f64>,
+    /// The students' per-sample transfer records.
+    records: Option<String>,
+}
+
+impl DemoRow {
+    fn autoattack_acc(&self) -> Option<f64> {
+        self.autoattack.as_ref()?.autoattack.first().map(|a| a.robust_acc)
+    }
+}
+
+/// The white-box report on all test images, and the AutoAttack report (with the model's result
+/// card, `card.json` beside it) on the first `--aa-n`.
+fn eval(a: &DemoArgs, model: &Path) -> Result<(EvalReport, Option<EvalReport>)> {
     let args = |attacks: Vec<EvalItem>, n: Option<usize>, card: Option<PathBuf>| EvalArgs {
         checkpoint: model.to_path_buf(),
         data_dir: "data".into(),
@@ -117,7 +151,7 @@ fn eval(a: &DemoArgs, model: &Path) -> Result<Value> {
         quiet: true,
         card,
     };
-    let mut report = eval_json(args(
+    let white_box = eval_report(args(
         [EvalAttack::Clean, EvalAttack::Pgd { steps: 20, restarts: 1 }]
             .into_iter()
             .map(EvalItem::WhiteBox)
@@ -125,32 +159,28 @@ fn eval(a: &DemoArgs, model: &Path) -> Result<Value> {
         None,
         None,
     ))?;
-    if a.aa_n > 0 {
-        // The result card of each model (card.json beside it): clean and AutoAttack on the same points.
-        let aa = eval_json(args(
-            vec![EvalItem::WhiteBox(EvalAttack::Clean), EvalItem::AutoAttack(Version::Standard)],
-            Some(a.aa_n),
-            Some(model.with_file_name("card.json")),
-        ))?;
-        report["autoattack"] = aa["autoattack"][0].clone();
-        report["card"] = aa["card"].clone();
-    }
-    Ok(report)
+    let autoattack = (a.aa_n > 0)
+        .then(|| {
+            eval_report(args(
+                vec![
+                    EvalItem::WhiteBox(EvalAttack::Clean),
+                    EvalItem::AutoAttack(Version::Standard),
+                ],
+                Some(a.aa_n),
+                Some(model.with_file_name("card.json")),
+            ))
+        })
+        .transpose()?;
+    Ok((white_box, autoattack))
 }
 
-fn acc(report: &Value, attack: &str) -> Option<f64> {
-    if attack == "autoattack" {
-        return report["autoattack"]["robust_acc"].as_f64();
-    }
-    report["results"].as_array()?.iter().find(|r| r["attack"] == attack)?["accuracy"].as_f64()
-}
-
-fn log_series(log: &Path, key: &str) -> Vec<(f64, f64)> {
+/// One value per epoch of a run's `log.jsonl` (epochs without it are left out).
+fn log_series(log: &Path, value: fn(&EpochLog) -> Option<f64>) -> Vec<(f64, f64)> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| Some((v["epoch"].as_f64()?, v[key].as_f64()?)))
+        .filter_map(|l| serde_json::from_str::<EpochLog>(l).ok())
+        .filter_map(|l| Some((l.epoch as f64, value(&l)?)))
         .collect()
 }
 
@@ -185,9 +215,18 @@ pub fn run(a: DemoArgs) -> Result<()> {
         teacher_dir.clone(),
         None,
     ))?;
-    let mut rows = vec![
-        json!({"name": "teacher (pgd-at)", "arch": a.teacher_arch.to_string(), "model": teacher.display().to_string(), "eval": eval(&a, &teacher)?, "log": teacher_dir.join("log.jsonl").display().to_string()}),
-    ];
+    let (teacher_eval, teacher_aa) = eval(&a, &teacher)?;
+    let mut rows = vec![DemoRow {
+        name: "teacher (pgd-at)".into(),
+        arch: a.teacher_arch.to_string(),
+        model: teacher.display().to_string(),
+        log: teacher_dir.join("log.jsonl").display().to_string(),
+        eval: teacher_eval,
+        autoattack: teacher_aa,
+        transfer_test: None,
+        train_tas_last_epoch: None,
+        records: None,
+    }];
     for &method in &a.methods {
         eprintln!("== student: {method} distillation of {} from the teacher", a.student_arch);
         let dir = a.out.join(method.name());
@@ -202,7 +241,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         eprintln!(
             "== {method}: evaluating (clean, PGD-20, AutoAttack) and measuring transfer on the test set"
         );
-        let report = eval(&a, &model)?;
+        let (report, autoattack) = eval(&a, &model)?;
         let records = dir.join("transfer.csv");
         let transfer = transfer_run(TransferArgs {
             teacher: teacher.clone(),
@@ -220,12 +259,18 @@ pub fn run(a: DemoArgs) -> Result<()> {
             quiet: true,
         })?;
         let log = dir.join("log.jsonl");
-        let train_tas = log_series(&log, "tas").last().map(|p| p.1);
-        rows.push(json!({
-            "name": method.name(), "arch": a.student_arch.to_string(), "model": model.display().to_string(),
-            "eval": report, "transfer_test": transfer, "train_tas_last_epoch": train_tas,
-            "records": records.display().to_string(), "log": log.display().to_string(),
-        }));
+        let train_tas = log_series(&log, |l| l.tas).last().map(|p| p.1);
+        rows.push(DemoRow {
+            name: method.name().into(),
+            arch: a.student_arch.to_string(),
+            model: model.display().to_string(),
+            log: log.display().to_string(),
+            eval: report,
+            autoattack,
+            transfer_test: Some(transfer),
+            train_tas_last_epoch: train_tas,
+            records: Some(records.display().to_string()),
+        });
     }
 
     let pct =
@@ -238,36 +283,27 @@ pub fn run(a: DemoArgs) -> Result<()> {
     for r in &rows {
         println!(
             "{:<18} {:>8} {:>8} {:>8} {:>11} {:>10}",
-            r["name"].as_str().unwrap_or(""),
-            pct(acc(&r["eval"], "clean")),
-            pct(acc(&r["eval"], "pgd20")),
-            pct(acc(&r["eval"], "autoattack")),
-            pct(r["train_tas_last_epoch"].as_f64()),
-            pct(r["transfer_test"]["tas"].as_f64()),
+            r.name,
+            pct(r.eval.accuracy("clean")),
+            pct(r.eval.accuracy("pgd20")),
+            pct(r.autoattack_acc()),
+            pct(r.train_tas_last_epoch),
+            pct(r.transfer_test.as_ref().map(|t| t.tas)),
         );
     }
     println!(
         "clean, PGD-20: all {} test images; {aa_col}: standard AutoAttack on the first {} (robust accuracy).",
-        rows[0]["eval"]["n"], a.aa_n
+        rows[0].eval.n, a.aa_n
     );
     println!(
         "TAS: fraction of student-crafted adversarial examples (train: the method's own; test: PGD-20 on the student) that fool the teacher."
     );
 
     // Plots over epochs.
-    let logs: Vec<(String, PathBuf)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap_or("").to_string(),
-                PathBuf::from(r["log"].as_str().unwrap_or("")),
-            )
-        })
-        .collect();
-    let series = |key: &str, skip_teacher: bool| -> Vec<Series> {
-        logs.iter()
+    let series = |value: fn(&EpochLog) -> Option<f64>, skip_teacher: bool| -> Vec<Series> {
+        rows.iter()
             .skip(skip_teacher as usize)
-            .map(|(n, l)| Series { name: n.clone(), points: log_series(l, key) })
+            .map(|r| Series { name: r.name.clone(), points: log_series(Path::new(&r.log), value) })
             .collect()
     };
     write_atomic(
@@ -275,7 +311,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         line_chart(
             "Clean accuracy (first 100 test images)",
             "epoch",
-            &series("test_clean_acc", false),
+            &series(|l| l.test_clean_acc, false),
         )
         .as_bytes(),
     )?;
@@ -284,13 +320,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
         line_chart(
             "PGD-20 accuracy, eps 8/255 (first 100 test images)",
             "epoch",
-            &series("test_pgd20_acc", false),
+            &series(|l| l.test_pgd20_acc, false),
         )
         .as_bytes(),
     )?;
     write_atomic(
         &a.out.join("tas.svg"),
-        line_chart("TAS of the training batches", "epoch", &series("tas", true)).as_bytes(),
+        line_chart("TAS of the training batches", "epoch", &series(|l| l.tas, true)).as_bytes(),
     )?;
     let summary = json!({
         "dataset": "digits", "image_size": a.image_size, "eps": STANDARD_EPS, "seed": a.seed,

@@ -5,11 +5,14 @@ use crate::datasets::{self, DataArgs, DatasetName};
 use crate::device::{DeviceChoice, select};
 use crate::progress::{Progress, note};
 use anyhow::{Context, Result, bail};
-use saad_core::attacks::autoattack::{AutoAttack, AutoAttackConfig, Version};
+use saad_core::attacks::autoattack::{
+    AttackStepReport, AutoAttack, AutoAttackConfig, AutoAttackReport, Version,
+};
 use saad_core::data::DeviceSet;
-use saad_core::eval::{EvalAttack, evaluate};
+use saad_core::eval::{
+    CardAttack, EvalAttack, EvalReport, ResultCard, Software, TimedEvalResult, evaluate,
+};
 use saad_core::models::Net;
-use serde_json::json;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
@@ -86,15 +89,15 @@ impl FromStr for EvalItem {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let json = args.json;
-    let report = run_json(args)?;
+    let report = report(args)?;
     if json {
-        println!("{report}");
+        println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
 }
 
-/// Evaluates and returns the report as JSON (printing the table unless `json`).
-pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
+/// Evaluates and returns the report (printing the table unless `json`).
+pub fn report(args: EvalArgs) -> Result<EvalReport> {
     let q = args.quiet || args.json;
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
@@ -150,62 +153,68 @@ pub fn run_json(args: EvalArgs) -> Result<serde_json::Value> {
             &mut |_, b, _| bar.set(b as u64),
         );
         bar.finish();
-        results.push((r.remove(0), start.elapsed().as_secs_f64()));
+        results
+            .push(TimedEvalResult { result: r.remove(0), seconds: start.elapsed().as_secs_f64() });
     }
-    let mut obj = json!({
-            "checkpoint": args.checkpoint.display().to_string(),
-            "model": ckpt.header.model.arch.to_string(),
-            "dataset": info.name,
-            "n": data.len,
-            "eps": args.eps,
-            "seed": args.seed,
-            "device": device_name,
-            "results": results.iter().map(|(r, t)| json!({"attack": r.attack, "accuracy": r.accuracy, "correct": r.correct, "total": r.total, "seconds": t})).collect::<Vec<_>>(),
-    });
-    if !autoattack.is_empty() {
-        obj["autoattack"] = json!(autoattack);
-    }
-    obj["card"] = result_card(&obj, &args, &ckpt, eval_start.elapsed().as_secs_f64());
+    let card = result_card(
+        &results,
+        autoattack.first(),
+        &args,
+        &ckpt,
+        data.len,
+        &device_name,
+        eval_start.elapsed().as_secs_f64(),
+    );
+    let report = EvalReport {
+        checkpoint: args.checkpoint.display().to_string(),
+        model: ckpt.header.model.arch.to_string(),
+        dataset: info.name.clone(),
+        n: data.len,
+        eps: args.eps,
+        seed: args.seed,
+        device: device_name,
+        results,
+        autoattack,
+        card,
+    };
     if let Some(path) = &args.card {
-        crate::fsutil::write_atomic(path, serde_json::to_string_pretty(&obj["card"])?.as_bytes())?;
+        crate::fsutil::write_atomic(path, serde_json::to_string_pretty(&report.card)?.as_bytes())?;
     }
     if !args.json {
-        if !results.is_empty() {
+        if !report.results.is_empty() {
             println!("{:<10} {:>9} {:>13} {:>9}", "attack", "accuracy", "correct", "seconds");
-            for (r, t) in &results {
+            for TimedEvalResult { result: r, seconds } in &report.results {
                 println!(
                     "{:<10} {:>8.2}% {:>6}/{:<6} {:>9.1}",
                     r.attack,
                     100.0 * r.accuracy,
                     r.correct,
                     r.total,
-                    t
+                    seconds
                 );
             }
         }
-        for aa in &autoattack {
+        for aa in &report.autoattack {
             print_autoattack(aa);
         }
     }
-    Ok(obj)
+    Ok(report)
 }
 
 /// The result card of one evaluation: RobustBench's model-info fields where they apply
 /// (`clean_acc`, `autoattack_acc`, `eps`, `dataset`, `architecture`, threat model), plus what
 /// makes the numbers reproducible here (n, attack versions, seed, device, software, time).
 fn result_card(
-    report: &serde_json::Value,
+    results: &[TimedEvalResult],
+    autoattack: Option<&AutoAttackReport>,
     args: &EvalArgs,
     ckpt: &saad_core::checkpoint::Checkpoint,
+    n: usize,
+    device: &str,
     seconds: f64,
-) -> serde_json::Value {
-    let white_box = |name: &str| {
-        report["results"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["attack"] == name))
-            .map(|r| r["accuracy"].clone())
-    };
-    let aa = report["autoattack"].as_array().and_then(|a| a.first()).cloned();
+) -> ResultCard {
+    let white_box =
+        |name: &str| results.iter().find(|r| r.result.attack == name).map(|r| r.result.accuracy);
     // `runs/x/model.saad` is known by its run folder, `teacher.saad` by its own name.
     let stem =
         args.checkpoint.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -218,28 +227,33 @@ fn result_card(
         ("model" | "checkpoint", Some(f)) => f,
         _ => stem,
     };
-    json!({
-        "model_id": model_id,
-        "checkpoint": args.checkpoint.display().to_string(),
-        "architecture": ckpt.header.model.arch.to_string(),
-        "method": ckpt.header.train_config.get("method").cloned(),
-        "weights": ckpt.header.notes.get("weights").cloned(),
-        "dataset": ckpt.header.dataset.name,
-        "threat_model": "Linf",
-        "eps": args.eps,
-        "eps_fraction": format!("{:.0}/255", args.eps * 255.0),
-        "n": report["n"],
-        "clean_acc": white_box("clean").or_else(|| aa.as_ref().map(|a| a["clean_acc"].clone())),
-        "autoattack_acc": aa.as_ref().map(|a| a["robust_acc"].clone()),
-        "autoattack_version": aa.as_ref().map(|a| a["version"].clone()),
-        "autoattack_standard": aa.as_ref().map(|a| a["standard"].clone()),
-        "autoattack_attacks": aa.as_ref().map(|a| a["steps"].as_array().map(|s| s.iter().map(|s| s["attack"].clone()).collect::<Vec<_>>())),
-        "other_attacks": report["results"].as_array().map(|r| r.iter().filter(|r| r["attack"] != "clean").map(|r| json!({"attack": r["attack"], "accuracy": r["accuracy"]})).collect::<Vec<_>>()),
-        "seed": args.seed,
-        "device": report["device"],
-        "software": {"saad": env!("CARGO_PKG_VERSION"), "burn": "0.22.1"},
-        "seconds": seconds,
-    })
+    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
+    ResultCard {
+        model_id,
+        checkpoint: args.checkpoint.display().to_string(),
+        architecture: ckpt.header.model.arch.to_string(),
+        method: text(ckpt.header.train_config.get("method")),
+        weights: text(ckpt.header.notes.get("weights")),
+        dataset: ckpt.header.dataset.name.clone(),
+        threat_model: "Linf".into(),
+        eps: args.eps,
+        eps_fraction: format!("{:.0}/255", args.eps * 255.0),
+        n,
+        clean_acc: white_box("clean").or(autoattack.map(|a| a.clean_acc)),
+        autoattack_acc: autoattack.map(|a| a.robust_acc),
+        autoattack_version: autoattack.map(|a| a.version.clone()),
+        autoattack_standard: autoattack.map(|a| a.standard),
+        autoattack_attacks: autoattack.map(|a| a.steps.iter().map(|s| s.attack.clone()).collect()),
+        other_attacks: results
+            .iter()
+            .filter(|r| r.result.attack != "clean")
+            .map(|r| CardAttack { attack: r.result.attack.clone(), accuracy: r.result.accuracy })
+            .collect(),
+        seed: args.seed,
+        device: device.to_string(),
+        software: Software { saad: env!("CARGO_PKG_VERSION").into(), burn: "0.22.1".into() },
+        seconds,
+    }
 }
 
 /// Runs an AutoAttack composition with a progress bar per attack; the report as JSON.
@@ -249,7 +263,7 @@ fn run_autoattack(
     version: Version,
     args: &EvalArgs,
     q: bool,
-) -> serde_json::Value {
+) -> AutoAttackReport {
     let forward = |x| model.forward(x);
     let config = AutoAttackConfig {
         seed: args.seed,
@@ -276,49 +290,56 @@ fn run_autoattack(
         let t0 = Instant::now();
         let step = aa.run_attack(attack, &mut |b, _| bar.set(b as u64));
         bar.finish();
-        steps.push(json!({
-            "attack": attack.name(), "broken": step.broken, "robust": step.robust,
-            "robust_acc": step.robust as f64 / n as f64, "seconds": t0.elapsed().as_secs_f64(),
-        }));
+        steps.push(AttackStepReport {
+            attack: attack.name().into(),
+            broken: step.broken,
+            robust: step.robust,
+            robust_acc: step.robust as f64 / n as f64,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
     }
     let (recheck_correct, max_linf) = aa.recheck();
     let robust = aa.robust_count();
-    json!({
-        "version": version.to_string(), "standard": version.is_standard(), "eps": args.eps, "n": n, "seed": args.seed,
-        "clean_acc": aa.clean_correct as f64 / n as f64, "clean_seconds": clean_seconds,
-        "steps": steps, "robust_acc": robust as f64 / n as f64, "robust": robust,
-        "recheck_acc": recheck_correct as f64 / n as f64, "recheck_agrees": recheck_correct == robust,
-        "max_linf": max_linf, "flags": aa.flags, "seconds": start.elapsed().as_secs_f64(),
-    })
+    AutoAttackReport {
+        version: version.to_string(),
+        standard: version.is_standard(),
+        eps: args.eps,
+        n,
+        seed: args.seed,
+        clean_acc: aa.clean_correct as f64 / n as f64,
+        clean_seconds,
+        steps,
+        robust_acc: robust as f64 / n as f64,
+        robust,
+        recheck_acc: recheck_correct as f64 / n as f64,
+        recheck_agrees: recheck_correct == robust,
+        max_linf,
+        flags: aa.flags,
+        seconds: start.elapsed().as_secs_f64(),
+    }
 }
 
-fn print_autoattack(r: &serde_json::Value) {
-    let pct = |v: &serde_json::Value| format!("{:.2}%", 100.0 * v.as_f64().unwrap_or(f64::NAN));
-    println!(
-        "AutoAttack {} (eps {:.5}, {} points, seed {})",
-        r["version"].as_str().unwrap_or(""),
-        r["eps"].as_f64().unwrap_or(0.0),
-        r["n"],
-        r["seed"]
-    );
-    println!("  {:<10} {:>9}", "clean", pct(&r["clean_acc"]));
-    for s in r["steps"].as_array().into_iter().flatten() {
+fn print_autoattack(r: &AutoAttackReport) {
+    let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+    println!("AutoAttack {} (eps {:.5}, {} points, seed {})", r.version, r.eps, r.n, r.seed);
+    println!("  {:<10} {:>9}", "clean", pct(r.clean_acc));
+    for s in &r.steps {
         println!(
             "  {:<10} {:>9}  (broke {:>4}, {:>7.1} s)",
-            s["attack"].as_str().unwrap_or(""),
-            pct(&s["robust_acc"]),
-            s["broken"],
-            s["seconds"].as_f64().unwrap_or(0.0)
+            s.attack,
+            pct(s.robust_acc),
+            s.broken,
+            s.seconds
         );
     }
     println!(
         "  {:<10} {:>9}  (re-checked on the returned examples: {}; max Linf {:.5})",
         "robust",
-        pct(&r["robust_acc"]),
-        pct(&r["recheck_acc"]),
-        r["max_linf"].as_f64().unwrap_or(0.0)
+        pct(r.robust_acc),
+        pct(r.recheck_acc),
+        r.max_linf
     );
-    for f in r["flags"].as_array().into_iter().flatten() {
-        println!("  WARNING: {}", f.as_str().unwrap_or(""));
+    for f in &r.flags {
+        println!("  WARNING: {f}");
     }
 }

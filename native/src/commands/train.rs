@@ -13,8 +13,8 @@ use saad_core::models::{Arch, ModelSpec};
 use saad_core::train::methods::Preset;
 use saad_core::train::trainer::stream;
 use saad_core::train::{
-    AttackSettings, Divergence, EpochStats, LrSchedule, MethodKind, MethodParams, TrainConfig,
-    Trainer,
+    AttackSettings, Divergence, EpochLog, EpochStats, LrSchedule, MethodKind, MethodParams,
+    TrainConfig, Trainer,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -360,22 +360,29 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
             // Nothing of this epoch is written: the checkpoint keeps the last good epoch.
             bail!("{}", divergence_message(d, &stats, &trainer.config, &ckpt_path));
         }
-        let mut line = json!({
-            "epoch": stats.epoch,
-            "method": trainer.config.method.to_string(),
-            "lr": stats.lr,
-            "train_loss": stats.loss,
-            "train_acc": stats.accuracy,
-            "train_seconds": train_secs,
-            "images_per_sec": stats.images as f64 / train_secs,
-        });
+        let mut line = EpochLog {
+            epoch: stats.epoch,
+            method: trainer.config.method,
+            lr: stats.lr,
+            train_loss: stats.loss,
+            train_acc: stats.accuracy,
+            train_seconds: train_secs,
+            images_per_sec: stats.images as f64 / train_secs,
+            tas: None,
+            student_asr: None,
+            teacher_entropy_mean: None,
+            teacher_entropy_std: None,
+            saad_weight_mean: None,
+            saad_weight_hist: None,
+            evaluated: None,
+            test_clean_acc: None,
+            test_pgd20_acc: None,
+            avg_test_clean_acc: None,
+            avg_test_pgd20_acc: None,
+            eval_seconds: None,
+        };
         if let Some(t) = &stats.transfer {
-            line["tas"] = json!(t.tas);
-            line["student_asr"] = json!(t.student_asr);
-            line["teacher_entropy_mean"] = json!(t.teacher_entropy_mean);
-            line["teacher_entropy_std"] = json!(t.teacher_entropy_std);
-            line["saad_weight_mean"] = json!(t.weight_mean);
-            line["saad_weight_hist"] = json!(t.weight_hist);
+            line = line.with_transfer(t);
         }
         let eval_now = trainer.is_done() || (args.eval_every > 0 && epoch % args.eval_every == 0);
         if eval_now {
@@ -399,9 +406,9 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
             ebar.finish();
             // test_* are the raw student's; once averaging has begun, avg_test_* are the
             // weight average's (the model a finished run reports), BatchNorm recomputed.
-            line["evaluated"] = json!("student");
-            line["test_clean_acc"] = json!(res[0].accuracy);
-            line["test_pgd20_acc"] = json!(res[1].accuracy);
+            line.evaluated = Some("student".into());
+            line.test_clean_acc = Some(res[0].accuracy);
+            line.test_pgd20_acc = Some(res[1].accuracy);
             if trainer.average.is_some() {
                 device.seed(saad_core::rng::derive_seed(
                     trainer.config.seed,
@@ -416,14 +423,14 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
                     256,
                     &mut |_, _, _| {},
                 );
-                line["evaluated"] = json!("student and weight average");
-                line["avg_test_clean_acc"] = json!(res[0].accuracy);
-                line["avg_test_pgd20_acc"] = json!(res[1].accuracy);
+                line.evaluated = Some("student and weight average".into());
+                line.avg_test_clean_acc = Some(res[0].accuracy);
+                line.avg_test_pgd20_acc = Some(res[1].accuracy);
             }
-            line["eval_seconds"] = json!(start.elapsed().as_secs_f64());
+            line.eval_seconds = Some(start.elapsed().as_secs_f64());
         }
         note(q, format_epoch(&line));
-        trainer.history.push(line);
+        trainer.history.push(serde_json::to_value(&line)?);
         write_atomic(&ckpt_path, &trainer.checkpoint().encode())?;
         let log: String = trainer.history.iter().map(|l| format!("{l}\n")).collect();
         write_atomic(&log_path, log.as_bytes())?;
@@ -497,29 +504,25 @@ fn divergence_message(
     )
 }
 
-fn format_epoch(l: &serde_json::Value) -> String {
-    let pct = |k: &str| {
-        l.get(k)
-            .and_then(|v| v.as_f64())
-            .map(|v| format!("{:.2}%", 100.0 * v))
-            .unwrap_or_else(|| "-".into())
-    };
+fn format_epoch(l: &EpochLog) -> String {
+    let pct =
+        |v: Option<f64>| v.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
     format!(
         "epoch {:>3}  loss {:.4}  train acc {}  test clean {}  test PGD-20 {}{}{}  {:.0} img/s",
-        l["epoch"],
-        l["train_loss"].as_f64().unwrap_or(f64::NAN),
-        pct("train_acc"),
-        pct("test_clean_acc"),
-        pct("test_pgd20_acc"),
-        l.get("avg_test_clean_acc")
+        l.epoch,
+        l.train_loss,
+        pct(Some(l.train_acc)),
+        pct(l.test_clean_acc),
+        pct(l.test_pgd20_acc),
+        l.avg_test_clean_acc
             .map(|_| format!(
                 "  (average: {} / {})",
-                pct("avg_test_clean_acc"),
-                pct("avg_test_pgd20_acc")
+                pct(l.avg_test_clean_acc),
+                pct(l.avg_test_pgd20_acc)
             ))
             .unwrap_or_default(),
-        l.get("tas").map(|_| format!("  TAS {}", pct("tas"))).unwrap_or_default(),
-        l["images_per_sec"].as_f64().unwrap_or(0.0)
+        l.tas.map(|t| format!("  TAS {}", pct(Some(t)))).unwrap_or_default(),
+        l.images_per_sec
     )
 }
 

@@ -9,7 +9,7 @@ use crate::progress::{Progress, note};
 use anyhow::{Context, Result, bail};
 use saad_core::data::DeviceSet;
 use saad_core::train::MethodParams;
-use saad_core::transfer::{SampleRecord, TransferAttack, transfer_records};
+use saad_core::transfer::{SampleRecord, TransferAttack, TransferReport, transfer_records};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -75,7 +75,7 @@ pub fn csv(records: &[SampleRecord]) -> String {
 }
 
 /// Runs the measurement and writes the records; returns the summary as JSON.
-pub fn run(args: TransferArgs) -> Result<serde_json::Value> {
+pub fn run(args: TransferArgs) -> Result<TransferReport> {
     let q = args.quiet;
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
@@ -132,22 +132,23 @@ pub fn run(args: TransferArgs) -> Result<serde_json::Value> {
         &mut |b, _| bar.set(b as u64),
     );
     bar.finish();
-    let summary = json!({
-        "teacher": args.teacher.display().to_string(),
-        "student": args.student.display().to_string(),
-        "dataset": info.name,
-        "attack": format!("{:?}", args.attack),
-        "eps": args.eps,
-        "n": set.len,
-        "tas": stats.tas,
-        "student_asr": stats.student_asr,
-        "teacher_entropy_mean": stats.teacher_entropy_mean,
-        "teacher_entropy_std": stats.teacher_entropy_std,
-        "saad_weight_mean": stats.weight_mean,
-        "saad_weight_hist": stats.weight_hist,
-        "teacher_clean_acc": records.iter().filter(|r| r.teacher_clean == r.label).count() as f64 / records.len() as f64,
-        "student_clean_acc": records.iter().filter(|r| r.student_clean == r.label).count() as f64 / records.len() as f64,
-    });
+    let fraction = |n: usize| n as f64 / records.len() as f64;
+    let summary = TransferReport {
+        teacher: args.teacher.display().to_string(),
+        student: args.student.display().to_string(),
+        dataset: info.name.clone(),
+        attack: format!("{:?}", args.attack),
+        eps: args.eps,
+        n: set.len,
+        tas: stats.tas,
+        student_asr: stats.student_asr,
+        teacher_entropy_mean: stats.teacher_entropy_mean,
+        teacher_entropy_std: stats.teacher_entropy_std,
+        saad_weight_mean: stats.weight_mean,
+        saad_weight_hist: stats.weight_hist.clone(),
+        teacher_clean_acc: fraction(records.iter().filter(|r| r.teacher_clean == r.label).count()),
+        student_clean_acc: fraction(records.iter().filter(|r| r.student_clean == r.label).count()),
+    };
     let body = if args.out.extension().is_some_and(|e| e == "json") {
         serde_json::to_string_pretty(&json!({"summary": summary, "records": records}))?
     } else {
