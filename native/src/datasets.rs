@@ -69,6 +69,19 @@ pub enum Split {
 }
 
 /// (train, test) for the chosen dataset.
+/// The dataset a checkpoint was trained on, read from `data_dir` (its name and image size come
+/// from the checkpoint `path`).
+pub fn of_checkpoint(
+    info: &saad_core::checkpoint::DatasetInfo,
+    data_dir: &Path,
+    path: &Path,
+) -> Result<DataArgs> {
+    let Some(data) = DatasetName::parse(&info.name) else {
+        bail!("unknown dataset {:?} in {}", info.name, path.display());
+    };
+    Ok(DataArgs { data, data_dir: data_dir.to_path_buf(), image_size: info.image_size })
+}
+
 pub fn load(args: &DataArgs) -> Result<(ImageSet, ImageSet)> {
     Ok((load_split(args, Split::Train)?, load_split(args, Split::Test)?))
 }

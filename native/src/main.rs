@@ -59,7 +59,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => commands::demo::run(a),
-        Command::Train(a) => commands::train::run(a).map(|_| ()),
+        Command::Train(a) => a.job().and_then(commands::train::run).map(|_| ()),
         Command::Eval(a) => commands::eval::run(a),
         Command::Transfer(a) => commands::transfer::run(a).and_then(|s| {
             println!("{}", serde_json::to_string(&s)?);

@@ -7,7 +7,7 @@
 //! logs, per-sample transfer records, summary.json, SVG plots) goes to one folder.
 
 use super::eval::{EvalArgs, EvalItem, report as eval_report};
-use super::train::{SwaStart, TrainArgs, run as train_run};
+use super::train::{SwaStart, TrainJob, run as train_run};
 use super::transfer::{TransferArgs, run as transfer_run};
 use crate::datasets::{DataArgs, DatasetName};
 use crate::device::DeviceChoice;
@@ -18,7 +18,7 @@ use saad_core::attacks::autoattack::Version;
 use saad_core::attacks::{STANDARD_EPS, STANDARD_STEP};
 use saad_core::eval::{EvalAttack, EvalReport};
 use saad_core::models::Arch;
-use saad_core::train::{EpochLog, LrSchedule, MethodKind};
+use saad_core::train::{EpochLog, LrSchedule, MethodKind, TrainConfig};
 use saad_core::transfer::TransferReport;
 use serde::Serialize;
 use serde_json::json;
@@ -64,43 +64,42 @@ pub struct DemoArgs {
     pub resume: bool,
 }
 
-fn train_args(
+fn train_job(
     a: &DemoArgs,
     method: MethodKind,
     arch: &Arch,
     epochs: usize,
     out: PathBuf,
     teacher: Option<PathBuf>,
-) -> TrainArgs {
-    TrainArgs {
+) -> TrainJob {
+    let config = TrainConfig {
+        epochs,
+        batch_size: 64,
+        // The reference lr 0.1 for the students; the teacher (PGD-AT from scratch) is steadier at 0.05.
+        lr: if teacher.is_some() { 0.1 } else { 0.05 },
+        schedule: LrSchedule::Cosine,
+        seed: a.seed,
+        // Digits at this budget learn best unaugmented (and are not mirror-symmetric).
+        augment: None,
+        // SAAD's reference averages weights from epoch 95 of 200: the same fraction here.
+        swa_start: SwaStart::Auto.resolve(method, epochs),
+        // The rest as the reference recipe: momentum 0.9, weight decay 2e-4, PGD-10 of 2/255
+        // within 8/255, the reference method constants.
+        ..TrainConfig::reference(method)
+    };
+    TrainJob {
+        config,
+        arch: arch.clone(),
         data: DataArgs {
             data: DatasetName::Digits,
             data_dir: "data".into(),
             image_size: a.image_size,
         },
-        arch: arch.clone(),
-        method,
-        epochs: Some(epochs),
-        batch_size: 64,
-        // The reference lr 0.1 for the students; the teacher (PGD-AT from scratch) is steadier at 0.05.
-        lr: if teacher.is_some() { 0.1 } else { 0.05 },
-        momentum: 0.9,
-        weight_decay: 2e-4,
-        schedule: LrSchedule::Cosine,
-        seed: a.seed,
-        eps: STANDARD_EPS,
-        alpha: STANDARD_STEP,
-        attack_steps: 10,
-        // Digits at this budget learn best unaugmented (and are not mirror-symmetric).
-        no_augment: true,
         resume: a.resume && out.join("checkpoint.saad").exists(),
         out,
+        extend_epochs: None,
         teacher,
         teacher_arch: None,
-        // SAAD's reference averages weights from epoch 95 of 200: the same fraction here.
-        swa_start: SwaStart::Auto,
-        params: None,
-        preset: None,
         eval_every: 1,
         // Per-epoch curves on the first 100 test images; the final evaluation uses all.
         eval_n: Some(100),
@@ -207,7 +206,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         a.teacher_arch, a.image_size, a.image_size
     );
     let teacher_dir = a.out.join("teacher");
-    let teacher = train_run(train_args(
+    let teacher = train_run(train_job(
         &a,
         MethodKind::PGD_AT,
         &a.teacher_arch,
@@ -230,7 +229,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     for &method in &a.methods {
         eprintln!("== student: {method} distillation of {} from the teacher", a.student_arch);
         let dir = a.out.join(method.name());
-        let model = train_run(train_args(
+        let model = train_run(train_job(
             &a,
             method,
             &a.student_arch,

@@ -1,10 +1,10 @@
 //! `saad eval`: robust accuracy of a checkpoint on its dataset's test set.
 
 use super::{parse_eps, read_checkpoint};
-use crate::datasets::{self, DataArgs, DatasetName};
+use crate::datasets;
 use crate::device::{DeviceChoice, select};
 use crate::progress::{Progress, note};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use saad_core::attacks::autoattack::{
     AttackStepReport, AutoAttack, AutoAttackConfig, AutoAttackReport, Version,
 };
@@ -105,12 +105,9 @@ pub fn report(args: EvalArgs) -> Result<EvalReport> {
     let eval_start = Instant::now();
     let ckpt = read_checkpoint(&args.checkpoint)?;
     let info = &ckpt.header.dataset;
-    let data = DatasetName::parse(&info.name).with_context(|| {
-        format!("unknown dataset {:?} in {}", info.name, args.checkpoint.display())
-    })?;
     // Files first: a missing dataset is reported before any GPU is probed.
     let test = datasets::load_split(
-        &DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size },
+        &datasets::of_checkpoint(info, &args.data_dir, &args.checkpoint)?,
         datasets::Split::Test,
     )?;
     let (device, device_name) = select(args.device)?;

@@ -5,7 +5,7 @@ use crate::datasets::{self, DataArgs};
 use crate::device::{DeviceChoice, select};
 use crate::fsutil::{self, write_atomic};
 use crate::progress::{Progress, note};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use saad_core::checkpoint::DatasetInfo;
 use saad_core::data::DeviceSet;
 use saad_core::eval::{EvalAttack, evaluate};
@@ -184,13 +184,84 @@ fn method_params(args: &mut TrainArgs) -> Result<MethodParams> {
     }
 }
 
-/// Trains and returns the path of the reported model (`model.saad`).
-pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
-    let q = args.quiet;
-    let params = method_params(&mut args)?;
-    if let (Some(p), false) = (&args.preset, args.resume) {
-        note(q, format!("preset {} ({}): {}", p.name, p.source, p.note));
+/// A training run as this command executes it: the core's [`TrainConfig`] of a fresh run, the
+/// model, and where the data, the teacher and the outputs are. `saad train` parses its flags
+/// into one once ([`TrainArgs::job`]); the demo builds its own.
+#[derive(Clone, Debug)]
+pub struct TrainJob {
+    /// A fresh run's configuration (a resumed run keeps its checkpoint's).
+    pub config: TrainConfig,
+    /// A fresh run's architecture.
+    pub arch: Arch,
+    /// The dataset (a resumed run reads the checkpoint's, from `data.data_dir`).
+    pub data: DataArgs,
+    /// Output folder: checkpoint.saad, log.jsonl, model.saad.
+    pub out: PathBuf,
+    /// Continue the run in `out`.
+    pub resume: bool,
+    /// On resume, the new total of epochs (only raising is allowed).
+    pub extend_epochs: Option<usize>,
+    /// The teacher's file (a resumed run falls back to the one it was started with).
+    pub teacher: Option<PathBuf>,
+    /// Architecture of a `.safetensors` teacher.
+    pub teacher_arch: Option<String>,
+    /// Evaluate every K epochs (0: only after the last).
+    pub eval_every: usize,
+    /// Evaluate on the first N test images (default: all).
+    pub eval_n: Option<usize>,
+    /// Stop after this many epochs in this invocation.
+    pub stop_after_epochs: Option<usize>,
+    /// The device.
+    pub device: DeviceChoice,
+    /// No progress bars or status lines.
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The job these flags describe: the preset and `--params` resolved into the method
+    /// constants, the flags into a [`TrainConfig`]; the preset's note printed unless resuming.
+    pub fn job(mut self) -> Result<TrainJob> {
+        let params = method_params(&mut self)?;
+        if let (Some(p), false) = (&self.preset, self.resume) {
+            note(self.quiet, format!("preset {} ({}): {}", p.name, p.source, p.note));
+        }
+        let epochs = self.epochs.unwrap_or(200);
+        let image_size = datasets::image_size(&self.data);
+        let config = TrainConfig {
+            method: self.method,
+            epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule.clone(),
+            seed: self.seed,
+            attack: AttackSettings { eps: self.eps, alpha: self.alpha, steps: self.attack_steps },
+            augment: (!self.no_augment).then(|| self.data.data.augment(image_size)),
+            params,
+            swa_start: self.swa_start.resolve(self.method, epochs),
+        };
+        Ok(TrainJob {
+            config,
+            arch: self.arch,
+            data: self.data,
+            out: self.out,
+            resume: self.resume,
+            extend_epochs: self.epochs,
+            teacher: self.teacher,
+            teacher_arch: self.teacher_arch,
+            eval_every: self.eval_every,
+            eval_n: self.eval_n,
+            stop_after_epochs: self.stop_after_epochs,
+            device: self.device,
+            quiet: self.quiet,
+        })
     }
+}
+
+/// Trains and returns the path of the reported model (`model.saad`).
+pub fn run(args: TrainJob) -> Result<PathBuf> {
+    let q = args.quiet;
     let ckpt_path = args.out.join("checkpoint.saad");
     let log_path = args.out.join("log.jsonl");
 
@@ -216,13 +287,7 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
         None
     };
     let data_args = match &resumed {
-        Some(c) => DataArgs {
-            data: datasets::DatasetName::parse(&c.header.dataset.name).with_context(|| {
-                format!("unknown dataset {:?} in {}", c.header.dataset.name, ckpt_path.display())
-            })?,
-            image_size: c.header.dataset.image_size,
-            ..args.data.clone()
-        },
+        Some(c) => datasets::of_checkpoint(&c.header.dataset, &args.data.data_dir, &ckpt_path)?,
         None => args.data.clone(),
     };
     // Files first: a missing dataset is reported before any GPU is probed.
@@ -231,7 +296,7 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
     let resumed = match resumed {
         Some(ckpt) => {
             let mut t = Trainer::resume(&ckpt, &device, &ckpt_path.display().to_string())?;
-            if let Some(e) = args.epochs {
+            if let Some(e) = args.extend_epochs {
                 if e < t.config.epochs {
                     bail!(
                         "--resume: --epochs {e} is below the run's {} epochs; a run can only be extended",
@@ -256,33 +321,14 @@ pub fn run(mut args: TrainArgs) -> Result<PathBuf> {
     let mut trainer = match resumed {
         Some(t) => t,
         None => {
-            let image_size = datasets::image_size(&data_args);
-            let config = TrainConfig {
-                method: args.method,
-                epochs: args.epochs.unwrap_or(200),
-                batch_size: args.batch_size,
-                lr: args.lr,
-                momentum: args.momentum,
-                weight_decay: args.weight_decay,
-                schedule: args.schedule.clone(),
-                seed: args.seed,
-                attack: AttackSettings {
-                    eps: args.eps,
-                    alpha: args.alpha,
-                    steps: args.attack_steps,
-                },
-                augment: (!args.no_augment).then(|| data_args.data.augment(image_size)),
-                params,
-                swa_start: args.swa_start.resolve(args.method, args.epochs.unwrap_or(200)),
-            };
             let info = DatasetInfo {
                 name: data_args.data.as_str().into(),
-                image_size,
+                image_size: datasets::image_size(&data_args),
                 num_classes: train_set.num_classes,
             };
             Trainer::new(
                 ModelSpec::new(args.arch.clone(), train_set.num_classes),
-                config,
+                args.config.clone(),
                 info,
                 &device,
             )

@@ -2,11 +2,11 @@
 //! teacher on a test set (CSV or JSON), and a summary (TAS, entropy, SAAD weights).
 
 use super::{parse_eps, read_checkpoint, teacher};
-use crate::datasets::{self, DataArgs, DatasetName};
+use crate::datasets;
 use crate::device::{DeviceChoice, select};
 use crate::fsutil::write_atomic;
 use crate::progress::{Progress, note};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use saad_core::data::DeviceSet;
 use saad_core::train::MethodParams;
 use saad_core::transfer::{SampleRecord, TransferAttack, TransferReport, transfer_records};
@@ -82,12 +82,9 @@ pub fn run(args: TransferArgs) -> Result<TransferReport> {
     }
     let ckpt = read_checkpoint(&args.student)?;
     let info = &ckpt.header.dataset;
-    let data = DatasetName::parse(&info.name).with_context(|| {
-        format!("unknown dataset {:?} in {}", info.name, args.student.display())
-    })?;
     // Files first: a missing dataset is reported before any GPU is probed.
     let test = datasets::load_split(
-        &DataArgs { data, data_dir: args.data_dir.clone(), image_size: info.image_size },
+        &datasets::of_checkpoint(info, &args.data_dir, &args.student)?,
         datasets::Split::Test,
     )?;
     let (device, device_name) = select(args.device)?;
