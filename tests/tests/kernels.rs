@@ -268,7 +268,7 @@ fn transfer_stats_kernel_equals_the_twin() {
 fn training_with_and_without_kernels_gives_the_same_loss_curve() {
     use saad_core::checkpoint::DatasetInfo;
     use saad_core::data::{DeviceSet, digits};
-    use saad_core::kernels::set_kernels_enabled;
+    use saad_core::kernels::with_kernels;
     use saad_core::models::ModelSpec;
     use saad_core::train::{LrSchedule, MethodKind, TrainConfig, Trainer};
     let _g = serial();
@@ -276,23 +276,22 @@ fn training_with_and_without_kernels_gives_the_same_loss_curve() {
     let (train, _) = digits::load(8).unwrap();
     let data = DeviceSet::upload(&train.take(128), &d);
     let run = |kernels: bool| {
-        set_kernels_enabled(kernels);
-        d.seed(1);
-        let teacher = ModelSpec::new("small-cnn-4".parse().unwrap(), 10).init(&d);
-        let mut config = TrainConfig::reference(MethodKind::SAAD);
-        config.epochs = 3;
-        config.batch_size = 32;
-        config.attack.steps = 2;
-        config.schedule = LrSchedule::Constant;
-        config.augment = None;
-        config.swa_start = None;
-        let info = DatasetInfo { name: "digits".into(), image_size: 8, num_classes: 10 };
-        let mut t =
-            Trainer::new(ModelSpec::new("small-cnn-4".parse().unwrap(), 10), config, info, &d)
-                .with_teacher(&teacher);
-        let stats: Vec<_> = (0..3).map(|_| t.train_epoch(&data, &mut |_, _| {})).collect();
-        set_kernels_enabled(true);
-        stats
+        with_kernels(kernels, || {
+            d.seed(1);
+            let teacher = ModelSpec::new("small-cnn-4".parse().unwrap(), 10).init(&d);
+            let mut config = TrainConfig::reference(MethodKind::SAAD);
+            config.epochs = 3;
+            config.batch_size = 32;
+            config.attack.steps = 2;
+            config.schedule = LrSchedule::Constant;
+            config.augment = None;
+            config.swa_start = None;
+            let info = DatasetInfo { name: "digits".into(), image_size: 8, num_classes: 10 };
+            let mut t =
+                Trainer::new(ModelSpec::new("small-cnn-4".parse().unwrap(), 10), config, info, &d)
+                    .with_teacher(&teacher);
+            (0..3).map(|_| t.train_epoch(&data, &mut |_, _| {})).collect::<Vec<_>>()
+        })
     };
     let (with, without) = (run(true), run(false));
     for (a, b) in with.iter().zip(&without) {
@@ -423,7 +422,7 @@ fn columns_times_weights_convolution_equals_burns_convolution_and_its_gradients(
 /// every architecture's logits are the same either way.
 #[test]
 fn models_give_the_same_logits_with_and_without_the_flex_convolution() {
-    use saad_core::kernels::set_kernels_enabled;
+    use saad_core::kernels::with_kernels;
     use saad_core::models::ModelSpec;
     let _g = serial();
     let d = Device::flex();
@@ -434,9 +433,7 @@ fn models_give_the_same_logits_with_and_without_the_flex_convolution() {
         let model = ModelSpec::new(arch.parse().unwrap(), 10).init(&d);
         let x = Tensor::<4>::random([3, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &d);
         let ours = to_vec(model.forward(x.clone()));
-        set_kernels_enabled(false);
-        let burns = to_vec(model.forward(x));
-        set_kernels_enabled(true);
+        let burns = with_kernels(false, || to_vec(model.forward(x)));
         let scale = burns.iter().fold(1.0f32, |m, a| m.max(a.abs()));
         let diff = max_abs_diff(&ours, &burns);
         assert!(diff <= 1e-5 * scale, "{arch}: logits differ by {diff} (largest {scale})");

@@ -428,7 +428,7 @@ impl<C: CheckpointStrategy> FlexConv for Autodiff<Flex, C> {
 
 /// `conv.forward(x)` through [`FlexConv`] when it applies (a flex device, f32, groups 1,
 /// dilation 1, symmetric padding); `None` otherwise, and when the project's kernels are turned
-/// off ([`super::set_kernels_enabled`]).
+/// off ([`super::with_kernels`]).
 pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     let on_flex = matches!(x.device().without_autodiff().as_dispatch(), DispatchDevice::Flex(_));
     if !on_flex

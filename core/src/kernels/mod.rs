@@ -23,7 +23,7 @@ use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::prelude::*;
 use burn::tensor::Tensor;
 use params::{SaadLossParams, TransferStatsParams};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 /// The custom operations. Only the cubecl backend (and autodiff over it) implements them; the
 /// wrappers below never route another backend here.
@@ -65,12 +65,24 @@ pub trait SaadKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
-static KERNELS_ON: AtomicBool = AtomicBool::new(true);
+thread_local! {
+    /// Whether this thread uses the project's kernels: on, except inside [`with_kernels`].
+    static KERNELS_ON: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
 
-/// Turns the automatic use of the kernels on or off for the whole process (to compare training
-/// with and without them, and for the benchmark).
-pub fn set_kernels_enabled(on: bool) {
-    KERNELS_ON.store(on, Ordering::SeqCst);
+/// Runs `f` with the project's own kernels on or off on this thread (off: the tensor-op twins
+/// and burn's convolutions), restoring the previous setting afterwards, also when `f` panics.
+/// For comparing results with and without them; scoped to the caller, so a test or a benchmark
+/// that turns them off cannot leak the setting into another thread's work.
+pub fn with_kernels<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            KERNELS_ON.with(|k| k.set(self.0));
+        }
+    }
+    let _restore = Restore(KERNELS_ON.with(|k| k.replace(on)));
+    f()
 }
 
 /// Which implementation to run.
@@ -95,7 +107,7 @@ pub fn has_kernels(device: &Device) -> bool {
 /// Whether the project's own kernels (WGSL, the CPU convolution of [`flex_conv`] and the
 /// wgpu convolution of [`gemm_conv`]) are on.
 pub fn kernels_enabled() -> bool {
-    KERNELS_ON.load(Ordering::SeqCst)
+    KERNELS_ON.with(|k| k.get())
 }
 
 /// A layer's padding as the project's convolutions take it: symmetric `[rows, columns]`, or

@@ -15,9 +15,7 @@ use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::{Distribution, Int, TensorData};
 use saad_core::checkpoint::{DatasetInfo, load_weights, model_bytes};
 use saad_core::data::{DeviceSet, digits};
-use saad_core::kernels::{
-    Route, has_kernels, pgd_update, saad_loss, set_kernels_enabled, transfer_sums,
-};
+use saad_core::kernels::{Route, has_kernels, pgd_update, saad_loss, transfer_sums, with_kernels};
 use saad_core::models::ModelSpec;
 use saad_core::train::methods::saad::SaadLogits;
 use saad_core::train::{LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer};
@@ -259,27 +257,26 @@ fn training_check(d: &Device, out: &mut Vec<Check>) -> Result<()> {
     let (train, _) = digits::load(16)?;
     let data = DeviceSet::upload(&train.take(64), d);
     let run = |kernels: bool| {
-        set_kernels_enabled(kernels);
-        d.seed(1);
-        let teacher = ModelSpec::new("small-cnn-8".parse().expect("known arch"), 10).init(d);
-        let mut config = TrainConfig::reference(MethodKind::SAAD);
-        config.epochs = 3;
-        config.batch_size = 64;
-        config.attack.steps = 3;
-        config.schedule = LrSchedule::Constant;
-        config.augment = None;
-        config.swa_start = None;
-        let info = DatasetInfo { name: "digits".into(), image_size: 16, num_classes: 10 };
-        let mut t = Trainer::new(
-            ModelSpec::new("small-cnn-8".parse().expect("known arch"), 10),
-            config,
-            info,
-            d,
-        )
-        .with_teacher(&teacher);
-        let losses: Vec<f64> = (0..3).map(|_| t.train_epoch(&data, &mut |_, _| {}).loss).collect();
-        set_kernels_enabled(true);
-        losses
+        with_kernels(kernels, || {
+            d.seed(1);
+            let teacher = ModelSpec::new("small-cnn-8".parse().expect("known arch"), 10).init(d);
+            let mut config = TrainConfig::reference(MethodKind::SAAD);
+            config.epochs = 3;
+            config.batch_size = 64;
+            config.attack.steps = 3;
+            config.schedule = LrSchedule::Constant;
+            config.augment = None;
+            config.swa_start = None;
+            let info = DatasetInfo { name: "digits".into(), image_size: 16, num_classes: 10 };
+            let mut t = Trainer::new(
+                ModelSpec::new("small-cnn-8".parse().expect("known arch"), 10),
+                config,
+                info,
+                d,
+            )
+            .with_teacher(&teacher);
+            (0..3).map(|_| t.train_epoch(&data, &mut |_, _| {}).loss).collect::<Vec<f64>>()
+        })
     };
     check(
         out,
