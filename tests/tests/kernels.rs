@@ -2,8 +2,10 @@
 //! inputs of several shapes, including sizes that do not fill a workgroup.
 
 use saad_core::burn::prelude::*;
-use saad_core::burn::tensor::Distribution;
-use saad_core::kernels::{Route, pgd_update};
+use saad_core::burn::tensor::{Distribution, TensorData};
+use saad_core::kernels::{Route, saad_loss, twins};
+use saad_core::train::MethodParams;
+use saad_core::train::methods::saad::SaadLogits;
 use saad_tests::{max_abs_diff, serial, to_vec, wgpu_device};
 
 #[test]
@@ -12,36 +14,10 @@ fn pgd_step_kernel_equals_the_tensor_op_twin() {
     let Some(d) = wgpu_device() else { return };
     d.seed(4);
     for shape in [[1, 1, 1, 1], [3, 3, 5, 7], [17, 3, 8, 8], [128, 3, 32, 32]] {
-        let b = shape[0];
-        let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &d);
-        let x_adv = (x.clone() + x.random_like(Distribution::Uniform(-0.05, 0.05))).clamp(0.0, 1.0);
-        // Some exact zeros in the gradient: sign(0) = 0 on both paths.
-        let grad = x
-            .random_like(Distribution::Normal(0.0, 1.0))
-            .mask_fill(x.random_like(Distribution::Uniform(0.0, 1.0)).lower_elem(0.1), 0.0);
-        let eps = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.06), &d);
-        let alpha = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.02), &d);
-        let active =
-            Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), &d).greater_elem(0.3).float();
-        let twin = pgd_update(
-            Route::TensorOps,
-            x_adv.clone(),
-            grad.clone(),
-            &x,
-            eps.clone(),
-            alpha.clone(),
-            active.clone(),
-        );
-        let kernel = pgd_update(Route::Kernel, x_adv, grad, &x, eps, alpha, active);
-        let diff = max_abs_diff(&to_vec(twin), &to_vec(kernel));
+        let diff = twins::pgd_step_difference(&d, shape);
         assert!(diff <= 1e-7, "{shape:?}: kernel and twin differ by {diff}");
     }
 }
-
-use saad_core::burn::tensor::{Int, TensorData};
-use saad_core::kernels::{saad_loss, transfer_sums};
-use saad_core::train::MethodParams;
-use saad_core::train::methods::saad::SaadLogits;
 
 /// Every kernel, as wgpu compiles it (the `.wgsl` file with its parameter struct and the shared
 /// constants appended), parses and validates with naga (the compiler wgpu uses), and every
@@ -102,21 +78,6 @@ fn kernel_parameter_structs_have_one_layout_in_rust_and_wgsl() {
     }
 }
 
-fn logits(d: &Device, b: usize, c: usize, scale: f64) -> Tensor<2> {
-    Tensor::<2>::random([b, c], Distribution::Normal(0.0, scale), d)
-}
-
-fn saad_logits(d: &Device, b: usize, c: usize) -> SaadLogits {
-    SaadLogits {
-        t0: logits(d, b, c, 2.0),
-        t_plus: logits(d, b, c, 2.0),
-        t_minus: logits(d, b, c, 2.0),
-        s0: logits(d, b, c, 1.0),
-        s_plus: logits(d, b, c, 1.0),
-        s_minus: logits(d, b, c, 1.0),
-    }
-}
-
 /// Forward: loss and weights equal the tensor-op twin (relative 1e-5) for odd and large batch
 /// sizes, 10 and 100 classes, Shannon and Renyi-2 entropies, beta 0 and 0.5.
 #[test]
@@ -127,23 +88,12 @@ fn saad_loss_kernel_equals_the_twin() {
     for (b, c) in [(1, 3), (7, 10), (300, 10), (33, 100)] {
         // 1 + 5e-7 is inside the reference's Shannon band (|gamma - 1| < 1e-6): both sides must switch.
         for (gamma, beta) in [(1.0, 0.0), (1.0 + 5e-7, 0.0), (2.0, 0.5)] {
-            let l = saad_logits(&d, b, c);
+            let l = twins::random_saad_logits(&d, b, c);
             let p = MethodParams { saad_gamma: gamma, saad_beta: beta, ..MethodParams::default() };
-            let twin = saad_loss(Route::TensorOps, &l, &p.saad_loss_config(0.3));
-            let kern = saad_loss(Route::Kernel, &l, &p.saad_loss_config(0.3));
-            let (lt, lk) = (to_vec(twin.loss)[0], to_vec(kern.loss)[0]);
-            assert!(
-                (lt - lk).abs() <= 1e-5 * lt.abs().max(1.0),
-                "b={b} c={c} gamma={gamma}: loss {lk} vs twin {lt}"
-            );
-            assert!(
-                max_abs_diff(&to_vec(twin.w), &to_vec(kern.w)) <= 1e-4,
-                "b={b} c={c}: weights differ"
-            );
-            assert!(
-                max_abs_diff(&to_vec(twin.w_hat), &to_vec(kern.w_hat)) <= 1e-5,
-                "b={b} c={c}: w^ differ"
-            );
+            let diff = twins::saad_loss_difference(&l, &p.saad_loss_config(0.3));
+            assert!(diff.loss <= 1e-5, "b={b} c={c} gamma={gamma}: loss differs by {diff:?}");
+            assert!(diff.w <= 1e-4, "b={b} c={c}: weights differ: {diff:?}");
+            assert!(diff.w_hat <= 1e-5, "b={b} c={c}: w^ differ: {diff:?}");
         }
     }
 }
@@ -157,33 +107,16 @@ fn saad_loss_kernel_backward_equals_autodiff_and_finite_differences() {
     let ad = d.clone().autodiff();
     d.seed(8);
     let (b, c) = (9, 10);
-    let base = saad_logits(&d, b, c);
+    let base = twins::random_saad_logits(&d, b, c);
     let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
-    let grads = |route: Route| {
-        let s: Vec<Tensor<2>> = [&base.s0, &base.s_plus, &base.s_minus]
-            .iter()
-            .map(|t| (*t).clone().autodiff().require_grad())
-            .collect();
-        let l = SaadLogits {
-            t0: base.t0.clone(),
-            t_plus: base.t_plus.clone(),
-            t_minus: base.t_minus.clone(),
-            s0: s[0].clone(),
-            s_plus: s[1].clone(),
-            s_minus: s[2].clone(),
-        };
-        let out = saad_loss(route, &l, &p.saad_loss_config(0.4));
-        let g = out.loss.backward();
-        s.iter().map(|t| to_vec(t.grad(&g).unwrap())).collect::<Vec<_>>()
-    };
-    let (twin, kern) = (grads(Route::TensorOps), grads(Route::Kernel));
-    for k in 0..3 {
-        let scale = twin[k].iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let config = p.saad_loss_config(0.4);
+    for (k, diff) in twins::saad_loss_backward_difference(&base, &config).into_iter().enumerate() {
         assert!(
-            max_abs_diff(&twin[k], &kern[k]) <= 1e-4 * scale,
-            "student logits {k}: kernel gradient differs from autodiff"
+            diff <= 1e-4,
+            "student logits {k}: kernel gradient differs from autodiff by {diff}"
         );
     }
+    let kern = twins::saad_loss_gradients(&base, &config, Route::Kernel);
     // Central differences on s_plus entries (the weights are constants of the teacher).
     let loss_at = |s_plus: Tensor<2>| {
         let l = SaadLogits {
@@ -224,40 +157,16 @@ fn transfer_stats_kernel_equals_the_twin() {
     let Some(d) = wgpu_device() else { return };
     d.seed(9);
     for (b, c) in [(5, 10), (257, 10), (64, 200)] {
-        let t = logits(&d, b, c, 2.0);
-        let s = logits(&d, b, c, 1.0);
-        let y = Tensor::<1, Int>::from_data(
-            TensorData::new((0..b as i64).map(|i| i % c as i64).collect::<Vec<_>>(), [b]),
-            &d,
-        );
+        let t = twins::random_logits(&d, b, c, 2.0);
+        let s = twins::random_logits(&d, b, c, 1.0);
+        let y = twins::cyclic_labels(&d, b, c);
         // The default Shannon entropy, one order inside the reference's Shannon band, Renyi-2.
-        for (student, gamma) in [
-            (Some(s.clone()), 1.0),
-            (None, 1.0),
-            (Some(s.clone()), 1.0 + 5e-7),
-            (Some(s.clone()), 2.0),
-        ] {
+        for (student, gamma) in
+            [(Some(&s), 1.0), (None, 1.0), (Some(&s), 1.0 + 5e-7), (Some(&s), 2.0)]
+        {
             let p = MethodParams { saad_gamma: gamma, ..MethodParams::default() };
-            let twin = to_vec(transfer_sums(
-                Route::TensorOps,
-                t.clone(),
-                student.clone(),
-                y.clone(),
-                p.saad_weighting(),
-            ));
-            let kern = to_vec(transfer_sums(
-                Route::Kernel,
-                t.clone(),
-                student,
-                y.clone(),
-                p.saad_weighting(),
-            ));
-            for (i, (a, k)) in twin.iter().zip(&kern).enumerate() {
-                assert!(
-                    (a - k).abs() <= 1e-3 * a.abs().max(1.0),
-                    "b={b} c={c} gamma={gamma}: sum {i} kernel {k} vs twin {a}"
-                );
-            }
+            let diff = twins::transfer_stats_difference(&t, student, &y, p.saad_weighting());
+            assert!(diff <= 1e-3, "b={b} c={c} gamma={gamma}: sums differ by {diff} (relative)");
         }
     }
 }

@@ -7,6 +7,7 @@
 mod autodiff;
 mod cube;
 pub mod params;
+pub mod twins;
 
 pub use cube::wgsl_sources;
 #[cfg(not(target_arch = "wasm32"))]

@@ -302,17 +302,7 @@ fn bench_kernels(args: &BenchArgs, device: &Device, device_name: &str) -> Result
         rows.push(json!({"op": "pgd_update", "shape": [b, 3, s, s], "route": format!("{route:?}"), "seconds_per_call": t, "kernels_per_call": kernels}));
     }
     for classes in [10usize, 100] {
-        let l = |scale: f64| {
-            Tensor::<2>::random([b, classes], Distribution::Normal(0.0, scale), device)
-        };
-        let logits = SaadLogits {
-            t0: l(2.0),
-            t_plus: l(2.0),
-            t_minus: l(2.0),
-            s0: l(1.0),
-            s_plus: l(1.0),
-            s_minus: l(1.0),
-        };
+        let logits = saad_core::kernels::twins::random_saad_logits(device, b, classes);
         let p = MethodParams::default();
         for route in [Route::TensorOps, Route::Kernel] {
             let fwd = || {

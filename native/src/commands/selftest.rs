@@ -12,12 +12,12 @@ use crate::device::{DeviceChoice, select};
 use anyhow::{Result, bail};
 use saad_core::attacks::{ObjectiveKind, input_gradient};
 use saad_core::burn::prelude::*;
-use saad_core::burn::tensor::{Distribution, Int, TensorData};
+use saad_core::burn::tensor::{Distribution, TensorData};
 use saad_core::checkpoint::{DatasetInfo, load_weights, model_bytes};
 use saad_core::data::{DeviceSet, digits};
-use saad_core::kernels::{Route, has_kernels, pgd_update, saad_loss, transfer_sums, with_kernels};
+use saad_core::kernels::twins::{self, max_abs, max_abs_diff};
+use saad_core::kernels::{has_kernels, with_kernels};
 use saad_core::models::ModelSpec;
-use saad_core::train::methods::saad::SaadLogits;
 use saad_core::train::{LrSchedule, MethodKind, MethodParams, TrainConfig, Trainer};
 use serde_json::json;
 use std::time::Instant;
@@ -68,20 +68,6 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().iter::<f32>().collect()
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
-    if a.len() != b.len() {
-        return f64::INFINITY;
-    }
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() as f64)
-        .fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(d) })
-}
-
-fn max_abs(a: &[f32]) -> f64 {
-    a.iter().fold(0f64, |m, v| m.max(v.abs() as f64))
-}
-
 /// Runs `f` and records its measured difference, its tolerance and how long it took; the line
 /// goes to stderr at once (a slow device shows where it is).
 fn check(out: &mut Vec<Check>, name: String, tolerance: f64, f: impl FnOnce() -> f64) {
@@ -96,56 +82,22 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
     d.seed(4);
     for shape in [[17usize, 3, 8, 8], [128, 3, 32, 32]] {
         check(out, format!("kernel pgd_step {shape:?} vs twin (max abs)"), 1e-7, || {
-            let b = shape[0];
-            let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), d);
-            let x_adv =
-                (x.clone() + x.random_like(Distribution::Uniform(-0.05, 0.05))).clamp(0.0, 1.0);
-            let grad = x
-                .random_like(Distribution::Normal(0.0, 1.0))
-                .mask_fill(x.random_like(Distribution::Uniform(0.0, 1.0)).lower_elem(0.1), 0.0);
-            let eps = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.06), d);
-            let alpha = Tensor::<1>::random([b], Distribution::Uniform(0.0, 0.02), d);
-            let active = Tensor::<1>::random([b], Distribution::Uniform(0.0, 1.0), d)
-                .greater_elem(0.3)
-                .float();
-            let twin = pgd_update(
-                Route::TensorOps,
-                x_adv.clone(),
-                grad.clone(),
-                &x,
-                eps.clone(),
-                alpha.clone(),
-                active.clone(),
-            );
-            let kernel = pgd_update(Route::Kernel, x_adv, grad, &x, eps, alpha, active);
-            max_abs_diff(&to_vec(twin), &to_vec(kernel))
+            twins::pgd_step_difference(d, shape)
         });
     }
-    let logits =
-        |b: usize, c: usize, s: f64| Tensor::<2>::random([b, c], Distribution::Normal(0.0, s), d);
-    let saad_logits = |b: usize, c: usize| SaadLogits {
-        t0: logits(b, c, 2.0),
-        t_plus: logits(b, c, 2.0),
-        t_minus: logits(b, c, 2.0),
-        s0: logits(b, c, 1.0),
-        s_plus: logits(b, c, 1.0),
-        s_minus: logits(b, c, 1.0),
-    };
     for (b, c, gamma, beta) in [(300usize, 10usize, 1.0, 0.0), (33, 100, 2.0, 0.5)] {
         check(
             out,
             format!("kernel saad_loss [{b},{c}] gamma {gamma} vs twin (relative)"),
             1e-4,
             || {
-                let l = saad_logits(b, c);
                 let p =
                     MethodParams { saad_gamma: gamma, saad_beta: beta, ..MethodParams::default() };
-                let twin = saad_loss(Route::TensorOps, &l, &p.saad_loss_config(0.3));
-                let kern = saad_loss(Route::Kernel, &l, &p.saad_loss_config(0.3));
-                let (lt, lk) = (to_vec(twin.loss)[0] as f64, to_vec(kern.loss)[0] as f64);
-                let dw = max_abs_diff(&to_vec(twin.w), &to_vec(kern.w)) / 5.0;
-                let dwh = max_abs_diff(&to_vec(twin.w_hat), &to_vec(kern.w_hat));
-                ((lt - lk).abs() / lt.abs().max(1.0)).max(dw).max(dwh)
+                let diff = twins::saad_loss_difference(
+                    &twins::random_saad_logits(d, b, c),
+                    &p.saad_loss_config(0.3),
+                );
+                diff.loss.max(diff.w / p.saad_scale).max(diff.w_hat)
             },
         );
     }
@@ -154,62 +106,24 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
         "kernel saad_loss backward [9,10] vs autodiff of twin (relative)".into(),
         1e-4,
         || {
-            let base = saad_logits(9, 10);
             let p = MethodParams { saad_beta: 0.5, ..MethodParams::default() };
-            let grads = |route: Route| {
-                let s: Vec<Tensor<2>> = [&base.s0, &base.s_plus, &base.s_minus]
-                    .iter()
-                    .map(|t| (*t).clone().autodiff().require_grad())
-                    .collect();
-                let l = SaadLogits {
-                    t0: base.t0.clone(),
-                    t_plus: base.t_plus.clone(),
-                    t_minus: base.t_minus.clone(),
-                    s0: s[0].clone(),
-                    s_plus: s[1].clone(),
-                    s_minus: s[2].clone(),
-                };
-                let g = saad_loss(route, &l, &p.saad_loss_config(0.4)).loss.backward();
-                s.iter()
-                    .map(|t| to_vec(t.grad(&g).expect("student logits are leaves")))
-                    .collect::<Vec<_>>()
-            };
-            let (twin, kern) = (grads(Route::TensorOps), grads(Route::Kernel));
-            (0..3)
-                .map(|k| max_abs_diff(&twin[k], &kern[k]) / max_abs(&twin[k]).max(1e-6))
-                .fold(0.0, f64::max)
+            let diff = twins::saad_loss_backward_difference(
+                &twins::random_saad_logits(d, 9, 10),
+                &p.saad_loss_config(0.4),
+            );
+            diff.into_iter().fold(0.0, f64::max)
         },
     );
     for (b, c) in [(257usize, 10usize), (64, 200)] {
         check(out, format!("kernel transfer_stats [{b},{c}] vs twin (relative)"), 1e-3, || {
-            let t = logits(b, c, 2.0);
-            let s = logits(b, c, 1.0);
-            let y = Tensor::<1, Int>::from_data(
-                TensorData::new((0..b as i64).map(|i| i % c as i64).collect::<Vec<_>>(), [b]),
-                d,
-            );
-            let p = MethodParams::default();
-            let mut worst = 0f64;
-            for student in [Some(s.clone()), None] {
-                let twin = to_vec(transfer_sums(
-                    Route::TensorOps,
-                    t.clone(),
-                    student.clone(),
-                    y.clone(),
-                    p.saad_weighting(),
-                ));
-                let kern = to_vec(transfer_sums(
-                    Route::Kernel,
-                    t.clone(),
-                    student,
-                    y.clone(),
-                    p.saad_weighting(),
-                ));
-                for (a, k) in twin.iter().zip(&kern) {
-                    worst = worst.max((a - k).abs() as f64 / (a.abs() as f64).max(1.0));
-                }
-            }
-            worst
+            let t = twins::random_logits(d, b, c, 2.0);
+            let s = twins::random_logits(d, b, c, 1.0);
+            let y = twins::cyclic_labels(d, b, c);
+            let weighting = MethodParams::default().saad_weighting();
+            [Some(&s), None]
+                .into_iter()
+                .map(|student| twins::transfer_stats_difference(&t, student, &y, weighting))
+                .fold(0.0, f64::max)
         });
     }
 }
