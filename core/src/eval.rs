@@ -207,7 +207,7 @@ pub struct EvalReport {
     /// Points evaluated.
     pub n: usize,
     /// L-infinity radius.
-    pub eps: f32,
+    pub eps: f64,
     /// Seed of the random starts.
     pub seed: u64,
     /// The device, in words.
@@ -266,7 +266,7 @@ pub struct ResultCard {
     /// `Linf`.
     pub threat_model: String,
     /// L-infinity radius.
-    pub eps: f32,
+    pub eps: f64,
     /// The radius as a fraction of 255 (e.g. `8/255`).
     pub eps_fraction: String,
     /// Points evaluated.

@@ -241,7 +241,7 @@ pub struct TransferReport {
     /// The attack that crafted the examples against the student.
     pub attack: String,
     /// L-infinity radius.
-    pub eps: f32,
+    pub eps: f64,
     /// Images.
     pub n: usize,
     /// Transfer attack success: fraction of the student-crafted examples that fool the teacher.

@@ -366,7 +366,7 @@ pub struct AutoAttackReport {
     /// Whether it is the standard composition.
     pub standard: bool,
     /// L-infinity radius.
-    pub eps: f32,
+    pub eps: f64,
     /// Points evaluated.
     pub n: usize,
     /// Base seed.
@@ -386,7 +386,7 @@ pub struct AutoAttackReport {
     /// Whether the re-check agrees with the robust accuracy.
     pub recheck_agrees: bool,
     /// Largest L-infinity distance of a returned example to its clean image.
-    pub max_linf: f32,
+    pub max_linf: f64,
     /// Warnings of the reference's sanity checks (randomness, zero gradients, Square breaking
     /// points the white-box attacks did not).
     pub flags: Vec<String>,

@@ -135,7 +135,7 @@ pub fn run(args: TransferArgs) -> Result<TransferReport> {
         student: args.student.display().to_string(),
         dataset: info.name.clone(),
         attack: format!("{:?}", args.attack),
-        eps: args.eps,
+        eps: f64::from(args.eps),
         n: set.len,
         tas: stats.tas,
         student_asr: stats.student_asr,
