@@ -13,12 +13,19 @@ fn read_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().iter::<f32>().collect()
 }
 
-/// Largest absolute difference of two value lists (infinite when their lengths differ).
+/// The larger of two differences, NaN when either is: a kernel that produced NaN must fail its
+/// check, and `f64::max` would drop the NaN.
+pub fn worst(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+}
+
+/// Largest absolute difference of two value lists (infinite when their lengths differ, NaN when
+/// any difference is).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
     if a.len() != b.len() {
         return f64::INFINITY;
     }
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, worst)
 }
 
 /// Largest absolute value.
@@ -150,5 +157,5 @@ pub fn transfer_stats_difference(
     twin.iter()
         .zip(&kern)
         .map(|(a, k)| (a - k).abs() as f64 / (a.abs() as f64).max(1.0))
-        .fold(0.0, f64::max)
+        .fold(0.0, worst)
 }

@@ -97,7 +97,7 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
                     &twins::random_saad_logits(d, b, c),
                     &p.saad_loss_config(0.3),
                 );
-                diff.loss.max(diff.w / p.saad_scale).max(diff.w_hat)
+                twins::worst(twins::worst(diff.loss, diff.w / p.saad_scale), diff.w_hat)
             },
         );
     }
@@ -111,7 +111,7 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
                 &twins::random_saad_logits(d, 9, 10),
                 &p.saad_loss_config(0.4),
             );
-            diff.into_iter().fold(0.0, f64::max)
+            diff.into_iter().fold(0.0, twins::worst)
         },
     );
     for (b, c) in [(257usize, 10usize), (64, 200)] {
@@ -123,7 +123,7 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
             [Some(&s), None]
                 .into_iter()
                 .map(|student| twins::transfer_stats_difference(&t, student, &y, weighting))
-                .fold(0.0, f64::max)
+                .fold(0.0, twins::worst)
         });
     }
 }
@@ -201,7 +201,7 @@ fn training_check(d: &Device, out: &mut Vec<Check>) -> Result<()> {
             with.iter()
                 .zip(&without)
                 .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
-                .fold(0.0, |m, v| if v.is_nan() { f64::NAN } else { m.max(v) })
+                .fold(0.0, twins::worst)
         },
     );
     Ok(())
