@@ -14,10 +14,7 @@ pub use cube::wgsl_sources;
 pub mod flex_conv;
 pub mod gemm_conv;
 
-use crate::losses::renyi_entropy;
-use crate::losses::saad::{
-    SaadLogits, SaadLossConfig, SaadWeighting, saad_outer_loss, saad_weights,
-};
+use crate::losses::saad::{SaadLogits, SaadLossConfig, SaadWeighting, saad_outer_loss_and_weights};
 use crate::losses::transfer_stats::TransferBatch;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
@@ -177,8 +174,9 @@ pub fn pgd_update(
 }
 
 /// SAAD's outer loss over a batch and its weights: `loss` `[1]` (the batch mean of
-/// [`saad_outer_loss`]), `w` and `w^` `[batch]`. The kernel route computes it in two dispatches
-/// and its gradient with respect to the student logits in one.
+/// [`saad_outer_loss`](crate::losses::saad::saad_outer_loss)), `w` and `w^` `[batch]`. The
+/// kernel route computes it in two dispatches and its gradient with respect to the student
+/// logits in one.
 pub struct SaadLoss {
     /// Batch mean of the outer loss, `[1]`.
     pub loss: Tensor<1>,
@@ -216,10 +214,8 @@ pub fn saad_loss(route: Route, l: &SaadLogits, config: &SaadLossConfig) -> SaadL
             w_hat: weights.slice(b..2 * b),
         };
     }
-    let weighting = config.weighting;
-    let (w, w_hat) =
-        saad_weights(renyi_entropy(l.t_plus.clone(), weighting.gamma), weighting.scale);
-    SaadLoss { loss: saad_outer_loss(l, config).mean(), w, w_hat }
+    let (loss, w, w_hat) = saad_outer_loss_and_weights(l, config);
+    SaadLoss { loss: loss.mean(), w, w_hat }
 }
 
 /// The transfer sums of one batch ([`TransferBatch::sums`]): samples, teacher fooled, student

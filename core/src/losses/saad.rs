@@ -86,6 +86,14 @@ pub fn ig_matching(
 /// Per-sample SAAD outer loss `w_i (L_adv,i + ig L_IG,i) + beta (1 - w^_i) L_nat,i` (its batch
 /// mean is the loss).
 pub fn saad_outer_loss(l: &SaadLogits, config: &SaadLossConfig) -> Tensor<1> {
+    saad_outer_loss_and_weights(l, config).0
+}
+
+/// [`saad_outer_loss`] with the weights `w` and `w^` it used (computed once).
+pub fn saad_outer_loss_and_weights(
+    l: &SaadLogits,
+    config: &SaadLossConfig,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     let weighting = config.weighting;
     let (w, w_hat) =
         saad_weights(renyi_entropy(l.t_plus.clone(), weighting.gamma), weighting.scale);
@@ -94,5 +102,7 @@ pub fn saad_outer_loss(l: &SaadLogits, config: &SaadLossConfig) -> Tensor<1> {
         ig_matching(l.t_plus.clone(), l.t_minus.clone(), l.s_plus.clone(), l.s_minus.clone())
             .mul_scalar(config.ig);
     let l_nat = kl_div(l.t0.clone(), l.s0.clone());
-    w * (l_adv + l_ig) + w_hat.neg().add_scalar(1.0).mul_scalar(config.beta) * l_nat
+    let loss = w.clone() * (l_adv + l_ig)
+        + w_hat.clone().neg().add_scalar(1.0).mul_scalar(config.beta) * l_nat;
+    (loss, w, w_hat)
 }
