@@ -3,6 +3,7 @@
 
 use crate::attacks::{ObjectiveKind, Pgd, Start, fgsm};
 use crate::data::DeviceSet;
+use crate::losses::cw_margin;
 use crate::losses::transfer_stats::{TransferBatch, TransferStats};
 use crate::models::Net;
 use crate::train::methods::MethodParams;
@@ -72,6 +73,9 @@ pub struct SampleRecord {
     pub saad_weight_hat: f32,
     /// `|x' - x|_inf`.
     pub linf: f32,
+    /// The teacher's margin on the adversarial example, `z_y - max_{j != y} z_j` (logits):
+    /// negative when the example fools the teacher (transfers).
+    pub teacher_margin: f32,
 }
 
 /// Crafts the adversarial batch against `student` (eval mode).
@@ -135,11 +139,11 @@ fn argmax(logits: Tensor<2>) -> Tensor<1> {
 }
 
 /// Number of per-sample columns of [`batch_columns`].
-pub const COLUMNS: usize = 9;
+pub const COLUMNS: usize = 10;
 
-/// One batch, nothing read back: the per-sample columns `[batch, 9]` (label, teacher clean,
-/// student clean, teacher adv, student adv predictions, teacher entropy, w, w^, Linf) and the
-/// transfer sums of the batch. Both models in eval mode.
+/// One batch, nothing read back: the per-sample columns `[batch, COLUMNS]` (label, teacher
+/// clean, student clean, teacher adv, student adv predictions, teacher entropy, w, w^, Linf,
+/// teacher margin on x') and the transfer sums of the batch. Both models in eval mode.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_columns(
     teacher: &Net,
@@ -163,12 +167,13 @@ pub fn batch_columns(
             y.clone().float(),
             argmax(teacher.forward(x.clone())),
             argmax(student.forward(x.clone())),
-            argmax(t_adv),
+            argmax(t_adv.clone()),
             argmax(s_adv),
             tb.entropy,
             tb.weight,
             tb.weight_hat,
             linf,
+            cw_margin(t_adv, y.clone()).neg(),
         ],
         1,
     );
@@ -192,6 +197,7 @@ pub fn records_from_columns(v: &[f32], first: usize) -> Vec<SampleRecord> {
             saad_weight: r[6],
             saad_weight_hat: r[7],
             linf: r[8],
+            teacher_margin: r[9],
         })
         .collect()
 }

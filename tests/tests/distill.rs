@@ -352,6 +352,50 @@ fn tiny(arch: &str, seed: u64, device: &Device) -> Net {
     ModelSpec::new(arch.parse().unwrap(), 10).init(device).valid()
 }
 
+/// The transfer records the page's batch view and `saad transfer` show: the teacher's margin
+/// and entropy are those of its logits on the returned x', "transfers" is the margin's sign,
+/// and each record's weight is the one-image formula the page draws as its curve.
+#[test]
+fn transfer_records_agree_with_the_teachers_logits_and_the_weight_curve() {
+    use saad_core::transfer::{COLUMNS, TransferAttack, batch_columns, records_from_columns};
+    let _g = serial();
+    let d = Device::flex();
+    let (teacher, student) = (tiny("small-cnn-4", 1, &d), tiny("small-cnn-4", 2, &d));
+    let (_, test) = digits::load(16).unwrap();
+    let data = DeviceSet::upload(&test.take(24), &d);
+    let params = MethodParams::default();
+    let (x, y) = (data.images.clone(), data.labels.clone());
+    let attack = TransferAttack::Pgd { steps: 3 };
+    let (cols, _, x_adv) = batch_columns(&teacher, &student, &x, &y, attack, 0.3, 0.1, &params);
+    let records = records_from_columns(&to_vec(cols.reshape([24 * COLUMNS])), 0);
+    let logits = to_vec(teacher.forward(x_adv));
+    let hs: Vec<f64> = records.iter().map(|r| r.teacher_entropy as f64).collect();
+    let (min_h, max_h) = hs.iter().fold((f64::MAX, f64::MIN), |(a, b), &h| (a.min(h), b.max(h)));
+    assert!(max_h - min_h > 1e-3, "the batch's entropies differ: {hs:?}");
+    for (r, z) in records.iter().zip(logits.chunks_exact(10)) {
+        let z: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+        let yi = r.label as usize;
+        let other = (0..10).filter(|&j| j != yi).map(|j| z[j]).fold(f64::MIN, f64::max);
+        assert!((r.teacher_margin as f64 - (z[yi] - other)).abs() < 1e-4, "{r:?} vs {z:?}");
+        let m = z.iter().cloned().fold(f64::MIN, f64::max);
+        let sum: f64 = z.iter().map(|v| (v - m).exp()).sum();
+        let h: f64 =
+            -z.iter().map(|v| (v - m).exp() / sum).map(|p| p * (p + 1e-12).ln()).sum::<f64>();
+        assert!((r.teacher_entropy as f64 - h).abs() < 1e-4, "entropy {r:?} vs {h}");
+        if r.teacher_margin.abs() > 1e-5 {
+            assert_eq!(r.transfers, r.teacher_margin < 0.0, "{r:?}");
+        }
+        let (w, w_hat) = saad_core::losses::saad::saad_weight_in_batch(
+            r.teacher_entropy as f64,
+            min_h,
+            max_h,
+            params.saad_scale,
+        );
+        assert!((r.saad_weight as f64 - w).abs() < 1e-4, "{r:?}: w {w}");
+        assert!((r.saad_weight_hat as f64 - w_hat).abs() < 1e-4, "{r:?}: w^ {w_hat}");
+    }
+}
+
 /// The surrogate `z_T(x) + <g, d> onehot(y)` matches the teacher's true-class logit at x + d to
 /// first order: the error shrinks quadratically (halving d quarters it), and the other classes
 /// are left at `z_T(x)`.

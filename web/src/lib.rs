@@ -315,9 +315,10 @@ impl Lab {
         Ok(json!({
             "index": index, "label": label, "attack": attack, "eps": eps, "alpha": alpha, "steps": steps,
             "linf": linf,
-            "clean": image_rgba(clean, h, w), "adv": image_rgba(adv, h, w), "delta": delta_rgba(clean, adv, h, w, eps),
+            "clean": image_rgba(clean, h, w), "adv": image_rgba(adv, h, w),
             "frames": (0..k).map(|i| image_rgba(frame(i), h, w)).collect::<Vec<_>>(),
-            "deltas": (0..k).map(|i| delta_rgba(clean, frame(i), h, w, eps)).collect::<Vec<_>>(),
+            // Pixel values, for `perturbation_rgba` at whatever gain the page shows.
+            "clean_values": clean, "frame_values": (0..k).map(frame).collect::<Vec<_>>(),
             "loss": trace[..k], "margin": trace[k..],
             "teacher_clean": pt_clean, "teacher_adv": pt_adv, "student_clean": ps_clean, "student_adv": ps_adv,
             "teacher_pred_clean": argmax(pt_clean), "teacher_pred_adv": argmax(pt_adv),
@@ -365,6 +366,8 @@ impl Lab {
 #[wasm_bindgen]
 pub struct TrainingLab {
     trainer: Trainer,
+    /// The teacher file's model, evaluated once for the page's comparison of teachers.
+    teacher: Net,
     train: DeviceSet,
     test: DeviceSet,
     backend: String,
@@ -411,6 +414,7 @@ impl TrainingLab {
             trainer = trainer.with_teacher(&t);
         }
         Ok(TrainingLab {
+            teacher: t,
             train: DeviceSet::upload(&train_set, &device),
             test: DeviceSet::upload(&test_set.take(200), &device),
             trainer,
@@ -484,7 +488,16 @@ impl TrainingLab {
 
     /// Clean and PGD-10 accuracy of the student on 200 test images; JSON.
     pub async fn evaluate(&self) -> Result<String, JsError> {
-        let model = self.trainer.eval_model();
+        self.accuracy(&self.trainer.eval_model()).await
+    }
+
+    /// The same for the teacher (the page shows how strong each teacher is).
+    pub async fn evaluate_teacher(&self) -> Result<String, JsError> {
+        self.accuracy(&self.teacher).await
+    }
+
+    /// Clean and PGD-10 accuracy of `model` on the 200 test images at the run's eps, one read.
+    async fn accuracy(&self, model: &Net) -> Result<String, JsError> {
         let forward = |t| model.forward(t);
         let (x, y) = (self.test.images.clone(), self.test.labels.clone());
         let eps = self.trainer.config.attack.eps;
@@ -531,6 +544,24 @@ pub fn saad_weight_in_batch(entropy: f64, batch_min: f64, batch_max: f64) -> Vec
     let (w, w_hat) =
         saad_core::losses::saad::saad_weight_in_batch(entropy, batch_min, batch_max, scale);
     vec![w, w_hat]
+}
+
+/// The perturbation `adv - clean` of two CHW images (3 channels, `size` x `size`, values in
+/// [0,1]) as RGBA for a canvas: white at zero, blue towards `-range`, orange towards `+range`.
+#[wasm_bindgen]
+pub fn perturbation_rgba(clean: &[f32], adv: &[f32], size: usize, range: f32) -> Vec<u8> {
+    delta_rgba(clean, adv, size, size, range)
+}
+
+/// The colour scale of [`perturbation_rgba`] as a `width` x 1 RGBA strip from `-range` to
+/// `+range` (the page's legend under the perturbation).
+#[wasm_bindgen]
+pub fn perturbation_scale_rgba(width: usize, range: f32) -> Vec<u8> {
+    let width = width.max(2);
+    let step: Vec<f32> =
+        (0..width).map(|i| range * (2.0 * i as f32 / (width - 1) as f32 - 1.0)).collect();
+    let adv = [step.as_slice(), &step, &step].concat();
+    delta_rgba(&vec![0.0; 3 * width], &adv, 1, width, range)
 }
 
 /// The number of trainable parameters of an architecture id (e.g. `resnet18`), or 0 for an

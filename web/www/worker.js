@@ -1,5 +1,6 @@
-// The training lab's worker: a short distillation in its own wasm instance, a progress message
-// per batch and statistics per epoch; a Stop takes effect after the batch in progress.
+// The training lab's worker: a short distillation in its own wasm instance, the teacher's
+// accuracy once, a progress message per batch and statistics per epoch; a Stop takes effect
+// after the batch in progress. The page runs one worker per teacher it compares.
 // Rust panics print their stack (saad-web's panic hook); keep enough frames to be useful.
 Error.stackTraceLimit = 64;
 import init, { TrainingLab } from './pkg/saad_web.js';
@@ -18,6 +19,8 @@ self.onmessage = async (ev) => {
     await init();
     const lab = await TrainingLab.create(m.backend, m.teacher, m.method, m.arch, m.epochs, m.steps, 0);
     self.postMessage({ type: 'started', backend: lab.backend() });
+    // How strong this teacher is, on the same test images and attack as the student.
+    self.postMessage({ type: 'teacher', acc: JSON.parse(await lab.evaluate_teacher()) });
     const pause = () => new Promise((resolve) => setTimeout(resolve, 0));
     while (!lab.is_done() && !stop) {
       const t0 = performance.now();

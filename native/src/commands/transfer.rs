@@ -52,11 +52,11 @@ pub struct TransferArgs {
 
 pub fn csv(records: &[SampleRecord]) -> String {
     let mut s = String::from(
-        "index,label,teacher_clean,student_clean,teacher_adv,student_adv,transfers,student_fooled,teacher_entropy,saad_weight,saad_weight_hat,linf\n",
+        "index,label,teacher_clean,student_clean,teacher_adv,student_adv,transfers,student_fooled,teacher_entropy,saad_weight,saad_weight_hat,linf,teacher_margin\n",
     );
     for r in records {
         s += &format!(
-            "{},{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6}\n",
+            "{},{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6}\n",
             r.index,
             r.label,
             r.teacher_clean,
@@ -68,7 +68,8 @@ pub fn csv(records: &[SampleRecord]) -> String {
             r.teacher_entropy,
             r.saad_weight,
             r.saad_weight_hat,
-            r.linf
+            r.linf,
+            r.teacher_margin
         );
     }
     s
