@@ -6,7 +6,7 @@
 #   scripts/build-web.sh --dev         the dev profile the tests share (dependencies optimised)
 # Installs wasm-bindgen-cli at the version in Cargo.lock (without --locked, see STACK notes) and,
 # for the release build, binaryen from npm (web/package.json, web/node_modules).
-# SAAD_WASM_OPT picks wasm-opt's level (default -O3; see the README's load-time figures).
+# SAAD_WASM_OPT picks wasm-opt's level (default -Oz, the smallest; see the README's load-time figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=web
@@ -39,8 +39,8 @@ if [ "$profile" = web ]; then
     features=(--enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int
       --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue
       --enable-call-indirect-overlong --enable-simd)
-    echo "wasm-opt ${SAAD_WASM_OPT:--O3} (binaryen in node: several minutes on 2 cores)" >&2
-    web/node_modules/.bin/wasm-opt "${SAAD_WASM_OPT:--O3}" "${features[@]}" \
+    echo "wasm-opt ${SAAD_WASM_OPT:--Oz} (binaryen in node: several minutes on 2 cores)" >&2
+    web/node_modules/.bin/wasm-opt "${SAAD_WASM_OPT:--Oz}" "${features[@]}" \
       web/www/pkg/saad_web_bg.wasm -o web/www/pkg/saad_web_bg.opt.wasm
     mv web/www/pkg/saad_web_bg.opt.wasm web/www/pkg/saad_web_bg.wasm
   fi

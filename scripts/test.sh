@@ -20,4 +20,4 @@ cargo fmt --all --check
 scripts/build-web.sh --dev
 RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)" CLIPPY_ARGS="-Dwarnings__CLIPPY_HACKERY__" \
   cargo test --workspace "$@"
-(cd tests/web && node --test page.test.mjs)
+(cd tests/web && node --test chart.test.mjs page.test.mjs)

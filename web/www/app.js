@@ -304,7 +304,7 @@ async function runBatch() {
   window.saadPage.batch = r;
   $('batch-summary').textContent = `TAS ${(100 * s.tas).toFixed(1)}%: of ${s.samples} student-crafted examples, that share fools the teacher; ` +
     `student fooled ${(100 * s.student_asr).toFixed(1)}%; teacher entropy ${s.teacher_entropy_mean.toFixed(3)} ± ${s.teacher_entropy_std.toFixed(3)} nats; ${ms.toFixed(0)} ms`;
-  $('batch-summary').dataset.tas = s.tas;
+  Object.assign($('batch-summary').dataset, { tas: s.tas, ms: ms.toFixed(1) });
   drawScatter(recs);
   drawWeightHistogram(recs);
 
@@ -428,6 +428,8 @@ function startTraining() {
   $('train-saves').replaceChildren(Object.assign(document.createElement('a'), { id: 'train-save', hidden: true }));
   delete $('train-status').dataset.epoch;
   delete $('train-progress').dataset.batch;
+  // The epoch axes span the whole run from the start.
+  for (const c of [charts.acc, charts.tas, charts.loss]) c.spec.x.max = Math.max(2, Number($('train-epochs').value) | 0);
   drawTrain();
   showRuns();
   const config = {
