@@ -357,21 +357,29 @@ fn tiny(arch: &str, seed: u64, device: &Device) -> Net {
 /// and each record's weight is the one-image formula the page draws as its curve.
 #[test]
 fn transfer_records_agree_with_the_teachers_logits_and_the_weight_curve() {
+    use saad_core::checkpoint::Checkpoint;
     use saad_core::transfer::{COLUMNS, TransferAttack, batch_columns, records_from_columns};
     let _g = serial();
     let d = Device::flex();
-    let (teacher, student) = (tiny("small-cnn-4", 1, &d), tiny("small-cnn-4", 2, &d));
+    // The page's shipped pair (trained models: random ones give near-uniform teacher outputs).
+    let load = |name: &str| {
+        let path = format!("{}/../web/www/models/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&path).unwrap();
+        Checkpoint::decode(&bytes, &path).unwrap().load_model(&d, &path).unwrap()
+    };
+    let (teacher, student) = (load("teacher.saad"), load("student.saad"));
     let (_, test) = digits::load(16).unwrap();
     let data = DeviceSet::upload(&test.take(24), &d);
     let params = MethodParams::default();
     let (x, y) = (data.images.clone(), data.labels.clone());
-    let attack = TransferAttack::Pgd { steps: 3 };
-    let (cols, _, x_adv) = batch_columns(&teacher, &student, &x, &y, attack, 0.3, 0.1, &params);
+    let attack = TransferAttack::Pgd { steps: 5 };
+    let (cols, _, x_adv) =
+        batch_columns(&teacher, &student, &x, &y, attack, 16.0 / 255.0, 4.0 / 255.0, &params);
     let records = records_from_columns(&to_vec(cols.reshape([24 * COLUMNS])), 0);
     let logits = to_vec(teacher.forward(x_adv));
     let hs: Vec<f64> = records.iter().map(|r| r.teacher_entropy as f64).collect();
     let (min_h, max_h) = hs.iter().fold((f64::MAX, f64::MIN), |(a, b), &h| (a.min(h), b.max(h)));
-    assert!(max_h - min_h > 1e-3, "the batch's entropies differ: {hs:?}");
+    assert!(max_h - min_h > 0.1, "the batch's entropies differ: {hs:?}");
     for (r, z) in records.iter().zip(logits.chunks_exact(10)) {
         let z: Vec<f64> = z.iter().map(|&v| v as f64).collect();
         let yi = r.label as usize;

@@ -539,7 +539,7 @@ function makeCharts() {
     x: { label: 'epoch', integer: true, min: 1 }, y: { label: 'accuracy (%)', ...percent }, empty: 'press Start',
   });
   charts.tas = new Chart($('train-tas-chart'), {
-    title: 'TAS per epoch: training examples that fool the teacher',
+    title: 'Transfer rate (TAS) per epoch',
     x: { label: 'epoch', integer: true, min: 1 }, y: { label: 'TAS (%)', min: 0 }, empty: 'methods with a teacher',
   });
   charts.loss = new Chart($('train-loss-chart'), {
