@@ -46,8 +46,8 @@ mod tests {
         let d = delta_rgba(&clean, &adv, 1, 2, 0.1);
         assert_eq!(&d[..4], &[230, 159, 0, 255]); // +eps: orange
         assert_eq!(&d[4..], &[0, 114, 178, 255]); // -eps: blue
-        let half = delta_rgba(&clean, &[0.55, 0.5, 0.55, 0.5, 0.55, 0.5], 1, 2, 0.1);
-        assert_eq!(&half, &[243, 207, 128, 255, 255, 255, 255, 255]); // +eps/2, and zero: white
+        let part = delta_rgba(&clean, &[0.575, 0.5, 0.575, 0.5, 0.575, 0.5], 1, 2, 0.1);
+        assert_eq!(&part, &[236, 183, 64, 255, 255, 255, 255, 255]); // +3/4 eps, and zero: white
         assert_eq!(image_rgba(&[1.0, 0.0, 0.5], 1, 1), vec![255, 0, 128, 255]);
     }
 }
