@@ -196,6 +196,21 @@ fn check_optimizer_state(bytes: &[u8], model: &Net, source: &str) -> Result<(), 
     model.visit(&mut params);
     let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
         .map_err(|e| bad(e.to_string()))?;
+    // burn takes a parameter's rank from its `{id}.__rank` scalar over the tensors' shapes (a
+    // rank of 0 by one flipped bit made it build a rank-0 tensor and panic; found by the fuzzer),
+    // so each rank burn would read must be its parameter's.
+    for (key, value) in reader.scalars() {
+        if let Some(id) = key.strip_suffix(".__rank").and_then(|id| id.parse::<u64>().ok())
+            && let Ok(rank) = usize::try_from(*value)
+        {
+            let want = params.0.get(&id).ok_or_else(|| {
+                bad(format!("{key} belongs to a parameter this model does not have"))
+            })?;
+            if rank != want.len() {
+                return Err(bad(format!("{key} is {rank}, its parameter has shape {want:?}")));
+            }
+        }
+    }
     let tensors = reader.into_tensors().map_err(|e| bad(e.to_string()))?;
     for t in tensors {
         let (name, dtype, shape, param_id, data) =
@@ -523,5 +538,50 @@ impl Trainer {
             optimizer: Vec::new(),
             averaged: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::digits;
+    use crate::train::MethodKind;
+
+    /// A `__rank` scalar that disagrees with its parameter is refused with a message (burn
+    /// would build a tensor of that rank from the momentum's data and panic).
+    #[test]
+    fn optimizer_rank_that_disagrees_with_its_parameter_is_refused() {
+        let device = Device::flex();
+        let (train, _) = digits::load(16).unwrap();
+        let mut config = TrainConfig::reference(MethodKind::NATURAL);
+        config.epochs = 1;
+        config.batch_size = 32;
+        config.augment = None;
+        let info = DatasetInfo { name: "digits".into(), image_size: 16, num_classes: 10 };
+        let mut t = Trainer::new(
+            "small-cnn-2".parse().map(|a| ModelSpec::new(a, 10)).unwrap(),
+            config,
+            info,
+            &device,
+        );
+        t.train_epoch(&DeviceSet::upload(&train.take(32), &device), &mut |_, _| {});
+        let mut ckpt = t.checkpoint();
+        assert!(Trainer::resume(&ckpt, &device, "run.saad").is_ok());
+
+        let reader =
+            burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(ckpt.optimizer.clone())).unwrap();
+        let (scalars, paths) = (reader.scalars().clone(), reader.metadata().clone());
+        let rank_key = scalars.keys().find(|k| k.ends_with(".__rank")).unwrap().clone();
+        let mut writer = burn_pack::Writer::new(reader.into_tensors().unwrap());
+        for (key, value) in &scalars {
+            let value = if *key == rank_key { burn_pack::Scalar::from(0usize) } else { *value };
+            writer = writer.with_scalar(key, value);
+        }
+        for (key, value) in &paths {
+            writer = writer.with_metadata(key, value);
+        }
+        ckpt.optimizer = writer.into_bytes().unwrap().to_vec();
+        let e = Trainer::resume(&ckpt, &device, "run.saad").err().expect("refused").to_string();
+        assert!(e.contains("run.saad") && e.contains(&format!("{rank_key} is 0")), "{e}");
     }
 }
