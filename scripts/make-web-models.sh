@@ -4,7 +4,8 @@
 #   teacher-weak.saad  the weak teacher: small-cnn-4, PGD-AT, 12 epochs (the training lab's
 #                      "robust saturation" comparison distils one student from each)
 #   student.saad       a small-cnn-4 student distilled from the strong teacher with SAAD
-# Seeded on flex: the same files on every run of the same build.
+# Seeded on flex: the same `saad eval` accuracies on every run of the same build (checked by
+# running it twice); the files differ in their bytes (burn draws parameter ids at random).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)

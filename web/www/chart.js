@@ -40,8 +40,8 @@ function tickLabel(v, step, format) {
   return v.toFixed(decimals);
 }
 
-/** Draws a marker of `shape` (circle, triangle, square, diamond, cross) centred on (x, y). */
-export function drawMarker(ctx, shape, x, y, r, color, filled = true) {
+/** Draws a marker of `shape` (circle, triangle or square) centred on (x, y). */
+function drawMarker(ctx, shape, x, y, r, color) {
   ctx.beginPath();
   switch (shape) {
     case 'triangle':
@@ -53,31 +53,13 @@ export function drawMarker(ctx, shape, x, y, r, color, filled = true) {
     case 'square':
       ctx.rect(x - r * 0.9, y - r * 0.9, r * 1.8, r * 1.8);
       break;
-    case 'diamond':
-      ctx.moveTo(x, y - r * 1.25);
-      ctx.lineTo(x + r * 1.25, y);
-      ctx.lineTo(x, y + r * 1.25);
-      ctx.lineTo(x - r * 1.25, y);
-      ctx.closePath();
-      break;
-    case 'cross':
-      ctx.moveTo(x - r, y - r);
-      ctx.lineTo(x + r, y + r);
-      ctx.moveTo(x + r, y - r);
-      ctx.lineTo(x - r, y + r);
-      ctx.strokeStyle = color;
-      ctx.lineWidth = 1.6;
-      ctx.stroke();
-      return;
     default:
       ctx.arc(x, y, r, 0, 2 * Math.PI);
   }
-  if (filled) {
-    ctx.fillStyle = color;
-    ctx.globalAlpha *= 0.85;
-    ctx.fill();
-    ctx.globalAlpha /= 0.85;
-  }
+  ctx.fillStyle = color;
+  ctx.globalAlpha *= 0.85;
+  ctx.fill();
+  ctx.globalAlpha /= 0.85;
   ctx.strokeStyle = color;
   ctx.lineWidth = 1;
   ctx.stroke();
