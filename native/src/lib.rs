@@ -8,3 +8,4 @@ pub mod fsutil;
 pub mod plot;
 pub mod progress;
 pub mod pytorch;
+pub mod remote;

@@ -31,8 +31,10 @@ enum Command {
     Import(commands::import::ImportArgs),
     /// Export a checkpoint (PyTorch safetensors state dict, or weights only).
     Export(commands::export::ExportArgs),
-    /// List the compute devices (flex CPU and wgpu adapters).
+    /// List the compute devices (flex CPU and wgpu adapters, numbered for --devices).
     Devices,
+    /// Host this machine's devices for `saad train --remote` on another machine.
+    Serve(commands::serve::ServeArgs),
     /// Datasets: check local files, or download an official archive.
     Data(commands::data::DataCommand),
     /// Benchmark training steps (natural, PGD-AT, SAAD, ...) or the WGSL kernels.
@@ -68,6 +70,7 @@ fn main() {
         Command::Export(a) => commands::export::run(a),
         Command::Import(a) => commands::import::run(a),
         Command::Devices => commands::devices(),
+        Command::Serve(a) => commands::serve::run(a),
         Command::Data(a) => commands::data::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Selftest(a) => commands::selftest::run(a),

@@ -35,10 +35,24 @@ pub struct SaadLossConfig {
 /// renormalised; the lowest-entropy sample gets 0) and `w^_i = w_i / (max_j w_j + 1e-8)` in
 /// [0,1]. Both are constants (no gradient).
 pub fn saad_weights(entropy: Tensor<1>, scale: f64) -> (Tensor<1>, Tensor<1>) {
-    let h = entropy.detach();
+    saad_weights_in_batch(entropy.clone(), entropy, scale)
+}
+
+/// [`saad_weights`] of some samples of a batch whose entropies are `batch_entropy` (all of
+/// them, these included): the minimum and maximum are the whole batch's. A data-parallel step
+/// weighs each shard so, which gives every sample the weight it has on one device.
+pub fn saad_weights_in_batch(
+    entropy: Tensor<1>,
+    batch_entropy: Tensor<1>,
+    scale: f64,
+) -> (Tensor<1>, Tensor<1>) {
+    let (h, batch) = (entropy.detach(), batch_entropy.detach());
     let dims = h.dims();
-    let w = (h.clone() - h.min().expand(dims)).mul_scalar(scale);
-    let w_hat = w.clone() / w.clone().max().add_scalar(1e-8).expand(dims);
+    let min = batch.clone().min();
+    let w = (h - min.clone().expand(dims)).mul_scalar(scale);
+    // max_j w_j, computed as the batch's largest w is (the same float operations).
+    let w_max = (batch.max() - min).mul_scalar(scale);
+    let w_hat = w.clone() / w_max.add_scalar(1e-8).expand(dims);
     (w, w_hat)
 }
 
@@ -94,9 +108,25 @@ pub fn saad_outer_loss_and_weights(
     l: &SaadLogits,
     config: &SaadLossConfig,
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    saad_outer_loss_in_batch(l, config, &|entropy| entropy)
+}
+
+/// The teacher entropies `H_i` SAAD weighs by: of `p_T+`, Rényi order `gamma`.
+pub fn saad_entropy(l: &SaadLogits, weighting: SaadWeighting) -> Tensor<1> {
+    renyi_entropy(l.t_plus.clone(), weighting.gamma).detach()
+}
+
+/// [`saad_outer_loss_and_weights`] of one shard of a batch: `whole_batch` completes the shard's
+/// entropies to the whole batch's (see [`saad_weights_in_batch`]).
+pub fn saad_outer_loss_in_batch(
+    l: &SaadLogits,
+    config: &SaadLossConfig,
+    whole_batch: &dyn Fn(Tensor<1>) -> Tensor<1>,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     let weighting = config.weighting;
+    let entropy = saad_entropy(l, weighting);
     let (w, w_hat) =
-        saad_weights(renyi_entropy(l.t_plus.clone(), weighting.gamma), weighting.scale);
+        saad_weights_in_batch(entropy.clone(), whole_batch(entropy), weighting.scale);
     let l_adv = kl_div(l.t_plus.clone(), l.s_plus.clone());
     let l_ig =
         ig_matching(l.t_plus.clone(), l.t_minus.clone(), l.s_plus.clone(), l.s_minus.clone())

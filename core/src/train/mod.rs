@@ -1,6 +1,7 @@
 //! Training: configuration, learning-rate schedules, methods and the shared loop.
 
 pub mod config;
+pub mod data_parallel;
 pub mod log;
 pub mod methods;
 pub mod schedule;

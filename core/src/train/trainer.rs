@@ -2,6 +2,7 @@
 //! read of the statistics per epoch.
 
 use super::config::TrainConfig;
+use super::data_parallel::{self, Floats, Replica, ShardExchange, ShardGrads};
 use super::methods::{BatchContext, Method};
 use super::weight_average::{WeightAverage, recompute_batch_norm};
 use crate::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
@@ -168,14 +169,49 @@ pub struct Trainer {
     pub teacher: Option<Net>,
     /// The running weight average (from `config.swa_start` on).
     pub average: Option<WeightAverage>,
-    /// The plain (non-autodiff) device the data lives on.
+    /// The plain (non-autodiff) device the data lives on: the main device of a data-parallel run.
     pub device: Device,
+    /// The other devices of a data-parallel run ([`with_devices`](Self::with_devices)); empty
+    /// on one device.
+    pub replicas: Vec<Replica>,
     /// Epochs completed.
     pub epochs_done: usize,
     /// One JSON object per completed epoch (filled by the caller, which also measures time).
     pub history: Vec<serde_json::Value>,
     /// Carried into the checkpoint header (e.g. the teacher's path).
     pub notes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What one batch hands to the optimizer step and the epoch's statistics.
+struct BatchStep {
+    /// The global batch's mean loss `[1]`, detached, on the main device.
+    loss: Tensor<1>,
+    /// Correctly classified training inputs `[1]`.
+    correct: Tensor<1>,
+    /// The batch's transfer sums (zeros without a teacher).
+    transfer: Tensor<1>,
+    /// The gradients of the main model's parameters.
+    grads: GradientsParams,
+    /// Data-parallel only: per float of the model in visit order, whether it is trained
+    /// (otherwise a running statistic).
+    trainable: Vec<bool>,
+}
+
+/// The message a shard sends the others when it stops them (see [`ShardExchange::fail`]).
+pub(crate) const ABORTED: &str = "another device of this data-parallel step failed";
+
+/// A panic's message.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown failure".into())
+}
+
+/// The teacher's copy for `device`, in eval mode.
+fn replica_teacher(teacher: &Net, device: &Device) -> Net {
+    data_parallel::eval_copy_on(teacher, device)
 }
 
 /// The shapes of a model's float parameters by parameter id.
@@ -267,6 +303,7 @@ impl Trainer {
             teacher: None,
             average: None,
             device,
+            replicas: Vec::new(),
             epochs_done: 0,
             history: Vec::new(),
             notes: Default::default(),
@@ -311,6 +348,7 @@ impl Trainer {
             teacher: None,
             average,
             device,
+            replicas: Vec::new(),
             epochs_done: ckpt.header.epochs_done,
             history: ckpt.header.history.clone(),
             notes: ckpt.header.notes.clone(),
@@ -320,7 +358,49 @@ impl Trainer {
     /// Sets the frozen teacher (put in eval mode, without parameter gradients).
     pub fn with_teacher(mut self, teacher: &Net) -> Self {
         self.teacher = Some(teacher.valid());
+        for r in &mut self.replicas {
+            r.teacher = Some(replica_teacher(teacher, &r.device));
+        }
         self
+    }
+
+    /// Trains data-parallel on the main device and `others` (see [`data_parallel`]): each
+    /// global batch is split across them, their gradients are added on the main device in a
+    /// fixed order and one optimizer step runs there. Replaces any devices set before.
+    ///
+    /// # Panics
+    /// If `others` repeats a device or holds the main one (callers check first).
+    pub fn with_devices(mut self, others: &[Device]) -> Self {
+        let mut seen = vec![self.device.clone()];
+        for d in others {
+            let d = d.clone().without_autodiff();
+            assert!(!seen.contains(&d), "device {d:?} is given twice");
+            seen.push(d);
+        }
+        let floats: Vec<Option<Tensor<1>>> =
+            Floats::of(&self.model).values.into_iter().map(Some).collect();
+        self.replicas = seen[1..]
+            .iter()
+            .map(|device| Replica {
+                device: device.clone(),
+                model: data_parallel::copy_flags(
+                    data_parallel::load_floats(
+                        self.spec.init(&device.clone().autodiff()),
+                        floats.clone(),
+                    ),
+                    &self.model,
+                ),
+                teacher: self.teacher.as_ref().map(|t| replica_teacher(t, device)),
+            })
+            .collect();
+        self
+    }
+
+    /// Every device this run trains on, the main one first.
+    pub fn devices(&self) -> Vec<Device> {
+        std::iter::once(self.device.clone())
+            .chain(self.replicas.iter().map(|r| r.device.clone()))
+            .collect()
     }
 
     /// Whether all `config.epochs` epochs are trained.
@@ -407,6 +487,35 @@ impl Trainer {
         };
         let n = y.dims()[0];
         run.lr = cfg.schedule.lr(cfg.lr, epoch, b, nb, cfg.epochs);
+        let step = if self.replicas.is_empty() {
+            self.batch_on_one_device(x, y, epoch)
+        } else {
+            self.batch_on_shards(x, y, epoch, b)
+        };
+        // Divergence watch, on the device: count non-finite losses and remember the first
+        // (as `batches - b`, so that a max keeps the earliest; exact in f32).
+        let bad = step.loss.clone().is_finite().bool_not().float();
+        run.first_bad_from_end =
+            run.first_bad_from_end.clone().max_pair(bad.clone().mul_scalar((nb - b) as f64));
+        run.bad_batches = run.bad_batches.clone() + bad;
+        let parts = vec![step.loss.mul_scalar(n as f64), step.correct, step.transfer];
+        run.sums = run.sums.clone() + Tensor::cat(parts, 0);
+        run.images += n;
+        self.model = self.optim.step(run.lr, self.model.clone(), step.grads);
+        if !self.replicas.is_empty() {
+            self.model = data_parallel::sync_replicas(
+                self.model.clone(),
+                &mut self.replicas,
+                &step.trainable,
+                &self.device,
+            );
+        }
+        run.next += 1;
+    }
+
+    /// One batch's loss, statistics and gradients on the main device alone.
+    fn batch_on_one_device(&self, x: Tensor<4>, y: Tensor<1, Int>, epoch: usize) -> BatchStep {
+        let cfg = &self.config;
         let ctx = BatchContext {
             student: &self.model,
             teacher: self.teacher.as_ref(),
@@ -416,40 +525,188 @@ impl Trainer {
             epochs: cfg.epochs,
             attack: &cfg.attack,
             params: &cfg.params,
+            shards: None,
         };
         let out = self.method.batch_loss(&ctx);
         let loss = out.loss.clone().detach().without_autodiff();
-        // Divergence watch, on the device: count non-finite losses and remember the first
-        // (as `batches - b`, so that a max keeps the earliest; exact in f32).
-        let bad = loss.clone().is_finite().bool_not().float();
-        run.first_bad_from_end =
-            run.first_bad_from_end.clone().max_pair(bad.clone().mul_scalar((nb - b) as f64));
-        run.bad_batches = run.bad_batches.clone() + bad;
-        let mut parts = vec![
-            loss.mul_scalar(n as f64),
-            losses::correct(out.logits.clone().detach().without_autodiff(), y.clone()).sum(),
-        ];
+        let correct = losses::correct(out.logits.clone().detach().without_autodiff(), y.clone());
         let transfer = match (&self.teacher, &out.x_adv) {
             (Some(teacher), Some(x_adv)) => {
                 // Methods that did not evaluate the teacher on x' pay one teacher forward here.
                 let t_adv =
                     out.teacher_adv.clone().unwrap_or_else(|| teacher.forward(x_adv.clone()));
-                Some(kernels::transfer_sums(
-                    Route::Auto,
-                    t_adv,
-                    out.student_adv.clone(),
-                    y.clone(),
-                    cfg.params.saad_weighting(),
-                ))
+                self.transfer_sums(t_adv, out.student_adv.clone(), y)
             }
-            _ => None,
+            _ => Tensor::zeros([sums::LEN], &self.device),
         };
-        parts.push(transfer.unwrap_or_else(|| Tensor::zeros([sums::LEN], &self.device)));
-        run.sums = run.sums.clone() + Tensor::cat(parts, 0);
-        run.images += n;
         let grads = GradientsParams::from_grads(out.loss.backward(), &self.model);
-        self.model = self.optim.step(run.lr, self.model.clone(), grads);
-        run.next += 1;
+        BatchStep { loss, correct: correct.sum(), transfer, grads, trainable: Vec::new() }
+    }
+
+    fn transfer_sums(
+        &self,
+        teacher_adv: Tensor<2>,
+        student_adv: Option<Tensor<2>>,
+        y: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        kernels::transfer_sums(
+            Route::Auto,
+            teacher_adv,
+            student_adv,
+            y,
+            self.config.params.saad_weighting(),
+        )
+    }
+
+    /// One batch split across the devices (see [`data_parallel`]): each shard on its own
+    /// thread, its gradients and statistics gathered on the main device in shard order.
+    fn batch_on_shards(
+        &self,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        epoch: usize,
+        batch: usize,
+    ) -> BatchStep {
+        let cfg = &self.config;
+        let n = y.dims()[0];
+        let devices = self.devices();
+        let sizes = data_parallel::shard_sizes(n, devices.len());
+        let exchange = ShardExchange::new(devices.len());
+        let kernels_on = kernels::kernels_enabled();
+        let method = self.method;
+        let classes = self.dataset.num_classes;
+        let mut from = 0;
+        let mut jobs = Vec::new();
+        for (k, (device, &size)) in devices.iter().zip(&sizes).enumerate() {
+            let (student, teacher) = match k {
+                0 => (&self.model, self.teacher.as_ref()),
+                _ => (&self.replicas[k - 1].model, self.replicas[k - 1].teacher.as_ref()),
+            };
+            let x = data_parallel::move_to(x.clone().slice(from..from + size), device);
+            let y = data_parallel::move_to(y.clone().slice(from..from + size), device);
+            from += size;
+            jobs.push((k, device.clone(), student, teacher, x, y));
+        }
+        let exchange = &exchange;
+        // Runs on the shard's own thread and leaves its results on its device: `[loss sum,
+        // correct, teacher logits on x', student logits on x']` (the logits when there is a
+        // teacher) and the gradients.
+        let shard = |(k, device, student, teacher, x, y): (
+            usize,
+            Device,
+            &Net,
+            Option<&Net>,
+            Tensor<4>,
+            Tensor<1, Int>,
+        )| {
+            let body = || {
+                kernels::with_kernels(kernels_on, || {
+                    device.seed(derive_seed(
+                        cfg.seed,
+                        &[stream::BATCH, epoch as u64, batch as u64, k as u64],
+                    ));
+                    let size = y.dims()[0];
+                    let ctx = BatchContext {
+                        student,
+                        teacher,
+                        x,
+                        y: y.clone(),
+                        epoch: epoch + 1,
+                        epochs: cfg.epochs,
+                        attack: &cfg.attack,
+                        params: &cfg.params,
+                        shards: Some((exchange, k)),
+                    };
+                    let out = method.batch_loss(&ctx);
+                    let flat = |t: Tensor<2>| t.detach().without_autodiff().reshape([-1]);
+                    let mut stats = vec![
+                        out.loss.clone().detach().without_autodiff().mul_scalar(size as f64),
+                        losses::correct(out.logits.clone().detach().without_autodiff(), y)
+                            .sum(),
+                    ];
+                    if let (Some(t), Some(x_adv), Some(s_adv)) =
+                        (teacher, &out.x_adv, &out.student_adv)
+                    {
+                        let t_adv =
+                            out.teacher_adv.clone().unwrap_or_else(|| t.forward(x_adv.clone()));
+                        stats.push(flat(t_adv));
+                        stats.push(flat(s_adv.clone()));
+                    }
+                    // The shard's share of the global batch mean.
+                    let scaled = out.loss.mul_scalar(size as f64 / n as f64);
+                    let grads = GradientsParams::from_grads(scaled.backward(), student);
+                    (Tensor::cat(stats, 0), ShardGrads::collect(student, grads))
+                })
+            };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+                Ok(out) => out,
+                Err(payload) => {
+                    exchange.fail();
+                    std::panic::panic_any(format!(
+                        "device {k} failed in batch {} of epoch {}: {}",
+                        batch + 1,
+                        epoch + 1,
+                        panic_text(payload.as_ref())
+                    ))
+                }
+            }
+        };
+        let shard = &shard;
+        let outs: Vec<_> = std::thread::scope(|scope| {
+            let mut jobs = jobs.into_iter();
+            let first = jobs.next().expect("the main device takes the first shard");
+            let handles: Vec<_> = jobs.map(|job| scope.spawn(move || shard(job))).collect();
+            let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard(first)));
+            let mut outs = Vec::new();
+            let mut failure = None;
+            match first {
+                Ok(o) => outs.push(o),
+                Err(p) => failure = Some(panic_text(p.as_ref())),
+            }
+            for h in handles {
+                match h.join() {
+                    Ok(o) => outs.push(o),
+                    Err(p) => {
+                        // The first failure in shard order is the cause; the shards after it
+                        // only saw the exchange close.
+                        if failure.as_deref().is_none_or(|f| f.contains(ABORTED)) {
+                            failure = Some(panic_text(p.as_ref()));
+                        }
+                    }
+                }
+            }
+            if let Some(f) = failure {
+                std::panic::panic_any(f);
+            }
+            outs
+        });
+        // On the main device, in shard order: one transfer of statistics and one of gradients
+        // per shard.
+        let main = &self.device;
+        let (mut loss, mut correct) = (Vec::new(), Vec::new());
+        let (mut t_adv, mut s_adv) = (Vec::new(), Vec::new());
+        let mut grads = Vec::new();
+        for ((stats, g), &size) in outs.into_iter().zip(&sizes) {
+            let stats = data_parallel::move_to(stats, main);
+            loss.push(stats.clone().slice(0..1));
+            correct.push(stats.clone().slice(1..2));
+            if self.teacher.is_some() && stats.dims()[0] > 2 {
+                let m = size * classes;
+                t_adv.push(stats.clone().slice(2..2 + m).reshape([size, classes]));
+                s_adv.push(stats.slice(2 + m..2 + 2 * m).reshape([size, classes]));
+            }
+            grads.push(g);
+        }
+        let loss = Tensor::cat(loss, 0).sum().div_scalar(n as f64);
+        let correct = Tensor::cat(correct, 0).sum();
+        let transfer = if t_adv.len() == sizes.len() {
+            self.transfer_sums(Tensor::cat(t_adv, 0), Some(Tensor::cat(s_adv, 0)), y)
+        } else {
+            Tensor::zeros([sums::LEN], main)
+        };
+        let trainable = grads[0].trained.clone();
+        let grads = data_parallel::combine_grads(&Floats::of(&self.model), grads, main);
+        BatchStep { loss, correct, transfer, grads, trainable }
     }
 
     /// Closes a complete epoch: counts it, updates the weight average.

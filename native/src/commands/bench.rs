@@ -65,6 +65,68 @@ pub struct BenchArgs {
     /// Calls per timing of the kernel benchmark.
     #[arg(long, default_value_t = 20)]
     pub calls: usize,
+    /// Also time data-parallel training over this many `saad serve` servers started on this
+    /// machine, each hosting --device (burn's remote backend over localhost): each method on one
+    /// server and on all of them, against the same method on the local device; bytes moved per
+    /// step (what every process wrote: sockets, the servers' logs) and scaling efficiency.
+    #[arg(long, default_value_t = 0)]
+    pub servers: usize,
+}
+
+/// Bytes written so far by process `pid` (`wchar` of /proc/PID/io: sockets, pipes and files).
+fn written_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines().find_map(|l| l.strip_prefix("wchar:").and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// `saad serve` children on this machine, killed when dropped.
+struct LocalServers {
+    children: Vec<std::process::Child>,
+    urls: Vec<String>,
+}
+
+impl LocalServers {
+    fn start(count: usize, device: DeviceChoice) -> Result<Self> {
+        use std::io::BufRead;
+        let exe = std::env::current_exe()?;
+        let device = format!("{device:?}").to_lowercase();
+        let mut servers = Self { children: Vec::new(), urls: Vec::new() };
+        for _ in 0..count {
+            let mut child = std::process::Command::new(&exe)
+                .args(["serve", "--port", "0", "--device", &device])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let first = lines.next().transpose()?.unwrap_or_default();
+            servers.children.push(child);
+            let Some(url) = first.split_whitespace().find(|w| w.starts_with("ws://")) else {
+                bail!("`saad serve` did not start: {first:?}");
+            };
+            servers.urls.push(url.trim_end_matches(':').to_string());
+            std::thread::spawn(move || lines.for_each(drop));
+        }
+        Ok(servers)
+    }
+
+    /// Bytes written by this process and the servers so far.
+    fn written(&self) -> u64 {
+        written_bytes(std::process::id())
+            + self.children.iter().map(|c| written_bytes(c.id())).sum::<u64>()
+    }
+}
+
+impl Drop for LocalServers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in bytes.
@@ -87,6 +149,10 @@ struct StepTiming {
     /// Kernel launches per step on a cubecl (wgpu) device; 0 on flex.
     launches_per_step: f64,
     device_reserved_bytes: Option<u64>,
+    /// Where it ran: `local` (the device itself) or `N remote`.
+    placement: String,
+    /// Data-parallel over servers: bytes every process wrote per timed step.
+    bytes_per_step: Option<f64>,
 }
 
 /// Times `args.steps` training steps of `method`: one epoch of `steps` batches after a first
@@ -96,8 +162,10 @@ fn time_steps(
     args: &BenchArgs,
     data: &DeviceSet,
     teacher: Option<&saad_core::models::Net>,
-    device: &Device,
+    devices: &[Device],
+    servers: Option<&LocalServers>,
 ) -> StepTiming {
+    let device = &devices[0];
     let mut config = TrainConfig::reference(method);
     config.batch_size = args.batch_size;
     config.attack.steps = args.attack_steps;
@@ -115,9 +183,11 @@ fn time_steps(
     if let Some(t) = teacher {
         trainer = trainer.with_teacher(t);
     }
+    trainer = trainer.with_devices(&devices[1..]);
     let start = Instant::now();
     trainer.train_epoch(data, &mut |_, _| {});
     let first_epoch_seconds = start.elapsed().as_secs_f64();
+    let written = servers.map(LocalServers::written);
     let reads = host_reads();
     let launches = LaunchCounter::start();
     let start = Instant::now();
@@ -126,7 +196,15 @@ fn time_steps(
     let launches_per_step = launches.launches() as f64 / args.steps as f64;
     drop(launches);
     let reads_per_step = (host_reads() - reads) as f64 / args.steps as f64;
+    let bytes_per_step = servers
+        .zip(written)
+        .map(|(s, before)| (s.written() - before) as f64 / args.steps as f64);
     StepTiming {
+        placement: match servers {
+            Some(_) => format!("{} remote", devices.len()),
+            None => "local".into(),
+        },
+        bytes_per_step,
         method,
         conv: saad_core::kernels::gemm_conv::wgpu_convolution(),
         first_epoch_seconds,
@@ -160,14 +238,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .then(|| ModelSpec::new(args.teacher_arch.clone(), args.classes).init(&device));
 
     let mut timings = Vec::new();
+    let local = std::slice::from_ref(&device);
     for &conv in &args.wgpu_conv {
         set_wgpu_convolution(conv);
-        timings.push(time_steps(MethodKind::NATURAL, &args, &data, None, &device));
+        timings.push(time_steps(MethodKind::NATURAL, &args, &data, None, local, None));
         for &m in args.methods.iter().filter(|&&m| m != MethodKind::NATURAL) {
-            timings.push(time_steps(m, &args, &data, teacher.as_ref(), &device));
+            timings.push(time_steps(m, &args, &data, teacher.as_ref(), local, None));
         }
     }
     set_wgpu_convolution(WgpuConvolution::default());
+    if args.servers > 0 {
+        let servers = LocalServers::start(args.servers, args.device)?;
+        let remote = crate::remote::all_devices(&crate::remote::connect(&servers.urls, None)?)?;
+        let main = &remote[0];
+        let data = DeviceSet {
+            images: data.images.clone().to_device(main),
+            labels: data.labels.clone().to_device(main),
+            ..data
+        };
+        let teacher = teacher.as_ref().map(|t| t.valid().fork(main));
+        for k in [1, remote.len()] {
+            for &m in &args.methods {
+                timings.push(time_steps(m, &args, &data, teacher.as_ref(), &remote[..k], Some(&servers)));
+            }
+        }
+    }
     // Each row's baseline: the natural step timed with the same convolution.
     let over_natural = |t: &StepTiming| {
         let natural = timings
@@ -176,11 +271,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .map_or(t.seconds_per_step, |n| n.seconds_per_step);
         t.seconds_per_step / natural
     };
+    // Data-parallel rows: speed-up over the same method on the local device, divided by the
+    // number of devices.
+    let efficiency = |t: &StepTiming| {
+        let k: f64 = t.placement.split(' ').next()?.parse().ok()?;
+        let local = timings.iter().find(|l| l.method == t.method && l.placement == "local")?;
+        Some(local.seconds_per_step / t.seconds_per_step / k)
+    };
     let rows: Vec<Value> = timings
         .iter()
         .map(|t| {
             json!({
                 "method": t.method.name(),
+                "placement": t.placement,
+                "bytes_per_step": t.bytes_per_step,
+                "scaling_efficiency": efficiency(t),
                 "wgpu_conv": t.conv.name(),
                 "seconds_per_step": t.seconds_per_step,
                 "images_per_sec": b as f64 / t.seconds_per_step,
@@ -211,14 +316,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.arch, args.classes, args.attack_steps, args.teacher_arch
     );
     let label = |t: &StepTiming| {
+        let mut l = t.method.name().to_string();
         if args.wgpu_conv.len() > 1 {
-            format!("{}/{}", t.method.name(), t.conv.name())
-        } else {
-            t.method.name().to_string()
+            l = format!("{l}/{}", t.conv.name());
         }
+        if t.placement != "local" {
+            l = format!("{l} @{}", t.placement);
+        }
+        l
     };
     println!(
-        "{:<15} {:>10} {:>10} {:>12} {:>9} {:>12} {:>7} {:>9} {:>12}",
+        "{:<22} {:>10} {:>10} {:>12} {:>9} {:>12} {:>7} {:>9} {:>12}",
         "method",
         "s/step",
         "images/s",
@@ -235,7 +343,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .map(|m| format!("{:.0}", m as f64 / 1048576.0))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<15} {:>10.3} {:>10.1} {:>12.0} {:>9.2} {:>12.2} {:>7.2} {:>9.0} {:>12}",
+            "{:<22} {:>10.3} {:>10.1} {:>12.0} {:>9.2} {:>12.2} {:>7.2} {:>9.0} {:>12}",
             label(t),
             t.seconds_per_step,
             r["images_per_sec"].as_f64().unwrap_or(0.0),
@@ -245,6 +353,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             t.reads_per_step,
             t.launches_per_step,
             mem
+        );
+    }
+    for t in timings.iter().filter(|t| t.bytes_per_step.is_some()) {
+        println!(
+            "{:<22} {:.2} MB moved per step; scaling efficiency {:.2} (speed-up over the local device / devices)",
+            label(t),
+            t.bytes_per_step.unwrap_or(0.0) / 1e6,
+            efficiency(t).unwrap_or(0.0)
         );
     }
     if let Some(r) = rss {

@@ -105,6 +105,7 @@ fn train_job(
         eval_n: Some(100),
         stop_after_epochs: None,
         device: a.device,
+        devices: Default::default(),
         quiet: a.quiet,
     }
 }

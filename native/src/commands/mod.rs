@@ -7,6 +7,7 @@ pub mod eval;
 pub mod export;
 pub mod import;
 pub mod selftest;
+pub mod serve;
 pub mod teacher;
 pub mod train;
 pub mod transfer;
@@ -54,14 +55,14 @@ pub fn devices() -> Result<()> {
             "wgpu      no adapter (no Vulkan/Metal/DX12 driver found; on Debian: apt-get install mesa-vulkan-drivers libvulkan1)"
         );
     }
-    for a in adapters {
-        let kind = format!("{:?}", a.kind);
+    for (i, a) in adapters.into_iter().enumerate() {
+        let kind = format!("{i} {:?}", a.kind);
         let note = if matches!(a.kind, saad_core::burn::tensor::DeviceKind::Cpu) {
             " (software; `--device auto` skips it)"
         } else {
             ""
         };
-        println!("wgpu      {kind:<16} {}{note}", a.name);
+        println!("wgpu      {kind:<18} {}{note}", a.name);
     }
     Ok(())
 }

@@ -100,6 +100,17 @@ pub struct TrainArgs {
     pub stop_after_epochs: Option<usize>,
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
+    /// Train data-parallel on these wgpu adapters (indices as `saad devices` lists them), e.g.
+    /// 0,1: each batch is split across them; the first holds the data and the optimizer.
+    #[arg(long, value_delimiter = ',', conflicts_with = "remote")]
+    pub devices: Vec<usize>,
+    /// Train data-parallel on the devices of `saad serve` servers: ws://HOST:PORT, comma-separated
+    /// (every device each one hosts, in order; the first holds the data and the optimizer).
+    #[arg(long, value_delimiter = ',', value_parser = crate::remote::parse_url)]
+    pub remote: Vec<String>,
+    /// The token the --remote servers were started with (`saad serve --token`).
+    #[arg(long, requires = "remote")]
+    pub remote_token: Option<String>,
     /// No progress bars or status lines.
     #[arg(long)]
     pub quiet: bool,
@@ -213,8 +224,21 @@ pub struct TrainJob {
     pub stop_after_epochs: Option<usize>,
     /// The device.
     pub device: DeviceChoice,
+    /// Where a data-parallel run trains (empty: on `device` alone).
+    pub devices: Devices,
     /// No progress bars or status lines.
     pub quiet: bool,
+}
+
+/// The devices of a data-parallel run.
+#[derive(Clone, Debug, Default)]
+pub struct Devices {
+    /// wgpu adapters by index (`--devices`).
+    pub adapters: Vec<usize>,
+    /// `saad serve` servers (`--remote`).
+    pub remote: Vec<String>,
+    /// Their token.
+    pub remote_token: Option<String>,
 }
 
 impl TrainArgs {
@@ -254,6 +278,11 @@ impl TrainArgs {
             eval_n: self.eval_n,
             stop_after_epochs: self.stop_after_epochs,
             device: self.device,
+            devices: Devices {
+                adapters: self.devices,
+                remote: self.remote,
+                remote_token: self.remote_token,
+            },
             quiet: self.quiet,
         })
     }
@@ -292,7 +321,22 @@ pub fn run(args: TrainJob) -> Result<PathBuf> {
     };
     // Files first: a missing dataset is reported before any GPU is probed.
     let (train_set, test_set) = datasets::load(&data_args)?;
-    let (device, device_name) = select(args.device)?;
+    // The main device, then the others of a data-parallel run.
+    let (devices, device_name, servers) = if !args.devices.remote.is_empty() {
+        let servers =
+            crate::remote::connect(&args.devices.remote, args.devices.remote_token.as_deref())?;
+        let devices = crate::remote::all_devices(&servers)?;
+        let name = format!("{} remote device(s) on {}", devices.len(), args.devices.remote.join(", "));
+        (devices, name, servers)
+    } else if !args.devices.adapters.is_empty() {
+        let adapters = super::serve::adapters_at(&args.devices.adapters, "--devices")?;
+        let names: Vec<String> = adapters.iter().map(|(_, n)| n.clone()).collect();
+        (adapters.into_iter().map(|(d, _)| d).collect(), names.join(" + "), Vec::new())
+    } else {
+        let (device, name) = select(args.device)?;
+        (vec![device], name, Vec::new())
+    };
+    let device = devices[0].clone();
     let resumed = match resumed {
         Some(ckpt) => {
             let mut t = Trainer::resume(&ckpt, &device, &ckpt_path.display().to_string())?;
@@ -361,6 +405,16 @@ pub fn run(args: TrainJob) -> Result<PathBuf> {
             trainer.config.method
         );
     }
+    if devices.len() > 1 {
+        if trainer.config.batch_size < devices.len() {
+            bail!(
+                "--batch-size {} is smaller than the {} devices it is split across",
+                trainer.config.batch_size,
+                devices.len()
+            );
+        }
+        trainer = trainer.with_devices(&devices[1..]);
+    }
     let test_set = match args.eval_n {
         Some(n) => test_set.take(n),
         None => test_set,
@@ -399,7 +453,17 @@ pub fn run(args: TrainJob) -> Result<PathBuf> {
         let start = Instant::now();
         let bs = trainer.config.batch_size;
         let n = train_data.len;
-        let stats = trainer.train_epoch(&train_data, &mut |b, _| bar.set((b * bs).min(n) as u64));
+        let stats = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            trainer.train_epoch(&train_data, &mut |b, _| bar.set((b * bs).min(n) as u64))
+        }));
+        let stats = match stats {
+            Ok(stats) => stats,
+            Err(payload) if !servers.is_empty() => {
+                bar.finish();
+                bail!("{}", remote_failure(&servers, payload.as_ref(), epoch, &ckpt_path));
+            }
+            Err(payload) => std::panic::resume_unwind(payload),
+        };
         let train_secs = start.elapsed().as_secs_f64();
         bar.finish();
         if let Some(d) = &stats.divergence {
@@ -513,6 +577,34 @@ pub fn run(args: TrainJob) -> Result<PathBuf> {
     write_atomic(&model_path, &file.encode())?;
     note(q, format!("done: {} (resume state in {})", model_path.display(), ckpt_path.display()));
     Ok(model_path)
+}
+
+/// A remote device failed during an epoch: which server, what was kept, and how to go on.
+fn remote_failure(
+    servers: &[crate::remote::RemoteServer],
+    payload: &(dyn std::any::Any + Send),
+    epoch: usize,
+    ckpt: &Path,
+) -> String {
+    let text = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    let down = crate::remote::unreachable(servers, std::time::Duration::from_secs(10));
+    let who = match down.as_slice() {
+        [] => "a remote device failed".to_string(),
+        [one] => format!("the server {one} stopped answering"),
+        many => format!("the servers {} stopped answering", many.join(", ")),
+    };
+    let kept = if ckpt.exists() {
+        format!("{} holds epoch {} and is untouched", ckpt.display(), epoch - 1)
+    } else {
+        "no checkpoint had been written yet".to_string()
+    };
+    format!(
+        "training stopped in epoch {epoch}: {who} ({text}). Nothing of this epoch was saved; {kept}. Restart the server (`saad serve`) and run the same command with --resume to continue from there"
+    )
 }
 
 /// What went wrong, what was kept, and what to try.

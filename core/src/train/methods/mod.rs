@@ -27,6 +27,7 @@ registry!(natural, pgd_at, trades, ard, iad, rslad, adaad, igdm, saad);
 use crate::attacks::{Objective, Pgd, STANDARD_EPS, STANDARD_STEP, Start};
 use crate::losses::saad::{SaadLossConfig, SaadWeighting};
 use crate::models::Net;
+use crate::train::data_parallel::ShardExchange;
 use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -51,9 +52,22 @@ pub struct BatchContext<'a> {
     pub attack: &'a AttackSettings,
     /// The method constants.
     pub params: &'a MethodParams,
+    /// In a data-parallel step: the exchange between the shards and this shard's index (`x` is
+    /// then one shard of the global batch). `None` on one device.
+    pub shards: Option<(&'a ShardExchange, usize)>,
 }
 
 impl BatchContext<'_> {
+    /// Per-sample `values` of this shard completed to the whole global batch (every shard's, in
+    /// shard order), for what a method computes over the batch, such as SAAD's entropy range.
+    /// On one device, `values` itself.
+    pub fn whole_batch(&self, values: Tensor<1>) -> Tensor<1> {
+        match self.shards {
+            Some((exchange, k)) => exchange.all_gather(k, values),
+            None => values,
+        }
+    }
+
     /// The teacher.
     ///
     /// # Panics

@@ -21,7 +21,7 @@
 use super::{BatchContext, BatchLoss, Method, MethodInfo};
 use crate::attacks::{Objective, Pgd};
 use crate::kernels::{self, Route};
-pub use crate::losses::saad::{SaadLogits, ig_matching, saad_outer_loss};
+pub use crate::losses::saad::{SaadLogits, ig_matching, saad_outer_loss, saad_outer_loss_in_batch};
 use crate::losses::{self, kl_div};
 use crate::models::Net;
 use burn::module::Module;
@@ -143,10 +143,18 @@ impl Method for Saad {
         let s_minus = ctx.student.forward(x_minus);
         let s0 = ctx.student.forward(ctx.x.clone());
 
-        // Two fused dispatches forward and one backward on wgpu (shaders/saad_loss_*.wgsl).
         let logits =
             SaadLogits { t0, t_plus: t_plus.clone(), t_minus, s0, s_plus: s_plus.clone(), s_minus };
-        let loss = kernels::saad_loss(Route::Auto, &logits, &p.saad_loss_config(ctx.ramp())).loss;
+        let config = p.saad_loss_config(ctx.ramp());
+        let loss = match ctx.shards {
+            // One shard of a data-parallel step: the weights take the whole batch's entropy
+            // range (tensor ops; the fused kernel sees one shard).
+            Some(_) => {
+                saad_outer_loss_in_batch(&logits, &config, &|h| ctx.whole_batch(h)).0.mean()
+            }
+            // Two fused dispatches forward and one backward on wgpu (shaders/saad_loss_*.wgsl).
+            None => kernels::saad_loss(Route::Auto, &logits, &config).loss,
+        };
         BatchLoss {
             loss,
             logits: s_plus.clone(),
