@@ -453,16 +453,27 @@ pub fn run(args: TrainJob) -> Result<PathBuf> {
         let start = Instant::now();
         let bs = trainer.config.batch_size;
         let n = train_data.len;
-        let stats = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            trainer.train_epoch(&train_data, &mut |b, _| bar.set((b * bs).min(n) as u64))
-        }));
-        let stats = match stats {
-            Ok(stats) => stats,
-            Err(payload) if !servers.is_empty() => {
-                bar.finish();
-                bail!("{}", remote_failure(&servers, payload.as_ref(), epoch, &ckpt_path));
+        let stats = if devices.len() > 1 {
+            // A device that fails mid-step (a server gone) panics inside burn, on the shard's
+            // thread; the failure is reported below, once, with what to do.
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
+            let stats = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                trainer.train_epoch(&train_data, &mut |b, _| bar.set((b * bs).min(n) as u64))
+            }));
+            std::panic::set_hook(hook);
+            match stats {
+                Ok(stats) => stats,
+                Err(payload) => {
+                    bar.finish();
+                    bail!(
+                        "{}",
+                        device_failure(&servers, &device_name, payload.as_ref(), epoch, &ckpt_path)
+                    );
+                }
             }
-            Err(payload) => std::panic::resume_unwind(payload),
+        } else {
+            trainer.train_epoch(&train_data, &mut |b, _| bar.set((b * bs).min(n) as u64))
         };
         let train_secs = start.elapsed().as_secs_f64();
         bar.finish();
@@ -579,9 +590,11 @@ pub fn run(args: TrainJob) -> Result<PathBuf> {
     Ok(model_path)
 }
 
-/// A remote device failed during an epoch: which server, what was kept, and how to go on.
-fn remote_failure(
+/// A device of a data-parallel run failed during an epoch: which one (a server that no longer
+/// answers is named), what was kept, and how to go on.
+fn device_failure(
     servers: &[crate::remote::RemoteServer],
+    devices: &str,
     payload: &(dyn std::any::Any + Send),
     epoch: usize,
     ckpt: &Path,
@@ -591,9 +604,11 @@ fn remote_failure(
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default();
+    // burn's messages run over several lines; the first says what failed.
+    let text = text.lines().next().unwrap_or_default();
     let down = crate::remote::unreachable(servers, std::time::Duration::from_secs(10));
     let who = match down.as_slice() {
-        [] => "a remote device failed".to_string(),
+        [] => format!("a device of {devices} failed"),
         [one] => format!("the server {one} stopped answering"),
         many => format!("the servers {} stopped answering", many.join(", ")),
     };
@@ -602,8 +617,13 @@ fn remote_failure(
     } else {
         "no checkpoint had been written yet".to_string()
     };
+    let next = if servers.is_empty() {
+        "Check the devices (`saad devices`, `saad selftest`) and run the same command with --resume to continue from there"
+    } else {
+        "Restart the server (`saad serve`) and run the same command with --resume to continue from there"
+    };
     format!(
-        "training stopped in epoch {epoch}: {who} ({text}). Nothing of this epoch was saved; {kept}. Restart the server (`saad serve`) and run the same command with --resume to continue from there"
+        "training stopped in epoch {epoch}: {who} ({text}). Nothing of this epoch was saved; {kept}. {next}"
     )
 }
 
