@@ -152,7 +152,9 @@ mod tests {
     #[test]
     fn remote_addresses_are_checked() {
         assert!(parse_url("ws://127.0.0.1:4000").is_ok());
-        for bad in ["127.0.0.1:4000", "ws://host", "ws://:4000", "ws://h:0", "ws://h:99999", "http://h:1"] {
+        for bad in
+            ["127.0.0.1:4000", "ws://host", "ws://:4000", "ws://h:0", "ws://h:99999", "http://h:1"]
+        {
             assert!(parse_url(bad).unwrap_err().contains(bad), "{bad}");
         }
     }

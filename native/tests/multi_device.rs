@@ -114,7 +114,11 @@ const SPEC: &str = "small-cnn-4";
 
 /// SAAD on 64 digits in batches of 32 with a deterministic attack start (sigma 0) and no
 /// augmentation, from the same initial weights and teacher, on `devices` (the first is main).
-fn saad_run(devices: &[Device], epochs: usize, batch_statistics: bool) -> (Trainer, Vec<EpochStats>) {
+fn saad_run(
+    devices: &[Device],
+    epochs: usize,
+    batch_statistics: bool,
+) -> (Trainer, Vec<EpochStats>) {
     let spec = ModelSpec::new(SPEC.parse().unwrap(), 10);
     let flex = Device::flex();
     flex.seed(5);
@@ -195,9 +199,30 @@ fn two_devices_train_the_weights_of_one_and_batchnorm_differs_as_documented() {
 fn train_args(out: &Path, urls: &[&str], epochs: usize) -> Vec<String> {
     let teacher = out.parent().unwrap().join("teacher.saad");
     [
-        "train", "--quiet", "--data", "digits", "--image-size", "16", "--arch", SPEC, "--method",
-        "saad", "--teacher", s(&teacher), "--attack-steps", "2", "--batch-size", "64",
-        "--seed", "3", "--eval-every", "0", "--eval-n", "16", "--out", s(out),
+        "train",
+        "--quiet",
+        "--data",
+        "digits",
+        "--image-size",
+        "16",
+        "--arch",
+        SPEC,
+        "--method",
+        "saad",
+        "--teacher",
+        s(&teacher),
+        "--attack-steps",
+        "2",
+        "--batch-size",
+        "64",
+        "--seed",
+        "3",
+        "--eval-every",
+        "0",
+        "--eval-n",
+        "16",
+        "--out",
+        s(out),
     ]
     .iter()
     .map(|a| a.to_string())
@@ -216,9 +241,26 @@ fn a_server_killed_mid_epoch_stops_the_run_by_name_and_resume_loses_nothing() {
     let teacher_run = dir.join("teacher");
     let out = command()
         .args([
-            "train", "--quiet", "--data", "digits", "--image-size", "16", "--arch", SPEC,
-            "--method", "pgd-at", "--epochs", "1", "--attack-steps", "2", "--eval-n", "16",
-            "--device", "flex", "--out", s(&teacher_run),
+            "train",
+            "--quiet",
+            "--data",
+            "digits",
+            "--image-size",
+            "16",
+            "--arch",
+            SPEC,
+            "--method",
+            "pgd-at",
+            "--epochs",
+            "1",
+            "--attack-steps",
+            "2",
+            "--eval-n",
+            "16",
+            "--device",
+            "flex",
+            "--out",
+            s(&teacher_run),
         ])
         .output()
         .unwrap();
@@ -236,11 +278,8 @@ fn a_server_killed_mid_epoch_stops_the_run_by_name_and_resume_loses_nothing() {
 
     // Interrupted: server b is killed once epoch 1's checkpoint is written.
     let run = dir.join("run");
-    let mut child = command()
-        .args(train_args(&run, &urls, 3))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        command().args(train_args(&run, &urls, 3)).stderr(Stdio::piped()).spawn().unwrap();
     let ckpt = run.join("checkpoint.saad");
     let start = Instant::now();
     while !ckpt.exists() {
@@ -312,6 +351,7 @@ fn bad_addresses_versions_tokens_and_device_indices_are_clear_errors() {
     assert!(matches!(refused, Err(ConnectError::Unauthorized)), "{refused:?}");
     let log = server.log.lock().unwrap().clone();
     assert!(log.contains("saad 0.0.0-other") && log.contains("same version"), "{log}");
-    let right = RemoteHost::websocket(&server.url).with_credential(remote::credential(Some("sesame")));
+    let right =
+        RemoteHost::websocket(&server.url).with_credential(remote::credential(Some("sesame")));
     assert!(Device::remote_options(&right).init().is_ok());
 }

@@ -125,8 +125,7 @@ pub fn saad_outer_loss_in_batch(
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     let weighting = config.weighting;
     let entropy = saad_entropy(l, weighting);
-    let (w, w_hat) =
-        saad_weights_in_batch(entropy.clone(), whole_batch(entropy), weighting.scale);
+    let (w, w_hat) = saad_weights_in_batch(entropy.clone(), whole_batch(entropy), weighting.scale);
     let l_adv = kl_div(l.t_plus.clone(), l.s_plus.clone());
     let l_ig =
         ig_matching(l.t_plus.clone(), l.t_minus.clone(), l.s_plus.clone(), l.s_minus.clone())

@@ -24,6 +24,7 @@ use crate::models::Net;
 use burn::module::{Flag, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// One extra device of a data-parallel run: its student and teacher replicas.
@@ -48,8 +49,24 @@ pub fn shard_sizes(n: usize, k: usize) -> Vec<usize> {
 /// handle for tensor"; seen here in about one 2-device run in ten); through the host every
 /// move is complete before anything uses it. Local devices (two GPUs) go through the host in
 /// burn's own `to_device` too.
-pub fn move_to<const D: usize, K: burn::tensor::kind::Basic>(t: Tensor<D, K>, device: &Device) -> Tensor<D, K> {
-    if t.device() == *device { t } else { Tensor::from_data(t.into_data(), device) }
+pub fn move_to<const D: usize, K: burn::tensor::kind::Basic>(
+    t: Tensor<D, K>,
+    device: &Device,
+) -> Tensor<D, K> {
+    if t.device() == *device {
+        return t;
+    }
+    let data = t.into_data();
+    BYTES_MOVED.fetch_add(data.bytes().len() as u64, Ordering::Relaxed);
+    Tensor::from_data(data, device)
+}
+
+static BYTES_MOVED: AtomicU64 = AtomicU64::new(0);
+
+/// Tensor bytes moved between devices by [`move_to`] so far in this process (each byte once:
+/// read from one device, written to another).
+pub fn bytes_moved() -> u64 {
+    BYTES_MOVED.load(Ordering::Relaxed)
 }
 
 /// Lets the shards of one step exchange small per-sample vectors (on one device there is nothing
@@ -98,6 +115,7 @@ impl ShardExchange {
     pub fn all_gather(&self, shard: usize, values: Tensor<1>) -> Tensor<1> {
         let device = values.device();
         let values: Vec<f32> = crate::host_copy::read_f32(values);
+        BYTES_MOVED.fetch_add(4 * values.len() as u64, Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // A shard that is quick may arrive while the previous round is still being taken.
         while state.gathered.is_some() && !state.failed {
@@ -191,7 +209,8 @@ struct LoadFloats {
 
 impl ModuleMapper for LoadFloats {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(new) = self.values.next().expect("modules of one architecture have the same floats")
+        let Some(new) =
+            self.values.next().expect("modules of one architecture have the same floats")
         else {
             return param;
         };
@@ -282,7 +301,11 @@ impl ShardGrads {
 
 /// The gradients of the shards added in shard order on `device` (one transfer per shard), keyed
 /// by the main model's parameter ids.
-pub(crate) fn combine_grads(main: &Floats, shards: Vec<ShardGrads>, device: &Device) -> GradientsParams {
+pub(crate) fn combine_grads(
+    main: &Floats,
+    shards: Vec<ShardGrads>,
+    device: &Device,
+) -> GradientsParams {
     let trained = shards[0].trained.clone();
     let total = shards
         .into_iter()
@@ -325,7 +348,10 @@ pub(crate) fn sync_replicas(
     let k = (replicas.len() + 1) as f64;
     for replica in replicas.iter() {
         let mut theirs = Floats::of(&replica.model).values;
-        let parts = running.iter().map(|&i| std::mem::replace(&mut theirs[i], Tensor::empty([0], device))).collect();
+        let parts = running
+            .iter()
+            .map(|&i| std::mem::replace(&mut theirs[i], Tensor::empty([0], device)))
+            .collect();
         for (&i, value) in running.iter().zip(move_all(parts, device)) {
             floats[i] = floats[i].clone() + value;
         }

@@ -621,8 +621,7 @@ impl Trainer {
                     let flat = |t: Tensor<2>| t.detach().without_autodiff().reshape([-1]);
                     let mut stats = vec![
                         out.loss.clone().detach().without_autodiff().mul_scalar(size as f64),
-                        losses::correct(out.logits.clone().detach().without_autodiff(), y)
-                            .sum(),
+                        losses::correct(out.logits.clone().detach().without_autodiff(), y).sum(),
                     ];
                     if let (Some(t), Some(x_adv), Some(s_adv)) =
                         (teacher, &out.x_adv, &out.student_adv)

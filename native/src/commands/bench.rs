@@ -68,17 +68,20 @@ pub struct BenchArgs {
     /// Also time data-parallel training over this many `saad serve` servers started on this
     /// machine, each hosting --device (burn's remote backend over localhost): each method on one
     /// server and on all of them, against the same method on the local device; bytes moved per
-    /// step (what every process wrote: sockets, the servers' logs) and scaling efficiency.
+    /// step (tensors moved between devices; all loopback traffic) and scaling efficiency.
     #[arg(long, default_value_t = 0)]
     pub servers: usize,
 }
 
-/// Bytes written so far by process `pid` (`wchar` of /proc/PID/io: sockets, pipes and files).
-fn written_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
+/// Bytes sent over the loopback interface so far, by every process of this machine (Linux
+/// /proc/net/dev): the servers' traffic, burn's operation stream included.
+fn loopback_bytes() -> u64 {
+    std::fs::read_to_string("/proc/net/dev")
         .ok()
-        .and_then(|io| {
-            io.lines().find_map(|l| l.strip_prefix("wchar:").and_then(|v| v.trim().parse().ok()))
+        .and_then(|dev| {
+            let line = dev.lines().find(|l| l.trim_start().starts_with("lo:"))?;
+            // Interface: receive (8 fields), then transmit bytes.
+            line.split_once(':')?.1.split_whitespace().nth(8)?.parse().ok()
         })
         .unwrap_or(0)
 }
@@ -113,10 +116,9 @@ impl LocalServers {
         Ok(servers)
     }
 
-    /// Bytes written by this process and the servers so far.
-    fn written(&self) -> u64 {
-        written_bytes(std::process::id())
-            + self.children.iter().map(|c| written_bytes(c.id())).sum::<u64>()
+    /// `[tensor bytes saad moved between devices, loopback bytes]` so far.
+    fn written(&self) -> [u64; 2] {
+        [saad_core::train::data_parallel::bytes_moved(), loopback_bytes()]
     }
 }
 
@@ -151,8 +153,9 @@ struct StepTiming {
     device_reserved_bytes: Option<u64>,
     /// Where it ran: `local` (the device itself) or `N remote`.
     placement: String,
-    /// Data-parallel over servers: bytes every process wrote per timed step.
-    bytes_per_step: Option<f64>,
+    /// Over servers, per timed step: tensor bytes moved between devices, and bytes sent over
+    /// the loopback interface (burn's operation stream and the moves).
+    bytes_per_step: Option<[f64; 2]>,
 }
 
 /// Times `args.steps` training steps of `method`: one epoch of `steps` batches after a first
@@ -196,9 +199,10 @@ fn time_steps(
     let launches_per_step = launches.launches() as f64 / args.steps as f64;
     drop(launches);
     let reads_per_step = (host_reads() - reads) as f64 / args.steps as f64;
-    let bytes_per_step = servers
-        .zip(written)
-        .map(|(s, before)| (s.written() - before) as f64 / args.steps as f64);
+    let bytes_per_step = servers.zip(written).map(|(s, before)| {
+        let after = s.written();
+        [0, 1].map(|i| (after[i] - before[i]) as f64 / args.steps as f64)
+    });
     StepTiming {
         placement: match servers {
             Some(_) => format!("{} remote", devices.len()),
@@ -259,7 +263,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let teacher = teacher.as_ref().map(|t| t.valid().fork(main));
         for k in [1, remote.len()] {
             for &m in &args.methods {
-                timings.push(time_steps(m, &args, &data, teacher.as_ref(), &remote[..k], Some(&servers)));
+                timings.push(time_steps(
+                    m,
+                    &args,
+                    &data,
+                    teacher.as_ref(),
+                    &remote[..k],
+                    Some(&servers),
+                ));
             }
         }
     }
@@ -284,7 +295,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             json!({
                 "method": t.method.name(),
                 "placement": t.placement,
-                "bytes_per_step": t.bytes_per_step,
+                "tensor_bytes_moved_per_step": t.bytes_per_step.map(|b| b[0]),
+                "loopback_bytes_per_step": t.bytes_per_step.map(|b| b[1]),
                 "scaling_efficiency": efficiency(t),
                 "wgpu_conv": t.conv.name(),
                 "seconds_per_step": t.seconds_per_step,
@@ -355,11 +367,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             mem
         );
     }
-    for t in timings.iter().filter(|t| t.bytes_per_step.is_some()) {
+    for t in timings.iter() {
+        let Some([moved, wire]) = t.bytes_per_step else { continue };
         println!(
-            "{:<22} {:.2} MB moved per step; scaling efficiency {:.2} (speed-up over the local device / devices)",
+            "{:<22} per step: {:.2} MB of tensors moved between devices, {:.2} MB over loopback; scaling efficiency {:.2} (speed-up over the local device / devices)",
             label(t),
-            t.bytes_per_step.unwrap_or(0.0) / 1e6,
+            moved / 1e6,
+            wire / 1e6,
             efficiency(t).unwrap_or(0.0)
         );
     }

@@ -326,7 +326,8 @@ pub fn run(args: TrainJob) -> Result<PathBuf> {
         let servers =
             crate::remote::connect(&args.devices.remote, args.devices.remote_token.as_deref())?;
         let devices = crate::remote::all_devices(&servers)?;
-        let name = format!("{} remote device(s) on {}", devices.len(), args.devices.remote.join(", "));
+        let name =
+            format!("{} remote device(s) on {}", devices.len(), args.devices.remote.join(", "));
         (devices, name, servers)
     } else if !args.devices.adapters.is_empty() {
         let adapters = super::serve::adapters_at(&args.devices.adapters, "--devices")?;
