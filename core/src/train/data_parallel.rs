@@ -61,6 +61,9 @@ pub fn move_to<const D: usize, K: burn::tensor::kind::Basic>(
     Tensor::from_data(data, device)
 }
 
+/// The message of a shard stopped because another one failed (see [`ShardExchange::fail`]).
+pub(crate) const ABORTED: &str = "another device of this data-parallel step failed";
+
 static BYTES_MOVED: AtomicU64 = AtomicU64::new(0);
 
 /// Tensor bytes moved between devices by [`move_to`] so far in this process (each byte once:
@@ -121,7 +124,7 @@ impl ShardExchange {
         while state.gathered.is_some() && !state.failed {
             state = self.turn.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        assert!(!state.failed, "{}", super::trainer::ABORTED);
+        assert!(!state.failed, "{}", ABORTED);
         assert!(state.slots[shard].is_none(), "shard {shard} gave two vectors to one exchange");
         state.slots[shard] = Some(values);
         if state.slots.iter().all(Option::is_some) {
@@ -132,7 +135,7 @@ impl ShardExchange {
         while state.gathered.is_none() && !state.failed {
             state = self.turn.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        assert!(!state.failed, "{}", super::trainer::ABORTED);
+        assert!(!state.failed, "{}", ABORTED);
         let out = state.gathered.clone().unwrap();
         state.taken += 1;
         if state.taken == state.slots.len() {

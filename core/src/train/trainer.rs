@@ -2,7 +2,7 @@
 //! read of the statistics per epoch.
 
 use super::config::TrainConfig;
-use super::data_parallel::{self, Floats, Replica, ShardExchange, ShardGrads};
+use super::data_parallel::{self, ABORTED, Floats, Replica, ShardExchange, ShardGrads};
 use super::methods::{BatchContext, Method};
 use super::weight_average::{WeightAverage, recompute_batch_norm};
 use crate::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
@@ -196,9 +196,6 @@ struct BatchStep {
     /// (otherwise a running statistic).
     trainable: Vec<bool>,
 }
-
-/// The message a shard sends the others when it stops them (see [`ShardExchange::fail`]).
-pub(crate) const ABORTED: &str = "another device of this data-parallel step failed";
 
 /// A panic's message.
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
