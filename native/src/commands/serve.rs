@@ -34,11 +34,11 @@ pub fn adapters_at(indices: &[usize], flag: &str) -> Result<Vec<(Device, String)
     let mut out: Vec<(Device, String)> = Vec::new();
     for &i in indices {
         let Some(a) = adapters.get(i) else {
-            bail!(
-                "{flag} {i}: this machine has {} wgpu adapter(s) (indices 0..{}); `saad devices` lists them",
-                adapters.len(),
-                adapters.len().saturating_sub(1).max(0)
-            );
+            let have = match adapters.len() {
+                0 => "no wgpu adapter".to_string(),
+                n => format!("{n} wgpu adapter(s), numbered 0 to {}", n - 1),
+            };
+            bail!("{flag} {i}: this machine has {have}; `saad devices` lists them");
         };
         if out.iter().any(|(d, _)| *d == a.device) {
             bail!("{flag}: adapter {i} is given twice");
