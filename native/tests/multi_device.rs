@@ -156,6 +156,7 @@ fn remote_devices(servers: &[&Server]) -> Vec<Device> {
 
 #[test]
 fn two_devices_train_the_weights_of_one_and_batchnorm_differs_as_documented() {
+    let _serial = saad_tests::serial();
     let (a, b) = (Server::start(0, &[]), Server::start(0, &[]));
     let two = remote_devices(&[&a, &b]);
 
@@ -193,6 +194,23 @@ fn two_devices_train_the_weights_of_one_and_batchnorm_differs_as_documented() {
     let d = max_difference(&bn1(&one_t), &bn1(&two_t));
     eprintln!("with batch statistics: first running mean differs by {d:e}");
     assert!(d < 1e-5, "first running mean differs by {d}");
+}
+
+/// Two local devices in one process, as `--devices` makes them: flex (main) and the wgpu
+/// adapter (lavapipe here, with the project's WGSL kernels on its shard). The backends round
+/// differently, so the weights agree to float tolerance, not to the last bit.
+#[test]
+fn flex_and_wgpu_in_one_process_train_like_one_device() {
+    let Some(wgpu) = saad_tests::wgpu_device() else { return };
+    let _serial = saad_tests::serial();
+    let (one, one_stats) = saad_run(&[Device::flex()], 1, false);
+    let (two, two_stats) = saad_run(&[Device::flex(), wgpu], 1, false);
+    let d = max_difference(&values(&one.model), &values(&two.model));
+    eprintln!("flex + wgpu: weights differ by {d:e} (relative, max)");
+    assert!(d < 1e-5, "flex + wgpu moved the weights by {d} (relative)");
+    assert!(
+        (one_stats[0].loss - two_stats[0].loss).abs() < 1e-3 * one_stats[0].loss.abs().max(1.0)
+    );
 }
 
 /// A short SAAD run on the digits across the servers at `urls`.
