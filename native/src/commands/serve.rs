@@ -23,8 +23,9 @@ pub struct ServeArgs {
     /// Host these wgpu adapters (indices as `saad devices` lists them), e.g. 0,1.
     #[arg(long, value_delimiter = ',')]
     pub devices: Vec<usize>,
-    /// Serve only clients that give this token (`saad train --remote-token`).
-    #[arg(long)]
+    /// Serve only clients that give this token (`saad train --remote-token`); from the
+    /// environment, it stays out of the process list.
+    #[arg(long, env = "SAAD_REMOTE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
@@ -59,13 +60,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {address} (is another server on that port?)"))?;
     let address = listener.local_addr().unwrap_or(address);
     let names: Vec<String> = devices.iter().map(|(_, n)| n.clone()).collect();
+    let token = args.token.clone().filter(|t| !t.is_empty());
     println!(
         "saad {VERSION} serving {} device(s) on ws://{address}: {}{}",
         names.len(),
         names.join("; "),
-        if args.token.is_some() { " (token required)" } else { "" }
+        if token.is_some() { " (token required)" } else { "" }
     );
-    let token = args.token.clone();
     let server = RemoteServer::new(devices.into_iter().map(|(d, _)| d)).with_authorizer(
         move |request: AuthorizationRequest<'_>| {
             let credential = String::from_utf8_lossy(request.credential.as_bytes());

@@ -108,8 +108,9 @@ pub struct TrainArgs {
     /// (every device each one hosts, in order; the first holds the data and the optimizer).
     #[arg(long, value_delimiter = ',', value_parser = crate::remote::parse_url)]
     pub remote: Vec<String>,
-    /// The token the --remote servers were started with (`saad serve --token`).
-    #[arg(long, requires = "remote")]
+    /// The token the --remote servers were started with (`saad serve --token`); from the
+    /// environment, it stays out of the process list.
+    #[arg(long, env = "SAAD_REMOTE_TOKEN", hide_env_values = true)]
     pub remote_token: Option<String>,
     /// No progress bars or status lines.
     #[arg(long)]
@@ -281,7 +282,7 @@ impl TrainArgs {
             devices: Devices {
                 adapters: self.devices,
                 remote: self.remote,
-                remote_token: self.remote_token,
+                remote_token: self.remote_token.filter(|t| !t.is_empty()),
             },
             quiet: self.quiet,
         })
