@@ -112,6 +112,22 @@ fn without_batch_statistics(model: Net) -> Net {
 
 const SPEC: &str = "small-cnn-4";
 
+/// The flags every run of the command-line tests shares: the digits at 16x16, the student, a
+/// 2-step attack, a 16-image evaluation.
+const DIGITS: [&str; 11] = [
+    "--quiet",
+    "--data",
+    "digits",
+    "--image-size",
+    "16",
+    "--arch",
+    SPEC,
+    "--attack-steps",
+    "2",
+    "--eval-n",
+    "16",
+];
+
 /// SAAD on 64 digits in batches of 32 with a deterministic attack start (sigma 0) and no
 /// augmentation, from the same initial weights and teacher, on `devices` (the first is main).
 fn saad_run(
@@ -216,36 +232,14 @@ fn flex_and_wgpu_in_one_process_train_like_one_device() {
 /// A short SAAD run on the digits across the servers at `urls`.
 fn train_args(out: &Path, urls: &[&str], epochs: usize) -> Vec<String> {
     let teacher = out.parent().unwrap().join("teacher.saad");
-    [
-        "train",
-        "--quiet",
-        "--data",
-        "digits",
-        "--image-size",
-        "16",
-        "--arch",
-        SPEC,
-        "--method",
-        "saad",
-        "--teacher",
-        s(&teacher),
-        "--attack-steps",
-        "2",
-        "--batch-size",
-        "64",
-        "--seed",
-        "3",
-        "--eval-every",
-        "0",
-        "--eval-n",
-        "16",
-        "--out",
-        s(out),
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .chain(["--epochs".into(), epochs.to_string(), "--remote".into(), urls.join(",")])
-    .collect()
+    let run = ["--method", "saad", "--teacher", s(&teacher), "--batch-size", "64", "--seed", "3"];
+    let run = run.into_iter().chain(["--eval-every", "0", "--out", s(out)]);
+    std::iter::once("train")
+        .chain(DIGITS)
+        .chain(run)
+        .map(|a| a.to_string())
+        .chain(["--epochs".into(), epochs.to_string(), "--remote".into(), urls.join(",")])
+        .collect()
 }
 
 fn read_ckpt(path: &Path) -> Checkpoint {
@@ -258,28 +252,9 @@ fn a_server_killed_mid_epoch_stops_the_run_by_name_and_resume_loses_nothing() {
     // The teacher: one epoch of PGD-AT on flex.
     let teacher_run = dir.join("teacher");
     let out = command()
-        .args([
-            "train",
-            "--quiet",
-            "--data",
-            "digits",
-            "--image-size",
-            "16",
-            "--arch",
-            SPEC,
-            "--method",
-            "pgd-at",
-            "--epochs",
-            "1",
-            "--attack-steps",
-            "2",
-            "--eval-n",
-            "16",
-            "--device",
-            "flex",
-            "--out",
-            s(&teacher_run),
-        ])
+        .arg("train")
+        .args(DIGITS)
+        .args(["--method", "pgd-at", "--epochs", "1", "--device", "flex", "--out", s(&teacher_run)])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -61,6 +61,15 @@ pub fn move_to<const D: usize, K: burn::tensor::kind::Basic>(
     Tensor::from_data(data, device)
 }
 
+/// A panic's message (a device that fails mid-step panics inside burn).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown failure".into())
+}
+
 /// The message of a shard stopped because another one failed (see [`ShardExchange::fail`]).
 pub(crate) const ABORTED: &str = "another device of this data-parallel step failed";
 
@@ -102,11 +111,6 @@ impl ShardExchange {
             }),
             turn: Condvar::new(),
         }
-    }
-
-    /// Number of shards.
-    pub fn shards(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).slots.len()
     }
 
     /// The vectors of every shard concatenated in shard order, on the device of `values`
@@ -257,19 +261,17 @@ pub(crate) fn load_floats<M: Module>(module: M, values: Vec<Option<Tensor<1>>>) 
 /// `module` (eval mode, e.g. the teacher) on `device`, its floats moved in one transfer. Its
 /// running statistics are its own (`valid` makes new ones), so the original stays where it is.
 pub(crate) fn eval_copy_on(module: &Net, device: &Device) -> Net {
-    struct MoveTo<'a> {
-        values: std::vec::IntoIter<Tensor<1>>,
-        device: &'a Device,
-    }
-    impl ModuleMapper for MoveTo<'_> {
+    // The values are on `device` already: each replaces its parameter's value, reshaped.
+    struct Replace(std::vec::IntoIter<Tensor<1>>);
+    impl ModuleMapper for Replace {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let new = self.values.next().expect("the same module");
-            param.map(|old| new.to_device(self.device).reshape(old.dims()))
+            let new = self.0.next().expect("the same module");
+            param.map(|old| new.reshape(old.dims()))
         }
     }
     let copy = module.valid();
     let values = move_all(Floats::of(&copy).values, device);
-    copy.map(&mut MoveTo { values: values.into_iter(), device })
+    copy.map(&mut Replace(values.into_iter()))
 }
 
 /// One shard's gradients: every float's gradient of a replica, flattened and concatenated in
@@ -350,11 +352,8 @@ pub(crate) fn sync_replicas(
     let running: Vec<usize> = (0..trained.len()).filter(|&i| !trained[i]).collect();
     let k = (replicas.len() + 1) as f64;
     for replica in replicas.iter() {
-        let mut theirs = Floats::of(&replica.model).values;
-        let parts = running
-            .iter()
-            .map(|&i| std::mem::replace(&mut theirs[i], Tensor::empty([0], device)))
-            .collect();
+        let theirs = Floats::of(&replica.model).values;
+        let parts = running.iter().map(|&i| theirs[i].clone()).collect();
         for (&i, value) in running.iter().zip(move_all(parts, device)) {
             floats[i] = floats[i].clone() + value;
         }

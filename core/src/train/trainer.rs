@@ -2,7 +2,7 @@
 //! read of the statistics per epoch.
 
 use super::config::TrainConfig;
-use super::data_parallel::{self, ABORTED, Floats, Replica, ShardExchange, ShardGrads};
+use super::data_parallel::{self, ABORTED, Floats, Replica, ShardExchange, ShardGrads, panic_text};
 use super::methods::{BatchContext, Method};
 use super::weight_average::{WeightAverage, recompute_batch_norm};
 use crate::checkpoint::{Checkpoint, DatasetInfo, Header, load_weights, model_bytes};
@@ -195,15 +195,6 @@ struct BatchStep {
     /// Data-parallel only: per float of the model in visit order, whether it is trained
     /// (otherwise a running statistic).
     trainable: Vec<bool>,
-}
-
-/// A panic's message.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown failure".into())
 }
 
 /// The teacher's copy for `device`, in eval mode.

@@ -601,11 +601,7 @@ fn device_failure(
     epoch: usize,
     ckpt: &Path,
 ) -> String {
-    let text = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
+    let text = saad_core::train::data_parallel::panic_text(payload);
     // burn's messages run over several lines; the first says what failed.
     let text = text.lines().next().unwrap_or_default();
     let down = crate::remote::unreachable(servers, std::time::Duration::from_secs(10));
