@@ -4,9 +4,28 @@
 # headless Chromium (tests/web: CPU and WebGPU backends; screenshots and timings in tests/output/).
 # One dev-profile build of burn per target (dependencies optimised), shared target directory.
 # Fails on unformatted code and on any clippy warning.
+#
+# Prints how long each phase took in one table at the end (also in target/test-phases.txt), and
+# on a failure which phase failed. Arguments go to `cargo test` (`scripts/test.sh --test cli`,
+# `scripts/test.sh -- --nocapture`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-test-deps.sh
+. scripts/phases.sh
+
+# Arguments before `--` select what cargo builds and runs; those after it go to the test binaries.
+cargo_args=()
+harness_args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--" ]; then
+    shift
+    harness_args=("$@")
+    break
+  fi
+  cargo_args+=("$1")
+  shift
+done
+
+phase "install (scripts/install-test-deps.sh)" scripts/install-test-deps.sh
 export SAAD_REQUIRE_WGPU=1
 # cubecl autotune (on in native builds) tunes each convolution shape once per machine; on the
 # software Vulkan device the least effort is enough (the tests check results, not speed).
@@ -16,8 +35,13 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 # the compiler of the workspace's own crates inside the test build (what `cargo clippy` does
 # inside `cargo check`), so the dependencies are compiled once, for the tests, not a second time
 # in check mode (that costs about 10 minutes of a cold run on 2 cores).
-cargo fmt --all --check
-scripts/build-web.sh --dev
-RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)" CLIPPY_ARGS="-Dwarnings__CLIPPY_HACKERY__" \
-  cargo test --workspace "$@"
-(cd tests/web && node --test chart.test.mjs page.test.mjs)
+phase "formatting check (cargo fmt --check)" cargo fmt --all --check
+phase "page: wasm32 build (scripts/build-web.sh --dev)" scripts/build-web.sh --dev
+export RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)"
+export CLIPPY_ARGS="-Dwarnings__CLIPPY_HACKERY__"
+# Compiling and running are two cargo calls, so that the table can tell them apart; the same
+# environment and arguments, so the second compiles nothing.
+compile_tests "${cargo_args[@]}"
+run_tests "${cargo_args[@]}" -- "${harness_args[@]}"
+phase "page in headless Chromium (tests/web, both backends)" \
+  bash -c 'cd tests/web && node --test chart.test.mjs page.test.mjs'
