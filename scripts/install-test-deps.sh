@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian/Ubuntu: a software Vulkan device (lavapipe) so the
 # wgpu backend is tested without a GPU, the wasm32 target the browser build needs, and for the
-# page's browser test Debian's chromium, node/npm and playwright-core (tests/web, npm ci).
+# page's browser test Debian's chromium, node/npm and playwright-core (tests/web, npm ci), and the
+# mold linker (scripts/linker.sh uses it when present: the test executables link several times faster).
 # Idempotent; uses sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in mesa-vulkan-drivers libvulkan1 chromium; do
+for pkg in mesa-vulkan-drivers libvulkan1 chromium mold; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # Any node >= 18 will do (a NodeSource nodejs already carries npm).
