@@ -25,11 +25,13 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$version" ];
   echo "installing wasm-bindgen-cli $version" >&2
   cargo install wasm-bindgen-cli --version "$version"
 fi
-cargo build -p saad-web --target wasm32-unknown-unknown --profile "$profile"
+# The wasm32 build has a target folder of its own, web/ inside cargo's (CARGO_TARGET_DIR, a
+# config file, or ./target): it shares no compiled crate with the native build, and with its own
+# folder it never waits for a native cargo command's lock (scripts/test.sh runs both at once).
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/web
+cargo build -p saad-web --target wasm32-unknown-unknown --profile "$profile" --target-dir "$target"
 dir=$profile
 [ "$profile" = dev ] && dir=debug
-# The target directory as cargo sees it (CARGO_TARGET_DIR, a config file, or ./target).
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 rm -f web/www/pkg/*.br web/www/pkg/*.gz
 wasm-bindgen --target web --no-typescript --out-dir web/www/pkg "$target/wasm32-unknown-unknown/$dir/saad_web.wasm"
 if [ "$profile" = web ]; then

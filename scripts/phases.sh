@@ -17,6 +17,41 @@ phase_seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 # Adds a row: name, seconds.
 phase_row() { phase_rows+=("$(printf '%-64s %8s' "$1" "$2")"); }
 
+# Starts a command as a phase that runs beside the following ones (its own process group, so
+# that a failed run can stop all of it; its output in target/test-phases/background.log);
+# wait_background ends it.
+bg_pid=""
+bg_name=""
+bg_started=""
+bg_log=$phase_dir/background.log
+background() {
+  bg_name=$1
+  shift
+  bg_started=$EPOCHREALTIME
+  # Job control for this one start: the command gets a process group of its own.
+  set -m
+  "$@" >"$bg_log" 2>&1 &
+  bg_pid=$!
+  set +m
+}
+
+# Waits for the background phase: a row for its wall time and one for how long the run waited.
+wait_background() {
+  [ -n "$bg_pid" ] || return 0
+  local waited=$EPOCHREALTIME rc=0
+  phase_current=$bg_name
+  wait "$bg_pid" || rc=$?
+  bg_pid=""
+  if [ "$rc" -ne 0 ]; then
+    cat "$bg_log" >&2
+    return "$rc"
+  fi
+  tail -n 12 "$bg_log" >&2
+  phase_row "$bg_name" "$(phase_seconds "$bg_started" "$EPOCHREALTIME")"
+  phase_row "  of which the run waited for it at the end" "$(phase_seconds "$waited" "$EPOCHREALTIME")"
+  phase_current=""
+}
+
 # Runs a command as one phase.
 phase() {
   local name=$1
@@ -84,6 +119,11 @@ run_tests() {
 
 phase_report() {
   local rc=$?
+  if [ -n "$bg_pid" ]; then
+    # Stopped early: the background phase (its whole process group) goes too.
+    kill -TERM -- "-$bg_pid" 2>/dev/null || true
+    echo "scripts/test.sh: stopped the background phase: $bg_name (log: $bg_log)" >&2
+  fi
   {
     echo
     printf '%-64s %8s\n' "phase (scripts/test.sh)" "seconds"

@@ -14,7 +14,7 @@
 //! with `K = C·kh·kw` in the weight's own order (`[O, C, kh, kw]` is `W[O, K]` as stored) and
 //! `N` = images of the chunk x output positions. Every element is computed by one thread in a fixed
 //! order, so results are identical from run to run (bit-for-bit resume holds). Checked against
-//! burn's convolution and its autodiff gradients in `tests/tests/kernels.rs`.
+//! burn's convolution and its autodiff gradients in `tests/tests/library/kernels.rs`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;

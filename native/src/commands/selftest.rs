@@ -3,7 +3,7 @@
 //! of each architecture, and a few SAAD training steps with and without the kernels. One table of
 //! measured differences and tolerances; exit status 1 if any check fails.
 //!
-//! Tolerances are those of the lavapipe tests (`tests/tests/kernels.rs`, `backends.rs`) where
+//! Tolerances are those of the lavapipe tests (`tests/tests/library/kernels.rs`, `backends.rs`) where
 //! the arithmetic is the same f32 in another order; the architecture checks compare against
 //! flex relative to the largest logit / gradient entry, since a GPU may pick other convolution
 //! algorithms (implicit GEMM) with other summation orders.

@@ -17,8 +17,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{command, fails, s, tempdir};
+use crate::common::{command, fails, s, tempdir};
 
 /// A `saad serve --device flex` process on a port of its own; killed when dropped.
 struct Server {

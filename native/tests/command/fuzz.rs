@@ -11,7 +11,7 @@
 //! within a bound proportional to the input, and a case running over 60 s aborts with its name.
 //!
 //! Cases per parser: `SAAD_FUZZ_CASES` (default 300, the CI run); the longer local run is
-//! `SAAD_FUZZ_CASES=20000 cargo test --workspace --test fuzz -- --nocapture` (seed:
+//! `SAAD_FUZZ_CASES=20000 cargo test -p saad-native --test command fuzz:: -- --nocapture` (seed:
 //! `SAAD_FUZZ_SEED`).
 
 use proptest::prelude::*;

@@ -2,8 +2,7 @@
 //! evaluation reads only the test files and writes a result card, `train --help` names every
 //! method, and a missing dataset is reported without a GPU probe's noise.
 
-mod common;
-use common::{cifar_records, s, saad, tempdir};
+use crate::common::{cifar_records, s, saad, tempdir};
 
 #[test]
 fn demo_refuses_a_folder_that_holds_a_run_unless_resumed() {
@@ -99,7 +98,7 @@ fn train_help_names_every_method() {
 fn a_missing_dataset_is_reported_without_gpu_probe_noise() {
     let dir = tempdir("quiet");
     // No XDG_RUNTIME_DIR at all, as in containers and CI; --device auto would probe for a GPU.
-    let out = common::command()
+    let out = crate::common::command()
         .args([
             "train",
             "--data",

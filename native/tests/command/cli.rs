@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-mod common;
-use common::{cifar_records, fails, ok_stdout as ok, s, tempdir};
+use crate::common::{cifar_records, fails, ok_stdout as ok, s, tempdir};
 
 #[test]
 fn cifar_readers_accept_official_files_and_name_broken_ones() {

@@ -1,6 +1,5 @@
 //! Helpers shared by the command-line tests: running the `saad` binary, expecting success or a
-//! clean failure, scratch folders, CIFAR records. (Each test binary uses a part of them.)
-#![allow(dead_code)]
+//! clean failure, scratch folders, CIFAR records.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{command, fails, ok_stderr as ok, s, tempdir};
+use crate::common::{command, fails, ok_stderr as ok, s, tempdir};
 
 /// A short PGD-AT run on the digits with a weight average from epoch 3, so that checkpoints hold
 /// model, optimizer state and average; `set` replaces flags (or adds them).
