@@ -32,6 +32,8 @@ export SAAD_REQUIRE_WGPU=1
 # software Vulkan device the least effort is enough (the tests check results, not speed).
 export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+# CI builds once from a clean clone: incremental compilation's caches would only be written.
+[ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
 phase "formatting check (cargo fmt --check)" cargo fmt --all --check
 # The page's wasm32 build shares no compiled crate with the native one (another target, its own
 # folder), so it runs beside the native build and tests at the lowest CPU priority: it takes the
