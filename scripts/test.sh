@@ -39,7 +39,7 @@ phase "formatting check (cargo fmt --check)" cargo fmt --all --check
 # folder), so it runs beside the native build and tests at the lowest CPU priority: it takes the
 # cycles they leave idle (about half of them while the tests run), and the browser test waits
 # for it (bench/NOTES.md section 7).
-background "page: wasm32 build (scripts/build-web.sh --dev), beside what follows" \
+background "page: wasm32 build (build-web.sh --dev), beside the phases below" \
   nice -n 19 scripts/build-web.sh --dev
 # Clippy with every warning an error runs as the compiler of the workspace's own crates inside
 # the test build (what `cargo clippy` does inside `cargo check`), so the dependencies are compiled
