@@ -8,7 +8,6 @@ phase_dir=target/test-phases
 mkdir -p "$phase_dir"
 phase_rows=()
 phase_current=""
-phase_started=$EPOCHREALTIME
 phase_total_start=$EPOCHREALTIME
 
 # Seconds from $1 to $2 (EPOCHREALTIME values), one decimal.
@@ -54,12 +53,11 @@ wait_background() {
 
 # Runs a command as one phase.
 phase() {
-  local name=$1
+  local name=$1 start=$EPOCHREALTIME
   shift
   phase_current=$name
-  phase_started=$EPOCHREALTIME
   "$@"
-  phase_row "$name" "$(phase_seconds "$phase_started" "$EPOCHREALTIME")"
+  phase_row "$name" "$(phase_seconds "$start" "$EPOCHREALTIME")"
   phase_current=""
 }
 
@@ -101,7 +99,6 @@ run_tests() {
   : >"$log"
   phase_current="tests (cargo test)"
   cargo test --workspace "$@" 2>&1 | phase_stamp "$log"
-  local row
   while IFS=$'\t' read -r name seconds; do
     phase_row "  run $name" "$seconds"
   done < <(awk '
