@@ -160,6 +160,7 @@ pub fn evaluate(
     on_batch: &mut dyn FnMut(usize, usize, usize),
 ) -> Vec<EvalResult> {
     let device = data.images.device();
+    let model = &model.folded();
     let nb = data.len.div_ceil(batch);
     let mut counts = Vec::new();
     for (ai, attack) in attacks.iter().enumerate() {

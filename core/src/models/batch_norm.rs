@@ -30,6 +30,24 @@ pub struct BatchNorm2d {
     pub momentum: f64,
     /// Added to the variance before the square root (1e-5, PyTorch's default).
     pub eps: f64,
+    /// What [`forward`](Self::forward) computes: the BatchNorm itself for every trained or loaded
+    /// model; an eval-mode copy made by [`super::fold`] may compute less. Not a parameter, not in
+    /// checkpoints.
+    #[module(skip)]
+    pub form: BatchNormForm,
+}
+
+/// How a [`BatchNorm2d`] is computed (see [`super::fold`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchNormForm {
+    /// Batch statistics in training mode, running statistics in eval mode.
+    #[default]
+    Normalize,
+    /// Nothing: its eval-mode affine map is merged into the convolution before it.
+    MergedIntoConv,
+    /// `weight * x + bias` per channel: an eval-mode copy whose `weight` and `bias` hold the
+    /// folded scale and shift (its running statistics are unused).
+    ScaleShift,
 }
 
 impl BatchNorm2d {
@@ -46,12 +64,22 @@ impl BatchNorm2d {
             cumulative: Param::from_bool(false),
             momentum,
             eps: 1e-5,
+            form: BatchNormForm::Normalize,
         }
     }
 
     /// Normalises `[batch, channels, h, w]`: with batch statistics (updating the running ones)
     /// in training mode on an autodiff device, with the running statistics otherwise.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self.form {
+            BatchNormForm::Normalize => {}
+            BatchNormForm::MergedIntoConv => return x,
+            BatchNormForm::ScaleShift => {
+                let c = x.dims()[1];
+                let scale = self.weight.val().reshape([1, c, 1, 1]);
+                return x * scale + self.bias.val().reshape([1, c, 1, 1]);
+            }
+        }
         if x.device().is_autodiff() && self.training.is_enabled() {
             self.forward_train(x)
         } else {

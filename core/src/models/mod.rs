@@ -4,6 +4,7 @@
 
 pub mod batch_norm;
 pub mod dm_wide_resnet;
+pub mod fold;
 pub mod layers;
 pub mod mobilenet_v2;
 pub mod preact_resnet;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-pub use batch_norm::BatchNorm2d;
+pub use batch_norm::{BatchNorm2d, BatchNormForm};
 pub use dm_wide_resnet::DmWideResNet;
 pub use mobilenet_v2::MobileNetV2;
 pub use preact_resnet::PreActResNet;

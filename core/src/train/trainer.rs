@@ -165,7 +165,8 @@ pub struct Trainer {
     pub model: Net,
     optim: ModuleOptimizer,
     method: &'static dyn Method,
-    /// The frozen teacher, in eval mode on the plain device.
+    /// The frozen teacher, in eval mode on the plain device, its BatchNorm folded
+    /// ([`crate::models::fold`]: compute with it, never save it).
     pub teacher: Option<Net>,
     /// The running weight average (from `config.swa_start` on).
     pub average: Option<WeightAverage>,
@@ -199,7 +200,7 @@ struct BatchStep {
 
 /// The teacher's copy for `device`, in eval mode.
 fn replica_teacher(teacher: &Net, device: &Device) -> Net {
-    data_parallel::eval_copy_on(teacher, device)
+    data_parallel::eval_copy_on(teacher, device).folded()
 }
 
 /// The shapes of a model's float parameters by parameter id.
@@ -345,7 +346,7 @@ impl Trainer {
 
     /// Sets the frozen teacher (put in eval mode, without parameter gradients).
     pub fn with_teacher(mut self, teacher: &Net) -> Self {
-        self.teacher = Some(teacher.valid());
+        self.teacher = Some(teacher.valid().folded());
         for r in &mut self.replicas {
             r.teacher = Some(replica_teacher(teacher, &r.device));
         }

@@ -261,6 +261,7 @@ fn run_autoattack(
     args: &EvalArgs,
     q: bool,
 ) -> AutoAttackReport {
+    let model = model.folded();
     let forward = |x| model.forward(x);
     let config = AutoAttackConfig {
         seed: args.seed,

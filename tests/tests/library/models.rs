@@ -200,3 +200,78 @@ fn architecture_ids_parse_and_print() {
     assert!("wrn-33-10".parse::<Arch>().unwrap_err().contains("6n+4"));
     assert!("vgg16".parse::<Arch>().unwrap_err().contains("expected one of"));
 }
+
+/// BatchNorm folded for the eval-mode passes (`models::fold`) is the same function: the same
+/// logits and the same input gradients as the unfolded eval-mode network, for every
+/// architecture (conv -> BN merged into the convolution, BN after a residual sum as a scale and
+/// shift), on flex and on wgpu. The BatchNorms get random affine parameters and statistics
+/// first, so that a scale or shift taken from the wrong tensor shows.
+#[test]
+fn folded_batch_norm_gives_the_same_logits_and_input_gradients() {
+    use saad_core::attacks::{ObjectiveKind, loss_and_gradient};
+    use saad_core::burn::module::{Module, ModuleMapper, Param};
+
+    /// Random BatchNorm weights, biases, means and variances (variances in [0.5, 2]).
+    struct RandomStatistics {
+        path: Vec<String>,
+    }
+    impl ModuleMapper for RandomStatistics {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let name = self.path.last().cloned().unwrap_or_default();
+            let in_bn = self.path.iter().rev().nth(1).is_some_and(|p| p.contains("bn"))
+                || self.path.iter().rev().nth(1).is_some_and(|p| p.starts_with("batchnorm"))
+                || (self.path.len() >= 2 && self.path[self.path.len() - 2] == "1");
+            let range = match name.as_str() {
+                "running_var" => Some((0.5, 2.0)),
+                "running_mean" | "bias" if in_bn => Some((-0.5, 0.5)),
+                "weight" if in_bn => Some((0.5, 1.5)),
+                _ => None,
+            };
+            match range {
+                Some((lo, hi)) => param.map(|t| {
+                    let dist = Distribution::Uniform(lo, hi);
+                    Tensor::random(t.shape(), dist, &t.device())
+                }),
+                None => param,
+            }
+        }
+    }
+
+    let _g = serial();
+    for (name, device) in devices() {
+        device.seed(11);
+        for arch in [
+            "small-cnn-4",
+            "resnet18-w2",
+            "preact-resnet18-w2",
+            "mobilenetv2",
+            "wrn-10-2",
+            "dm-wrn-10-1",
+        ] {
+            let net = ModelSpec::new(arch.parse().unwrap(), 10)
+                .init(&device)
+                .map(&mut RandomStatistics { path: Vec::new() })
+                .valid();
+            let folded = net.folded();
+            let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
+            let labels = Tensor::<1, Int>::from_ints([3, 7], &device);
+            let ce = ObjectiveKind::CrossEntropy { labels };
+            let (_, logits, grad) = loss_and_gradient(&|x| net.forward(x), &ce, &x);
+            let (_, f_logits, f_grad) = loss_and_gradient(&|x| folded.forward(x), &ce, &x);
+            let (a, b) = (to_vec(logits), to_vec(f_logits));
+            let scale = a.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            assert!(max_abs_diff(&a, &b) < 1e-4 * scale, "{name} {arch} logits: {a:?} vs {b:?}");
+            let (g, fg) = (to_vec(grad), to_vec(f_grad));
+            let gscale = g.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            assert!(gscale > 1e-5, "{name} {arch}: the input gradient is zero");
+            let d = max_abs_diff(&g, &fg);
+            assert!(d < 2e-4 * gscale, "{name} {arch} input gradient: max diff {d} of {gscale}");
+        }
+    }
+}

@@ -83,9 +83,10 @@ impl BatchContext<'_> {
     }
 
     /// The inner maximisation: `attack.steps` signed-gradient steps on `objective` against the
-    /// student in eval mode (BatchNorm running statistics), from `start`.
+    /// student in eval mode (BatchNorm running statistics, folded: the weights stay fixed over
+    /// the steps), from `start`.
     pub fn inner_max(&self, objective: &dyn Objective, start: Start) -> Tensor<4> {
-        let eval = self.student.valid();
+        let eval = self.student.valid().folded();
         let a = self.attack;
         let pgd = Pgd { eps: a.eps, alpha: a.alpha, steps: a.steps, start, restarts: 1 };
         pgd.run(&|x| eval.forward(x), objective, &self.x)

@@ -135,7 +135,7 @@ impl Method for Saad {
             restarts: 1,
         };
         let (t0, x_plus) =
-            saad_inner_max(&ctx.student.valid(), teacher, &ctx.x, &ctx.y, &pgd, p.saad_lambda);
+            saad_inner_max(&ctx.student.valid().folded(), teacher, &ctx.x, &ctx.y, &pgd, p.saad_lambda);
         let x_minus = ctx.x.clone().mul_scalar(2.0) - x_plus.clone();
 
         let (t_plus, t_minus) = (teacher.forward(x_plus.clone()), teacher.forward(x_minus.clone()));
