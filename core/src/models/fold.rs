@@ -11,7 +11,7 @@
 //! PreAct-ResNet, and their final BN) it stays as `s * x + t`: two element-wise operations
 //! instead of burn's four over the activations (sub, div, mul, add) and two over the statistics.
 //! The function is the same, so logits and input gradients equal the unfolded network's to
-//! float rounding (tests/tests/library/models.rs checks every architecture on flex and wgpu).
+//! float rounding (tests/tests/library/models.rs: every architecture on flex, both forms on wgpu).
 //!
 //! A folded copy is for computing only: its BatchNorms no longer hold statistics, so it must not
 //! be trained, averaged or saved. Fold again whenever the weights change (once per training step
