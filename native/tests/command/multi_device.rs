@@ -63,6 +63,19 @@ impl Server {
         Self { child, url, log }
     }
 
+    /// The server's log once it holds every one of `needles`, or after 30 s as it stands: the
+    /// server writes its line about a refused client after the client has seen the refusal.
+    fn log_with(&self, needles: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if needles.iter().all(|n| log.contains(n)) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     fn port(&self) -> u16 {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
@@ -341,7 +354,7 @@ fn bad_addresses_versions_tokens_and_device_indices_are_clear_errors() {
     let other = RemoteHost::websocket(&server.url).with_credential("saad 0.0.0-other sesame");
     let refused = Device::remote_options(&other).init();
     assert!(matches!(refused, Err(ConnectError::Unauthorized)), "{refused:?}");
-    let log = server.log.lock().unwrap().clone();
+    let log = server.log_with(&["saad 0.0.0-other", "same version"]);
     assert!(log.contains("saad 0.0.0-other") && log.contains("same version"), "{log}");
     let right =
         RemoteHost::websocket(&server.url).with_credential(remote::credential(Some("sesame")));
