@@ -269,11 +269,18 @@ pub struct LaunchCounter {
 }
 
 #[derive(Default)]
-struct CountLaunches(std::sync::atomic::AtomicU64);
+struct CountLaunches {
+    total: std::sync::atomic::AtomicU64,
+    /// Launches per kernel name: which operations a step's launches come from.
+    by_kernel: std::sync::Mutex<std::collections::HashMap<&'static str, u64>>,
+}
 
 impl burn_cubecl::cubecl::logging::LaunchObserver for CountLaunches {
-    fn launched(&self, _kernel: &'static str) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn launched(&self, kernel: &'static str) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut counts) = self.by_kernel.lock() {
+            *counts.entry(kernel).or_default() += 1;
+        }
     }
 }
 
@@ -287,6 +294,15 @@ impl LaunchCounter {
 
     /// Launches issued since [`LaunchCounter::start`].
     pub fn launches(&self) -> u64 {
-        self.count.0.load(Ordering::Relaxed)
+        self.count.total.load(Ordering::Relaxed)
+    }
+
+    /// Launches since [`LaunchCounter::start`] per kernel name, most launched first (ties by
+    /// name); the counts add up to [`LaunchCounter::launches`].
+    pub fn by_kernel(&self) -> Vec<(&'static str, u64)> {
+        let counts = self.count.by_kernel.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        counts
     }
 }

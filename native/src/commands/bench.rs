@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// step (tensors moved between devices; all loopback traffic) and scaling efficiency.
     #[arg(long, default_value_t = 0)]
     pub servers: usize,
+    /// Also print, per method, the N kernels launched most per timed step (cubecl's kernel
+    /// names): which operations the launches come from.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub launches_by_kernel: usize,
 }
 
 /// Bytes sent over the loopback interface so far, by every process of this machine (Linux
@@ -150,6 +154,8 @@ struct StepTiming {
     reads_per_step: f64,
     /// Kernel launches per step on a cubecl (wgpu) device; 0 on flex.
     launches_per_step: f64,
+    /// Launches per step of each kernel name, most launched first.
+    launches_by_kernel: Vec<(&'static str, f64)>,
     device_reserved_bytes: Option<u64>,
     /// Where it ran: `local` (the device itself) or `N remote`.
     placement: String,
@@ -197,6 +203,8 @@ fn time_steps(
     trainer.train_epoch(data, &mut |_, _| {});
     let seconds_per_step = start.elapsed().as_secs_f64() / args.steps as f64;
     let launches_per_step = launches.launches() as f64 / args.steps as f64;
+    let launches_by_kernel =
+        launches.by_kernel().into_iter().map(|(k, n)| (k, n as f64 / args.steps as f64)).collect();
     drop(launches);
     let reads_per_step = (host_reads() - reads) as f64 / args.steps as f64;
     let bytes_per_step = servers.zip(written).map(|(s, before)| {
@@ -215,6 +223,7 @@ fn time_steps(
         seconds_per_step,
         reads_per_step,
         launches_per_step,
+        launches_by_kernel,
         device_reserved_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
     }
 }
@@ -307,6 +316,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 "first_epoch_seconds": t.first_epoch_seconds,
                 "reads_per_step": t.reads_per_step,
                 "launches_per_step": t.launches_per_step,
+                "launches_by_kernel": t.launches_by_kernel.iter().take(args.launches_by_kernel)
+                    .map(|(k, n)| json!({"kernel": k, "per_step": n})).collect::<Vec<_>>(),
                 "device_reserved_bytes": t.device_reserved_bytes,
             })
         })
@@ -367,6 +378,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             t.launches_per_step,
             mem
         );
+    }
+    for t in timings.iter().filter(|_| args.launches_by_kernel > 0) {
+        println!("{}: launches per step by kernel", label(t));
+        for (kernel, n) in t.launches_by_kernel.iter().take(args.launches_by_kernel) {
+            println!("  {n:>8.1}  {kernel}");
+        }
     }
     for t in timings.iter() {
         let Some([moved, wire]) = t.bytes_per_step else { continue };
