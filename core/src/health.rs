@@ -8,27 +8,30 @@ use crate::models::Net;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 
-/// Counts the non-finite (NaN or infinite) values over every float parameter, on the device.
-struct NonFinite {
-    count: Option<Tensor<1>>,
+/// Every float parameter, flattened: one vector to check at once.
+struct FlatParams {
+    flat: Vec<Tensor<1>>,
 }
 
-impl ModuleVisitor for NonFinite {
+impl ModuleVisitor for FlatParams {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let bad = param.val().without_autodiff().is_finite().bool_not().float().sum();
-        self.count = Some(match self.count.take() {
-            Some(c) => c + bad,
-            None => bad,
-        });
+        let p = param.val().without_autodiff();
+        let n = p.shape().num_elements();
+        self.flat.push(p.reshape([n]));
     }
 }
 
 /// How many parameter values of `model` are NaN or infinite, as a one-element tensor on the
-/// plain (non-autodiff) device: nothing is read.
+/// plain (non-autodiff) device: nothing is read. The parameters are concatenated and checked
+/// once: on a GPU a check per parameter tensor cost ~9 launches each (1,100 for ResNet-18 at
+/// every epoch's end), the concatenation one copy each.
 pub fn nonfinite_weights(model: &Net, device: &Device) -> Tensor<1> {
-    let mut v = NonFinite { count: None };
+    let mut v = FlatParams { flat: Vec::new() };
     model.visit(&mut v);
-    v.count.unwrap_or_else(|| Tensor::zeros([1], device))
+    if v.flat.is_empty() {
+        return Tensor::zeros([1], device);
+    }
+    Tensor::cat(v.flat, 0).is_finite().bool_not().float().sum()
 }
 
 /// What one forward pass on a probe batch shows about a model.
