@@ -21,7 +21,6 @@ use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::prelude::*;
 use burn::tensor::Tensor;
 use params::{SaadLossParams, TransferStatsParams};
-use std::sync::atomic::Ordering;
 
 /// The custom operations. Only the cubecl backend (and autodiff over it) implements them; the
 /// wrappers below never route another backend here.
@@ -268,19 +267,14 @@ pub struct LaunchCounter {
     _observation: burn_cubecl::cubecl::logging::LaunchObservation,
 }
 
+/// Launches per kernel name: which operations a step's launches come from.
 #[derive(Default)]
-struct CountLaunches {
-    total: std::sync::atomic::AtomicU64,
-    /// Launches per kernel name: which operations a step's launches come from.
-    by_kernel: std::sync::Mutex<std::collections::HashMap<&'static str, u64>>,
-}
+struct CountLaunches(std::sync::Mutex<std::collections::HashMap<&'static str, u64>>);
 
 impl burn_cubecl::cubecl::logging::LaunchObserver for CountLaunches {
     fn launched(&self, kernel: &'static str) {
-        self.total.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut counts) = self.by_kernel.lock() {
-            *counts.entry(kernel).or_default() += 1;
-        }
+        let mut counts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *counts.entry(kernel).or_default() += 1;
     }
 }
 
@@ -294,15 +288,18 @@ impl LaunchCounter {
 
     /// Launches issued since [`LaunchCounter::start`].
     pub fn launches(&self) -> u64 {
-        self.count.total.load(Ordering::Relaxed)
+        self.counts().values().sum()
     }
 
     /// Launches since [`LaunchCounter::start`] per kernel name, most launched first (ties by
     /// name); the counts add up to [`LaunchCounter::launches`].
     pub fn by_kernel(&self) -> Vec<(&'static str, u64)> {
-        let counts = self.count.by_kernel.lock().map(|c| c.clone()).unwrap_or_default();
-        let mut counts: Vec<_> = counts.into_iter().collect();
+        let mut counts: Vec<_> = self.counts().into_iter().collect();
         counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         counts
+    }
+
+    fn counts(&self) -> std::collections::HashMap<&'static str, u64> {
+        self.count.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }

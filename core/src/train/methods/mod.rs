@@ -82,11 +82,16 @@ impl BatchContext<'_> {
         self.epoch as f64 / self.epochs.max(1) as f64
     }
 
-    /// The inner maximisation: `attack.steps` signed-gradient steps on `objective` against the
-    /// student in eval mode (BatchNorm running statistics, folded: the weights stay fixed over
-    /// the steps), from `start`.
+    /// The student as every inner maximisation attacks it: eval mode (BatchNorm running
+    /// statistics), folded once for the whole attack, since the weights stay fixed over its steps.
+    pub fn attacked_student(&self) -> Net {
+        self.student.valid().folded()
+    }
+
+    /// The inner maximisation: `attack.steps` signed-gradient steps on `objective` against
+    /// [`attacked_student`](Self::attacked_student), from `start`.
     pub fn inner_max(&self, objective: &dyn Objective, start: Start) -> Tensor<4> {
-        let eval = self.student.valid().folded();
+        let eval = self.attacked_student();
         let a = self.attack;
         let pgd = Pgd { eps: a.eps, alpha: a.alpha, steps: a.steps, start, restarts: 1 };
         pgd.run(&|x| eval.forward(x), objective, &self.x)

@@ -24,7 +24,6 @@ use crate::kernels::{self, Route};
 pub use crate::losses::saad::{SaadLogits, ig_matching, saad_outer_loss, saad_outer_loss_in_batch};
 use crate::losses::{self, kl_div};
 use crate::models::Net;
-use burn::module::Module;
 use burn::prelude::*;
 
 /// SAAD: teacher-entropy-weighted distillation on student-crafted adversarial examples.
@@ -135,7 +134,7 @@ impl Method for Saad {
             restarts: 1,
         };
         let (t0, x_plus) =
-            saad_inner_max(&ctx.student.valid().folded(), teacher, &ctx.x, &ctx.y, &pgd, p.saad_lambda);
+            saad_inner_max(&ctx.attacked_student(), teacher, &ctx.x, &ctx.y, &pgd, p.saad_lambda);
         let x_minus = ctx.x.clone().mul_scalar(2.0) - x_plus.clone();
 
         let (t_plus, t_minus) = (teacher.forward(x_plus.clone()), teacher.forward(x_minus.clone()));
