@@ -1,8 +1,12 @@
-//! The kernels on the autodiff device: the SAAD loss records a backward node whose gradient is
-//! `saad_loss_backward.wgsl`; the other kernels produce constants.
+//! The kernels on the autodiff device: the SAAD loss, ReLU and training-mode BatchNorm record
+//! backward nodes whose gradients are their backward kernels; the other kernels produce
+//! constants.
 
 use super::SaadKernels;
-use super::params::{SaadLossParams, TransferStatsParams};
+use super::params::{
+    BatchNormParams, BatchNormRunningParams, FoldParams, SaadLossParams, SgdStepParams,
+    TransferStatsParams,
+};
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -47,7 +51,144 @@ impl Backward<CubeBackend, 1> for SaadLossNode {
     }
 }
 
+/// The ReLU node: its one parent is the input; the state is the output, as burn's own ReLU
+/// keeps it.
+#[derive(Debug)]
+struct ReluNode;
+
+impl Backward<CubeBackend, 1> for ReluNode {
+    type State = Prim;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let output = ops.state;
+        unary::<CubeBackend, _>(ops.parents, ops.node, grads, |grad| {
+            CubeBackend::relu_backward(output, grad)
+        });
+    }
+}
+
+/// The training-mode BatchNorm node: parents input, gamma, beta; the state is what the backward
+/// kernels read (the statistics as the forward pass computed them, like burn's own node).
+#[derive(Debug)]
+struct BatchNormNode;
+
+impl Backward<CubeBackend, 3> for BatchNormNode {
+    /// Input, gamma, batch mean, batch variance, eps.
+    type State = (Prim, Prim, Prim, Prim, BatchNormParams);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<CubeBackend>(&ops.node);
+        let (x, gamma, mean, variance, params) = ops.state;
+        let (x_grad, gamma_grad, beta_grad) =
+            CubeBackend::batch_norm_train_backward(x, gamma, mean, variance, grad, params);
+        for (node, g) in [(node_x, x_grad), (node_gamma, gamma_grad), (node_beta, beta_grad)] {
+            if let Some(node) = node {
+                grads.register::<CubeBackend>(node.id, g);
+            }
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
+    fn batch_norm_running(
+        batch_mean: FloatTensor<Self>,
+        batch_var: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        count: FloatTensor<Self>,
+        params: BatchNormRunningParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [bm, bv, rm, rv, n] =
+            [batch_mean, batch_var, running_mean, running_var, count].map(|t| t.into_primitive());
+        let (m, v) = CubeBackend::batch_norm_running(bm, bv, rm, rv, n, params);
+        (constant::<C>(m), constant::<C>(v))
+    }
+
+    fn fold_conv_batch_norm(
+        weight: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        params: FoldParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [w, g, b, m, v] =
+            [weight, gamma, beta, running_mean, running_var].map(|t| t.into_primitive());
+        let (w, b) = CubeBackend::fold_conv_batch_norm(w, g, b, m, v, params);
+        (constant::<C>(w), constant::<C>(b))
+    }
+
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        params: BatchNormParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x_p, gamma_p) = (x.primitive().clone(), gamma.primitive().clone());
+        let (y, mean, variance) = CubeBackend::batch_norm_train(
+            x_p.clone(),
+            gamma_p.clone(),
+            beta.primitive().clone(),
+            params,
+        );
+        let prep = BatchNormNode.prepare::<C>([x.node(), gamma.node(), beta.node()]);
+        let y = match prep.compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                prep.finish((x_p, gamma_p, mean.clone(), variance.clone(), params), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (y, constant::<C>(mean), constant::<C>(variance))
+    }
+
+    fn batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        params: BatchNormParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [x, g, m, v, d] = [x, gamma, mean, variance, grad].map(|t| t.into_primitive());
+        let (dx, dg, db) = CubeBackend::batch_norm_train_backward(x, g, m, v, d, params);
+        (constant::<C>(dx), constant::<C>(dg), constant::<C>(db))
+    }
+
+    fn sgd_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        velocity: FloatTensor<Self>,
+        params: SgdStepParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [p, g, v] = [param, grad, velocity].map(|t| t.into_primitive());
+        let (p, v) = CubeBackend::sgd_step(p, g, v, params);
+        (constant::<C>(p), constant::<C>(v))
+    }
+
+    fn relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let y = CubeBackend::relu(x.primitive().clone());
+        match ReluNode.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(y.clone(), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn relu_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let [o, g] = [output, grad].map(|t| t.into_primitive());
+        constant::<C>(CubeBackend::relu_backward(o, g))
+    }
+
     fn pgd_step(
         x_adv: FloatTensor<Self>,
         grad: FloatTensor<Self>,

@@ -2,7 +2,8 @@
 
 use super::SaadKernels;
 use super::params::{
-    PgdStepParams, SaadLossParams, TransferStatsParams, WORKGROUP, WgslLayout, wgsl_constants,
+    BatchNormParams, BatchNormRunningParams, FoldParams, OperandLayout, PgdStepParams, ReluParams,
+    SaadLossParams, SgdStepParams, TransferStatsParams, WORKGROUP, WgslLayout, wgsl_shared,
 };
 use crate::losses::transfer_stats::sums;
 use burn::backend::tensor::FloatTensor;
@@ -15,16 +16,17 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::template::{KernelSource, SourceKernel, SourceTemplate};
 use burn_cubecl::tensor::CubeTensor;
+use bytemuck::Zeroable;
 
-/// A WGSL source with the parameter struct it reads and the shared constants
-/// ([`wgsl_constants`]) appended (WGSL declarations may come after their use).
+/// A WGSL source with the parameter struct it reads and the shared constants and helpers
+/// ([`wgsl_shared`]) appended (WGSL declarations may come after their use).
 macro_rules! wgsl_kernel {
     ($name:ident, $file:literal, $params:ty) => {
         struct $name;
         impl KernelSource for $name {
             fn source(&self) -> SourceTemplate {
                 SourceTemplate::new(include_str!(concat!("../../../shaders/", $file)))
-                    .add_template(wgsl_constants())
+                    .add_template(wgsl_shared())
                     .add_template(<$params as WgslLayout>::WGSL)
             }
             fn id(&self) -> KernelId {
@@ -42,6 +44,15 @@ wgsl_kernel!(SaadLossTerms, "saad_loss_terms.wgsl", SaadLossParams);
 wgsl_kernel!(SaadLossReduce, "saad_loss_reduce.wgsl", SaadLossParams);
 wgsl_kernel!(SaadLossBackward, "saad_loss_backward.wgsl", SaadLossParams);
 wgsl_kernel!(TransferStats, "transfer_stats.wgsl", TransferStatsParams);
+wgsl_kernel!(ReluForward, "relu_forward.wgsl", ReluParams);
+wgsl_kernel!(ReluBackward, "relu_backward.wgsl", ReluParams);
+wgsl_kernel!(SgdStep, "sgd_step.wgsl", SgdStepParams);
+wgsl_kernel!(BatchNormRunning, "batch_norm_running.wgsl", BatchNormRunningParams);
+wgsl_kernel!(FoldConvBatchNorm, "fold_conv_batch_norm.wgsl", FoldParams);
+wgsl_kernel!(BatchNormStats, "batch_norm_stats.wgsl", BatchNormParams);
+wgsl_kernel!(BatchNormForward, "batch_norm_forward.wgsl", BatchNormParams);
+wgsl_kernel!(BatchNormBackwardReduce, "batch_norm_backward_reduce.wgsl", BatchNormParams);
+wgsl_kernel!(BatchNormBackward, "batch_norm_backward.wgsl", BatchNormParams);
 
 /// A 1-D launch over `n` invocations, folded into 2-D past WebGPU's 65535 workgroups per axis;
 /// returns the count and the workgroups along x.
@@ -73,7 +84,395 @@ fn kernel_inputs<const N: usize>(tensors: [CubeTensor; N]) -> [CubeTensor; N] {
     out.try_into().unwrap_or_else(|_| unreachable!("N tensors in, N out"))
 }
 
+/// The axes of `t` from the outermost in memory to the innermost when `t` is dense (its
+/// elements fill its memory once, in some axis order: contiguous, or a permutation of a
+/// contiguous tensor such as burn's NHWC convolution outputs viewed as NCHW); `None` for a
+/// view with gaps, overlaps or broadcast axes. Axes of extent 1 may sit anywhere.
+fn dense_order(t: &CubeTensor) -> Option<Vec<usize>> {
+    let (shape, strides) = (t.meta.shape(), t.meta.strides());
+    let mut order: Vec<usize> = (0..shape.num_dims()).collect();
+    order.sort_by(|&a, &b| strides[b].cmp(&strides[a]).then(a.cmp(&b)));
+    let mut expected = 1;
+    for &axis in order.iter().rev() {
+        if shape[axis] != 1 && strides[axis] != expected {
+            return None;
+        }
+        expected *= shape[axis];
+    }
+    Some(order)
+}
+
+/// `t` dense, with its memory order: as it is when it already is, else a contiguous copy.
+fn dense(t: CubeTensor) -> (CubeTensor, Vec<usize>) {
+    assert_eq!(t.dtype, DType::F32, "saad kernels take f32 tensors");
+    match dense_order(&t) {
+        Some(order) => (t, order),
+        None => {
+            let t = into_contiguous(t);
+            let order = (0..t.meta.num_dims()).collect();
+            (t, order)
+        }
+    }
+}
+
+/// An uninitialised f32 tensor shaped like `like` and laid out in memory in `order` (outermost
+/// axis first), so that element i of its buffer is element i of a dense tensor with that order.
+fn empty_in_order(like: &CubeTensor, order: &[usize]) -> CubeTensor {
+    let shape = like.meta.shape();
+    let physical: Vec<usize> = order.iter().map(|&a| shape[a]).collect();
+    let out =
+        empty_device_dtype(like.client.clone(), like.device.clone(), physical.into(), DType::F32);
+    let mut axes = vec![0; order.len()];
+    for (position, &axis) in order.iter().enumerate() {
+        axes[axis] = position;
+    }
+    burn_cubecl::ops::permute(out, &axes)
+}
+
+/// Where `other` (same shape as `dense`, any strides) holds each element of `dense`, whose
+/// memory order is `order` (see [`OperandLayout`]).
+fn operand_layout(dense: &CubeTensor, order: &[usize], other: &CubeTensor) -> OperandLayout {
+    let (shape, rank) = (dense.meta.shape(), order.len());
+    assert_eq!(shape, other.meta.shape(), "two operands of one shape");
+    assert!(rank <= 4, "the kernels take tensors of rank 4 or less");
+    let pad = 4 - rank;
+    let extent = |p: usize| if p < pad { 1 } else { shape[order[p - pad]] as u32 };
+    let stride = |p: usize| if p < pad { 0 } else { other.meta.strides()[order[p - pad]] as u32 };
+    let same_layout =
+        (0..rank).all(|a| shape[a] == 1 || dense.meta.strides()[a] == other.meta.strides()[a]);
+    OperandLayout {
+        same_layout: same_layout as u32,
+        extent_1: extent(1),
+        extent_2: extent(2),
+        extent_3: extent(3),
+        stride_0: stride(0),
+        stride_1: stride(1),
+        stride_2: stride(2),
+        stride_3: stride(3),
+    }
+}
+
+/// `other`, unless it shares memory with `with`: then a copy (one buffer bound writable twice
+/// is refused by WebGPU; see [`kernel_inputs`]).
+fn unaliased(other: CubeTensor, with: &CubeTensor) -> CubeTensor {
+    if std::ptr::eq(with.handle.memory.descriptor(), other.handle.memory.descriptor()) {
+        other.copy()
+    } else {
+        other
+    }
+}
+
+/// [`BatchNormParams`] for the dense `x` with memory order `order` (channels on axis 1).
+fn batch_norm_params(x: &CubeTensor, order: &[usize], eps: f32) -> BatchNormParams {
+    let shape = x.meta.shape();
+    let position = order.iter().position(|&a| a == 1).expect("a channel axis");
+    let channel_inner: usize = order[position + 1..].iter().map(|&a| shape[a]).product();
+    let n = shape.num_elements();
+    BatchNormParams {
+        elements: n as u32,
+        groups_x: grid(n).1,
+        channels: shape[1] as u32,
+        channel_inner: channel_inner as u32,
+        eps,
+        dy: OperandLayout::zeroed(),
+    }
+}
+
 impl SaadKernels for CubeBackend {
+    fn batch_norm_running(
+        batch_mean: FloatTensor<Self>,
+        batch_var: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        count: FloatTensor<Self>,
+        params: BatchNormRunningParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [batch_mean, batch_var, running_mean, running_var, count] =
+            kernel_inputs([batch_mean, batch_var, running_mean, running_var, count]);
+        let channels = batch_mean.meta.num_elements();
+        for t in [&batch_var, &running_mean, &running_var] {
+            assert_eq!(t.meta.num_elements(), channels, "batch_norm_running: [channels] each");
+        }
+        assert_eq!(count.meta.num_elements(), 1, "batch_norm_running: one batch count");
+        let client = batch_mean.client.clone();
+        let device = batch_mean.device.clone();
+        let mean_out =
+            empty_device_dtype(client.clone(), device.clone(), [channels].into(), DType::F32);
+        let var_out = empty_device_dtype(client.clone(), device, [channels].into(), DType::F32);
+        if channels == 0 {
+            return (mean_out, var_out);
+        }
+        let params = BatchNormRunningParams { channels: channels as u32, ..params };
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
+        client.launch(
+            Box::new(SourceKernel::new(BatchNormRunning, CubeDim::new_1d(WORKGROUP))),
+            CubeCount::Static((channels as u32).div_ceil(WORKGROUP), 1, 1),
+            KernelArguments::new().with_buffers(vec![
+                batch_mean.handle.binding(),
+                batch_var.handle.binding(),
+                running_mean.handle.binding(),
+                running_var.handle.binding(),
+                count.handle.binding(),
+                mean_out.handle.clone().binding(),
+                var_out.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        (mean_out, var_out)
+    }
+
+    fn fold_conv_batch_norm(
+        weight: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        params: FoldParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [weight, gamma, beta, running_mean, running_var] =
+            kernel_inputs([weight, gamma, beta, running_mean, running_var]);
+        let shape = weight.meta.shape().clone();
+        assert_eq!(shape.num_dims(), 4, "fold_conv_batch_norm: a [out, in, kh, kw] weight");
+        let (outputs, inputs, kernel) = (shape[0], shape[1], shape[2] * shape[3]);
+        let n = shape.num_elements();
+        let client = weight.client.clone();
+        let device = weight.device.clone();
+        let folded = empty_in_order(&weight, &[0, 2, 3, 1]);
+        let bias = empty_device_dtype(client.clone(), device, [outputs].into(), DType::F32);
+        if n == 0 {
+            return (folded, bias);
+        }
+        let (count, gx) = grid(n);
+        let params = FoldParams {
+            elements: n as u32,
+            groups_x: gx,
+            outputs: outputs as u32,
+            inputs: inputs as u32,
+            kernel: kernel as u32,
+            ..params
+        };
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
+        client.launch(
+            Box::new(SourceKernel::new(FoldConvBatchNorm, CubeDim::new_1d(WORKGROUP))),
+            count,
+            KernelArguments::new().with_buffers(vec![
+                weight.handle.binding(),
+                gamma.handle.binding(),
+                beta.handle.binding(),
+                running_mean.handle.binding(),
+                running_var.handle.binding(),
+                folded.handle.clone().binding(),
+                bias.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        (folded, bias)
+    }
+
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        params: BatchNormParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x, order) = dense(x);
+        let [gamma, beta] = kernel_inputs([gamma, beta]);
+        let (gamma, beta) = (unaliased(gamma, &x), unaliased(beta, &x));
+        let shape = x.meta.shape().clone();
+        assert!(shape.num_dims() >= 2, "batch_norm_train: [batch, channels, ...]");
+        let channels = shape[1];
+        assert!(channels <= 65535, "batch_norm_train: one workgroup per channel, at most 65535");
+        let n = shape.num_elements();
+        let client = x.client.clone();
+        let device = x.device.clone();
+        let mean =
+            empty_device_dtype(client.clone(), device.clone(), [channels].into(), DType::F32);
+        let variance = empty_device_dtype(client.clone(), device, [channels].into(), DType::F32);
+        let y = empty_in_order(&x, &order);
+        if n == 0 {
+            return (y, mean, variance);
+        }
+        let params = batch_norm_params(&x, &order, params.eps);
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
+        client.launch(
+            Box::new(SourceKernel::new(BatchNormStats, CubeDim::new_1d(WORKGROUP))),
+            CubeCount::Static(channels as u32, 1, 1),
+            KernelArguments::new().with_buffers(vec![
+                x.handle.clone().binding(),
+                mean.handle.clone().binding(),
+                variance.handle.clone().binding(),
+                params.clone().binding(),
+            ]),
+        );
+        client.launch(
+            Box::new(SourceKernel::new(BatchNormForward, CubeDim::new_1d(WORKGROUP))),
+            grid(n).0,
+            KernelArguments::new().with_buffers(vec![
+                x.handle.binding(),
+                mean.handle.clone().binding(),
+                variance.handle.clone().binding(),
+                gamma.handle.binding(),
+                beta.handle.binding(),
+                y.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        (y, mean, variance)
+    }
+
+    fn batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        params: BatchNormParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x, order) = dense(x);
+        assert_eq!(grad.dtype, DType::F32, "saad kernels take f32 tensors");
+        let [gamma, mean, variance] = kernel_inputs([gamma, mean, variance]);
+        let grad = unaliased(grad, &x);
+        let shape = x.meta.shape().clone();
+        let channels = shape[1];
+        let n = shape.num_elements();
+        let client = x.client.clone();
+        let device = x.device.clone();
+        let empty = |len: usize| {
+            empty_device_dtype(client.clone(), device.clone(), [len].into(), DType::F32)
+        };
+        let (gamma_grad, beta_grad, coef) = (empty(channels), empty(channels), empty(4 * channels));
+        let dx = empty_in_order(&x, &order);
+        if n == 0 {
+            return (dx, gamma_grad, beta_grad);
+        }
+        let params = BatchNormParams {
+            dy: operand_layout(&x, &order, &grad),
+            ..batch_norm_params(&x, &order, params.eps)
+        };
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
+        client.launch(
+            Box::new(SourceKernel::new(BatchNormBackwardReduce, CubeDim::new_1d(WORKGROUP))),
+            CubeCount::Static(channels as u32, 1, 1),
+            KernelArguments::new().with_buffers(vec![
+                x.handle.clone().binding(),
+                grad.handle.clone().binding(),
+                mean.handle.binding(),
+                variance.handle.binding(),
+                gamma_grad.handle.clone().binding(),
+                beta_grad.handle.clone().binding(),
+                coef.handle.clone().binding(),
+                params.clone().binding(),
+            ]),
+        );
+        client.launch(
+            Box::new(SourceKernel::new(BatchNormBackward, CubeDim::new_1d(WORKGROUP))),
+            grid(n).0,
+            KernelArguments::new().with_buffers(vec![
+                x.handle.binding(),
+                grad.handle.binding(),
+                coef.handle.binding(),
+                gamma.handle.binding(),
+                dx.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        (dx, gamma_grad, beta_grad)
+    }
+
+    fn sgd_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        velocity: FloatTensor<Self>,
+        params: SgdStepParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [param, grad] = kernel_inputs([param, grad]);
+        let shape = param.meta.shape().clone();
+        let n = shape.num_elements();
+        assert_eq!(grad.meta.shape(), &shape, "sgd_step: parameter and gradient shapes");
+        let client = param.client.clone();
+        let device = param.device.clone();
+        // The first step has no velocity: bind a one-element placeholder the kernel skips.
+        let velocity = if params.has_velocity != 0 {
+            assert_eq!(velocity.meta.shape(), &shape, "sgd_step: parameter and velocity shapes");
+            let [velocity] = kernel_inputs([velocity]);
+            velocity
+        } else {
+            empty_device_dtype(client.clone(), device.clone(), [1].into(), DType::F32)
+        };
+        let param_out =
+            empty_device_dtype(client.clone(), device.clone(), shape.clone(), DType::F32);
+        let velocity_out = empty_device_dtype(client.clone(), device, shape, DType::F32);
+        if n == 0 {
+            return (param_out, velocity_out);
+        }
+        let (count, gx) = grid(n);
+        let params = SgdStepParams { elements: n as u32, groups_x: gx, ..params };
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
+        client.launch(
+            Box::new(SourceKernel::new(SgdStep, CubeDim::new_1d(WORKGROUP))),
+            count,
+            KernelArguments::new().with_buffers(vec![
+                param.handle.binding(),
+                grad.handle.binding(),
+                velocity.handle.binding(),
+                param_out.handle.clone().binding(),
+                velocity_out.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        (param_out, velocity_out)
+    }
+
+    fn relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (x, order) = dense(x);
+        let n = x.meta.num_elements();
+        let out = empty_in_order(&x, &order);
+        if n == 0 {
+            return out;
+        }
+        let client = x.client.clone();
+        let (count, gx) = grid(n);
+        let params = ReluParams { elements: n as u32, groups_x: gx, ..ReluParams::zeroed() };
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
+        client.launch(
+            Box::new(SourceKernel::new(ReluForward, CubeDim::new_1d(WORKGROUP))),
+            count,
+            KernelArguments::new().with_buffers(vec![
+                x.handle.binding(),
+                out.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        out
+    }
+
+    fn relu_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (y, order) = dense(output);
+        assert_eq!(grad.dtype, DType::F32, "saad kernels take f32 tensors");
+        let grad = unaliased(grad, &y);
+        let n = y.meta.num_elements();
+        let dx = empty_in_order(&y, &order);
+        if n == 0 {
+            return dx;
+        }
+        let client = y.client.clone();
+        let (count, gx) = grid(n);
+        let params =
+            ReluParams { elements: n as u32, groups_x: gx, dy: operand_layout(&y, &order, &grad) };
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
+        client.launch(
+            Box::new(SourceKernel::new(ReluBackward, CubeDim::new_1d(WORKGROUP))),
+            count,
+            KernelArguments::new().with_buffers(vec![
+                y.handle.binding(),
+                grad.handle.binding(),
+                dx.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        dx
+    }
+
     fn pgd_step(
         x_adv: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -224,5 +623,14 @@ pub fn wgsl_sources() -> Vec<(&'static str, String)> {
         ("saad_loss_reduce.wgsl", SaadLossReduce.source().complete()),
         ("saad_loss_backward.wgsl", SaadLossBackward.source().complete()),
         ("transfer_stats.wgsl", TransferStats.source().complete()),
+        ("relu_forward.wgsl", ReluForward.source().complete()),
+        ("relu_backward.wgsl", ReluBackward.source().complete()),
+        ("sgd_step.wgsl", SgdStep.source().complete()),
+        ("fold_conv_batch_norm.wgsl", FoldConvBatchNorm.source().complete()),
+        ("batch_norm_running.wgsl", BatchNormRunning.source().complete()),
+        ("batch_norm_stats.wgsl", BatchNormStats.source().complete()),
+        ("batch_norm_forward.wgsl", BatchNormForward.source().complete()),
+        ("batch_norm_backward_reduce.wgsl", BatchNormBackwardReduce.source().complete()),
+        ("batch_norm_backward.wgsl", BatchNormBackward.source().complete()),
     ]
 }

@@ -20,7 +20,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::prelude::*;
 use burn::tensor::Tensor;
-use params::{SaadLossParams, TransferStatsParams};
+use params::{
+    BatchNormParams, BatchNormRunningParams, FoldParams, SaadLossParams, SgdStepParams,
+    TransferStatsParams,
+};
 
 /// The custom operations. Only the cubecl backend (and autodiff over it) implements them; the
 /// wrappers below never route another backend here.
@@ -52,6 +55,67 @@ pub trait SaadKernels: Backend {
         upstream: FloatTensor<Self>,
         params: SaadLossParams,
     ) -> FloatTensor<Self>;
+
+    /// `batch_norm_stats.wgsl` + `batch_norm_forward.wgsl`: training-mode BatchNorm of
+    /// `[batch, channels, ...]`, `(output, mean, biased variance)` (see [`batch_norm_train`]);
+    /// only `params.eps` is read.
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        params: BatchNormParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `batch_norm_backward_reduce.wgsl` + `batch_norm_backward.wgsl`: the gradients
+    /// `(x, gamma, beta)` of [`SaadKernels::batch_norm_train`] from its output's gradient.
+    fn batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        params: BatchNormParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `batch_norm_running.wgsl`: the running mean and variance after a batch (see
+    /// [`batch_norm_running`]); `params.channels` is not read.
+    fn batch_norm_running(
+        batch_mean: FloatTensor<Self>,
+        batch_var: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        count: FloatTensor<Self>,
+        params: BatchNormRunningParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `fold_conv_batch_norm.wgsl`: a bias-free convolution's weight `[out, in, kh, kw]` and
+    /// the eval-mode BatchNorm after it merged, `(weight stored channels last, bias)`; only
+    /// `params.eps` is read (see [`fold_conv_batch_norm`]).
+    fn fold_conv_batch_norm(
+        weight: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        params: FoldParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `sgd_step.wgsl`: one SGD step of a parameter, `(parameter, velocity)` after it (see
+    /// [`crate::train::sgd`]); `velocity` is not read when `params.has_velocity` is 0.
+    fn sgd_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        velocity: FloatTensor<Self>,
+        params: SgdStepParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `relu_forward.wgsl`: ReLU in one dispatch, the output laid out in memory as the input
+    /// (see [`relu`]).
+    fn relu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `relu_backward.wgsl`: ReLU's input gradient from its output and the output's gradient,
+    /// in one dispatch.
+    fn relu_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// `transfer_stats.wgsl`: the transfer sums of one batch (see [`transfer_sums`]).
     fn transfer_stats(
@@ -132,7 +196,8 @@ pub(crate) fn add_conv_bias(y: Tensor<4>, conv: &burn::nn::conv::Conv2d) -> Tens
     }
 }
 
-fn use_kernel(route: Route, device: &Device) -> bool {
+/// Whether `route` runs the kernel on `device`.
+pub(crate) fn use_kernel(route: Route, device: &Device) -> bool {
     match route {
         Route::Auto => kernels_enabled() && has_kernels(device),
         Route::TensorOps => false,
@@ -170,6 +235,203 @@ pub fn pgd_update(
         .min_pair(x.clone() + eps)
         .clamp(0.0, 1.0);
     x_adv.mask_where(per(active).equal_elem(0.0).bool_not(), stepped)
+}
+
+/// How a BatchNorm's running statistics follow each batch (PyTorch's rule).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RunningAverage {
+    /// `old * (1 - momentum) + batch * momentum`.
+    Momentum(f64),
+    /// `old + (batch - old) / count`: the plain average of every batch since the reset
+    /// (PyTorch `momentum=None`), `count` counting this batch.
+    Cumulative,
+}
+
+/// A BatchNorm's running `(mean, variance)` after a batch with statistics `batch_mean` and
+/// `batch_var` (biased, over `n` values per channel; the running variance gets the unbiased one,
+/// `batch_var * n / (n - 1)`, as PyTorch's). `count` `[1]` is the number of batches seen including
+/// this one. On a wgpu device one dispatch where the tensor ops take seven.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_running(
+    route: Route,
+    batch_mean: Tensor<1>,
+    batch_var: Tensor<1>,
+    n: usize,
+    running_mean: Tensor<1>,
+    running_var: Tensor<1>,
+    count: Tensor<1>,
+    rule: RunningAverage,
+) -> (Tensor<1>, Tensor<1>) {
+    let unbiased_factor = n as f64 / (n as f64 - 1.0).max(1.0);
+    if use_kernel(route, &batch_mean.device()) {
+        let (cumulative, momentum) = match rule {
+            RunningAverage::Momentum(m) => (0, m as f32),
+            RunningAverage::Cumulative => (1, 0.0),
+        };
+        let params = BatchNormRunningParams {
+            channels: 0,
+            cumulative,
+            momentum,
+            unbiased_factor: unbiased_factor as f32,
+        };
+        let (m, v) = <Dispatch as SaadKernels>::batch_norm_running(
+            batch_mean.into_dispatch(),
+            batch_var.into_dispatch(),
+            running_mean.into_dispatch(),
+            running_var.into_dispatch(),
+            count.into_dispatch(),
+            params,
+        );
+        return (Tensor::from_dispatch(m), Tensor::from_dispatch(v));
+    }
+    let unbiased = batch_var.mul_scalar(unbiased_factor);
+    let update = |old: Tensor<1>, new: Tensor<1>| match rule {
+        RunningAverage::Cumulative => old.clone() + (new - old) / count.clone(),
+        RunningAverage::Momentum(m) => old.mul_scalar(1.0 - m) + new.mul_scalar(m),
+    };
+    (update(running_mean, batch_mean), update(running_var, unbiased))
+}
+
+/// A bias-free convolution weight `[out, in, kh, kw]` with the eval-mode BatchNorm after it
+/// merged in (`models::fold`): `w'[o] = w[o] * s[o]` and the bias `b'[o] = t[o]`, with
+/// `s = gamma / sqrt(running_var + eps)` and `t = beta - running_mean * s`. On a wgpu device one
+/// dispatch that also stores `w'` channels last (the layout burn's convolutions read) where the
+/// tensor ops take six and a copy; `None` elsewhere and with the kernels off (the caller folds
+/// with tensor ops).
+pub fn fold_conv_batch_norm(
+    weight: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    running_mean: Tensor<1>,
+    running_var: Tensor<1>,
+    eps: f64,
+) -> Option<(Tensor<4>, Tensor<1>)> {
+    if !use_kernel(Route::Auto, &weight.device()) {
+        return None;
+    }
+    let params =
+        FoldParams { elements: 0, groups_x: 0, outputs: 0, inputs: 0, kernel: 0, eps: eps as f32 };
+    let (w, b) = <Dispatch as SaadKernels>::fold_conv_batch_norm(
+        weight.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        running_mean.into_dispatch(),
+        running_var.into_dispatch(),
+        params,
+    );
+    Some((Tensor::from_dispatch(w), Tensor::from_dispatch(b)))
+}
+
+/// Training-mode BatchNorm of `x` `[batch, channels, h, w]` with the batch's statistics:
+/// `(output, mean, biased variance)`, the latter two `[channels]` and without gradient, as
+/// burn's `module::batch_norm_train` returns them. On a wgpu device two dispatches forward and two
+/// backward (`batch_norm_*.wgsl`, in any memory order of `x`) where burn's operations take about
+/// 12 and 17; elsewhere, and with the kernels off, burn's.
+pub fn batch_norm_train(
+    route: Route,
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    if use_kernel(route, &x.device()) {
+        let params = BatchNormParams {
+            elements: 0,
+            groups_x: 0,
+            channels: 0,
+            channel_inner: 0,
+            eps: eps as f32,
+            dy: bytemuck::Zeroable::zeroed(),
+        };
+        let (y, mean, variance) = <Dispatch as SaadKernels>::batch_norm_train(
+            x.into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            params,
+        );
+        return (
+            Tensor::from_dispatch(y),
+            Tensor::from_dispatch(mean),
+            Tensor::from_dispatch(variance),
+        );
+    }
+    let out = burn::tensor::module::batch_norm_train(x, gamma, beta, eps);
+    (out.output, out.mean, out.variance)
+}
+
+/// The hyper-parameters of one SGD step (burn's `SgdConfig` with `MomentumConfig` without
+/// Nesterov and `WeightDecayConfig`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdHyper {
+    /// Learning rate of this step.
+    pub lr: f64,
+    /// Momentum factor.
+    pub momentum: f64,
+    /// Dampening of the momentum.
+    pub dampening: f64,
+    /// L2 penalty added to the gradient (0: none).
+    pub weight_decay: f64,
+}
+
+/// One SGD step of a parameter with weight decay and momentum, in the order of operations of
+/// burn's `Sgd`: `g = p * wd + grad`, `v' = g * (1 - dampening) + v * momentum` (`v' = g` on the
+/// first step, when `velocity` is `None`), `p' = p - v' * lr`. Returns `(p', v')`. On a wgpu
+/// device one dispatch (`sgd_step.wgsl`) where the tensor ops take seven.
+pub fn sgd_update<const D: usize>(
+    route: Route,
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    velocity: Option<Tensor<D>>,
+    hyper: SgdHyper,
+) -> (Tensor<D>, Tensor<D>) {
+    if use_kernel(route, &param.device()) {
+        let params = SgdStepParams {
+            elements: 0,
+            groups_x: 0,
+            has_velocity: velocity.is_some() as u32,
+            lr: hyper.lr as f32,
+            momentum: hyper.momentum as f32,
+            dampening_complement: (1.0 - hyper.dampening) as f32,
+            weight_decay: hyper.weight_decay as f32,
+        };
+        let velocity = velocity.unwrap_or_else(|| grad.clone());
+        let (p, v) = <Dispatch as SaadKernels>::sgd_step(
+            param.into_dispatch(),
+            grad.into_dispatch(),
+            velocity.into_dispatch(),
+            params,
+        );
+        return (Tensor::from_dispatch(p), Tensor::from_dispatch(v));
+    }
+    // burn-optim 0.22.1's `WeightDecay::transform`, `Momentum::transform` and `Sgd::step`, op
+    // for op (the momentum factor as f32, as burn keeps it).
+    let grad = if hyper.weight_decay > 0.0 {
+        param.clone().mul_scalar(hyper.weight_decay as f32).add(grad)
+    } else {
+        grad
+    };
+    let velocity = match velocity {
+        Some(v) => grad.mul_scalar(1.0 - hyper.dampening).add(v.mul_scalar(hyper.momentum as f32)),
+        None => grad,
+    };
+    (param - velocity.clone().mul_scalar(hyper.lr), velocity)
+}
+
+/// `max(x, 0)` (NaN stays NaN): on a wgpu device one dispatch forward and one backward
+/// (`relu_forward.wgsl`, `relu_backward.wgsl`) where burn's relu takes two each (compare, then
+/// mask-fill), 34 fewer launches per forward and backward pass of a ResNet-18; elsewhere, and
+/// with the kernels off, burn's `activation::relu`. The kernels keep the memory order of the
+/// activations (NHWC after burn's convolutions), so no copy is added either way.
+pub fn relu(x: Tensor<4>) -> Tensor<4> {
+    relu_through(Route::Auto, x)
+}
+
+/// [`relu`] through the implementation `route` picks.
+pub fn relu_through(route: Route, x: Tensor<4>) -> Tensor<4> {
+    if use_kernel(route, &x.device()) {
+        return Tensor::from_dispatch(<Dispatch as SaadKernels>::relu(x.into_dispatch()));
+    }
+    burn::tensor::activation::relu(x)
 }
 
 /// SAAD's outer loss over a batch and its weights: `loss` `[1]` (the batch mean of

@@ -82,6 +82,146 @@ kernel_params! {
     }
 }
 
+kernel_params! {
+    /// Where a second tensor's elements sit relative to a dense tensor's memory order, for the
+    /// kernels that read two tensors of one shape laid out differently (burn's convolutions
+    /// leave activations NHWC in memory and return some gradients NCHW). Element `i` of the
+    /// dense tensor's memory has coordinates `(i0, i1, i2, i3)` along its axes from the outermost
+    /// in memory (`extent_1..3`, the outermost extent is not needed), and the other tensor holds
+    /// it at `i0 * stride_0 + i1 * stride_1 + i2 * stride_2 + i3 * stride_3`: WGSL
+    /// `operand_index` ([`wgsl_shared`]). Tensors of rank under 4 are padded in front with
+    /// extent-1 axes.
+    OperandLayout {
+        /// 1 when the other tensor has the dense tensor's strides (`operand_index(i) = i`).
+        same_layout: u32,
+        /// The second-outermost extent in memory order.
+        extent_1: u32,
+        /// The third-outermost extent.
+        extent_2: u32,
+        /// The innermost extent.
+        extent_3: u32,
+        /// The other tensor's stride along the outermost axis in memory.
+        stride_0: u32,
+        /// Along the second-outermost.
+        stride_1: u32,
+        /// Along the third-outermost.
+        stride_2: u32,
+        /// Along the innermost.
+        stride_3: u32,
+    }
+}
+
+kernel_params! {
+    /// `relu_forward.wgsl` and `relu_backward.wgsl`: the tensor's size, the 2-D launch's row
+    /// width, and for the backward pass the output gradient's layout relative to the
+    /// activation's.
+    ReluParams {
+        /// Elements of the tensor.
+        elements: u32,
+        /// Workgroups along x (launches past 65535 workgroups fold into y).
+        groups_x: u32,
+        /// The output gradient relative to the activation (backward only).
+        dy: OperandLayout,
+    }
+}
+
+kernel_params! {
+    /// `batch_norm_*.wgsl`: training-mode BatchNorm over a dense `[batch, channels, ...]` tensor
+    /// in any memory order. Element `i` of its memory belongs to channel
+    /// `(i / channel_inner) % channels`.
+    BatchNormParams {
+        /// Elements of the tensor.
+        elements: u32,
+        /// Workgroups along x of the element-wise launches (past 65535 they fold into y).
+        groups_x: u32,
+        /// Channels.
+        channels: u32,
+        /// Product of the extents inside the channel axis in memory order (1 for NHWC, h * w
+        /// for NCHW).
+        channel_inner: u32,
+        /// Added to the variance before the square root.
+        eps: f32,
+        /// The output gradient relative to the input (backward only).
+        dy: OperandLayout,
+    }
+}
+
+kernel_params! {
+    /// `batch_norm_running.wgsl`: how the running statistics follow the batch's.
+    BatchNormRunningParams {
+        /// Channels.
+        channels: u32,
+        /// 1: the plain average over the batches seen (PyTorch `momentum=None`); 0: momentum.
+        cumulative: u32,
+        /// Weight of the batch in the running averages (momentum mode).
+        momentum: f32,
+        /// `n / (n - 1)` for the `n` values per channel: biased to unbiased variance.
+        unbiased_factor: f32,
+    }
+}
+
+kernel_params! {
+    /// `fold_conv_batch_norm.wgsl`: the convolution weight's shape `[outputs, inputs, kernel]`.
+    FoldParams {
+        /// Elements of the weight.
+        elements: u32,
+        /// Workgroups along x (launches past 65535 workgroups fold into y).
+        groups_x: u32,
+        /// Output channels.
+        outputs: u32,
+        /// Input channels (per group).
+        inputs: u32,
+        /// Kernel positions (`kh * kw`).
+        kernel: u32,
+        /// Added to the running variance before the square root.
+        eps: f32,
+    }
+}
+
+kernel_params! {
+    /// `sgd_step.wgsl`: the parameter's size, the 2-D launch's row width and the step's
+    /// hyper-parameters (see [`crate::train::sgd`]).
+    SgdStepParams {
+        /// Elements of the parameter.
+        elements: u32,
+        /// Workgroups along x (launches past 65535 workgroups fold into y).
+        groups_x: u32,
+        /// 1 when a velocity from an earlier step is bound, 0 on the first step.
+        has_velocity: u32,
+        /// Learning rate.
+        lr: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// `1 - dampening`.
+        dampening_complement: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+    }
+}
+
+/// What every shader gets appended besides its parameter struct: [`wgsl_constants`], the
+/// [`OperandLayout`] struct and its index function.
+pub fn wgsl_shared() -> String {
+    let mut out = wgsl_constants();
+    out.push_str(OperandLayout::WGSL);
+    out.push_str(
+        "fn operand_index(i: u32, l: OperandLayout) -> u32 {
+    if (l.same_layout != 0u) {
+        return i;
+    }
+    let i3 = i % l.extent_3;
+    let r3 = i / l.extent_3;
+    let i2 = r3 % l.extent_2;
+    let r2 = r3 / l.extent_2;
+    let i1 = r2 % l.extent_1;
+    let i0 = r2 / l.extent_1;
+    return i0 * l.stride_0 + i1 * l.stride_1 + i2 * l.stride_2 + i3 * l.stride_3;
+}
+",
+    );
+    out
+}
+
 /// The WGSL constants every shader gets: the workgroup size, and the transfer-statistics layout
 /// (`SUMS_<NAME>` for each offset of [`sums`], `WEIGHT_BINS`).
 pub fn wgsl_constants() -> String {

@@ -2,7 +2,10 @@
 //! selftest` reports these differences on a user's GPU, the tests bound them on lavapipe, and
 //! `saad bench --kernels` times the same inputs.
 
-use super::{Route, pgd_update, saad_loss, transfer_sums};
+use super::{
+    Route, RunningAverage, SaadKernels, SgdHyper, batch_norm_running, batch_norm_train, pgd_update,
+    relu_through, saad_loss, sgd_update, transfer_sums,
+};
 use crate::losses::saad::{SaadLogits, SaadLossConfig, SaadWeighting};
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
@@ -158,4 +161,172 @@ pub fn transfer_stats_difference(
         .zip(&kern)
         .map(|(a, k)| (a - k).abs() as f64 / (a.abs() as f64).max(1.0))
         .fold(0.0, worst)
+}
+
+/// `x` of `shape` `[b, c, h, w]` laid out as a contiguous `[b, h, w, c]` (channels last, as
+/// burn's convolutions leave their outputs), viewed as `[b, c, h, w]`.
+fn channels_last(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.permute([0, 2, 3, 1]).reshape([b, h * w * c]).reshape([b, h, w, c]).permute([0, 3, 1, 2])
+}
+
+/// The ReLU kernels against burn's relu on `shape` (`[b, c, h, w]`; an eighth of the inputs
+/// exactly 0): forward values and input gradients for inputs laid out contiguous, channels last
+/// and as a strided slice, with output gradients laid out the same way and the other way, and the
+/// backward kernel alone with a broadcast output gradient. Both compute `x <= 0 ? 0 : x` and
+/// `y <= 0 ? 0 : dy`, so the largest absolute difference is 0 unless an element is misplaced.
+pub fn relu_difference(device: &Device, shape: [usize; 4]) -> f64 {
+    let [b, c, h, w] = shape;
+    let base = Tensor::<4>::random([b, c, h, w + 1], Distribution::Normal(0.0, 1.0), device);
+    let base = base
+        .clone()
+        .mask_fill(base.random_like(Distribution::Uniform(0.0, 1.0)).lower_elem(0.125), 0.0);
+    let contiguous =
+        base.clone().slice([0..b, 0..c, 0..h, 0..w]).reshape([b * c * h * w]).reshape(shape);
+    let inputs = [
+        contiguous.clone(),
+        channels_last(contiguous.clone()),
+        base.slice([0..b, 0..c, 0..h, 1..w + 1]),
+    ];
+    let upstream = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let upstreams = [upstream.clone(), channels_last(upstream)];
+    let mut worst_diff = 0.0;
+    for x in &inputs {
+        let values = |route| read_f32(relu_through(route, x.clone()));
+        worst_diff =
+            worst(worst_diff, max_abs_diff(&values(Route::TensorOps), &values(Route::Kernel)));
+        for dy in &upstreams {
+            let gradient = |route| {
+                let leaf = x.clone().autodiff().require_grad();
+                let grads =
+                    (relu_through(route, leaf.clone()) * dy.clone().autodiff()).sum().backward();
+                read_f32(leaf.grad(&grads).expect("the input is a leaf"))
+            };
+            worst_diff = worst(
+                worst_diff,
+                max_abs_diff(&gradient(Route::TensorOps), &gradient(Route::Kernel)),
+            );
+        }
+    }
+    // The backward kernel alone: an output gradient broadcast along the channels (stride 0).
+    let y = burn::tensor::activation::relu(inputs[1].clone());
+    let dy =
+        Tensor::<4>::random([b, 1, h, w], Distribution::Normal(0.0, 1.0), device).expand(shape);
+    let twin = dy.clone().mask_fill(y.clone().lower_equal_elem(0.0), 0.0);
+    let kernel =
+        Tensor::<4>::from_dispatch(<burn::backend::Dispatch as SaadKernels>::relu_backward(
+            y.into_dispatch(),
+            dy.into_dispatch(),
+        ));
+    worst(worst_diff, max_abs_diff(&read_f32(twin), &read_f32(kernel)))
+}
+
+/// The SGD step kernel against its twin (burn's operations) on a parameter of `shape`: the first
+/// step (no velocity) and a later one, with and without weight decay, the gradient laid out
+/// contiguous and channels last (as burn's convolutions return weight gradients). The largest
+/// absolute difference of the new parameters and velocities (values of order 1).
+pub fn sgd_step_difference(device: &Device, shape: [usize; 4]) -> f64 {
+    let normal = || Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let (param, grad, velocity) = (normal(), normal(), normal());
+    let mut worst_diff = 0.0;
+    for weight_decay in [0.0, 5e-4] {
+        let hyper = SgdHyper { lr: 0.1, momentum: 0.9, dampening: 0.0, weight_decay };
+        for grad in [grad.clone(), channels_last(grad.clone())] {
+            for velocity in [None, Some(velocity.clone())] {
+                let step = |route| {
+                    let (p, v) =
+                        sgd_update(route, param.clone(), grad.clone(), velocity.clone(), hyper);
+                    (read_f32(p), read_f32(v))
+                };
+                let ((tp, tv), (kp, kv)) = (step(Route::TensorOps), step(Route::Kernel));
+                worst_diff =
+                    worst(worst_diff, worst(max_abs_diff(&tp, &kp), max_abs_diff(&tv, &kv)));
+            }
+        }
+    }
+    worst_diff
+}
+
+/// Largest absolute difference of two value lists relative to the largest absolute value of the
+/// first (at least `floor`).
+fn relative_diff(twin: &[f32], kernel: &[f32], floor: f64) -> f64 {
+    max_abs_diff(twin, kernel) / max_abs(twin).max(floor)
+}
+
+/// The training-mode BatchNorm kernels against burn's `batch_norm_train` on `shape`
+/// (`[b, c, h, w]`, inputs with a non-zero mean per channel): output, batch mean and variance,
+/// and the gradients of input, gamma and beta, for inputs laid out contiguous and channels last
+/// and output gradients laid out either way. The largest difference relative to the largest
+/// value of each compared tensor.
+pub fn batch_norm_difference(device: &Device, shape: [usize; 4]) -> f64 {
+    let c = shape[1];
+    let offsets = Tensor::<1>::random([c], Distribution::Uniform(-2.0, 2.0), device);
+    let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.5), device)
+        + offsets.reshape([1, c, 1, 1]);
+    let gamma = Tensor::<1>::random([c], Distribution::Uniform(0.5, 1.5), device);
+    let beta = Tensor::<1>::random([c], Distribution::Uniform(-0.5, 0.5), device);
+    let upstream = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let mut worst_diff = 0.0;
+    for x in [x.clone(), channels_last(x)] {
+        for dy in [upstream.clone(), channels_last(upstream.clone())] {
+            let run = |route| {
+                let leaves = (
+                    x.clone().autodiff().require_grad(),
+                    gamma.clone().autodiff().require_grad(),
+                    beta.clone().autodiff().require_grad(),
+                );
+                let (y, mean, variance) = batch_norm_train(
+                    route,
+                    leaves.0.clone(),
+                    leaves.1.clone(),
+                    leaves.2.clone(),
+                    1e-5,
+                );
+                let values = [read_f32(y.clone()), read_f32(mean), read_f32(variance)];
+                let grads = (y * dy.clone().autodiff()).sum().backward();
+                let gradients = [
+                    read_f32(leaves.0.grad(&grads).expect("x is a leaf")),
+                    read_f32(leaves.1.grad(&grads).expect("gamma is a leaf")),
+                    read_f32(leaves.2.grad(&grads).expect("beta is a leaf")),
+                ];
+                (values, gradients)
+            };
+            let ((tv, tg), (kv, kg)) = (run(Route::TensorOps), run(Route::Kernel));
+            for (t, k) in tv.iter().zip(&kv).chain(tg.iter().zip(&kg)) {
+                worst_diff = worst(worst_diff, relative_diff(t, k, 1e-3));
+            }
+        }
+    }
+    worst_diff
+}
+
+/// The running-statistics kernel against its twin for `channels` channels, in momentum and in
+/// cumulative mode: the largest difference of the new running mean and variance relative to
+/// their largest value.
+pub fn batch_norm_running_difference(device: &Device, channels: usize) -> f64 {
+    let draw =
+        |low, high| Tensor::<1>::random([channels], Distribution::Uniform(low, high), device);
+    let (batch_mean, batch_var) = (draw(-2.0, 2.0), draw(0.1, 3.0));
+    let (running_mean, running_var) = (draw(-1.0, 1.0), draw(0.5, 2.0));
+    let count = Tensor::<1>::from_data(TensorData::new(vec![7.0f32], [1]), device);
+    let mut worst_diff = 0.0;
+    for rule in [RunningAverage::Momentum(0.1), RunningAverage::Cumulative] {
+        let run = |route| {
+            let (m, v) = batch_norm_running(
+                route,
+                batch_mean.clone(),
+                batch_var.clone(),
+                50,
+                running_mean.clone(),
+                running_var.clone(),
+                count.clone(),
+                rule,
+            );
+            (read_f32(m), read_f32(v))
+        };
+        let ((tm, tv), (km, kv)) = (run(Route::TensorOps), run(Route::Kernel));
+        worst_diff =
+            worst(worst_diff, worst(relative_diff(&tm, &km, 1e-3), relative_diff(&tv, &kv, 1e-3)));
+    }
+    worst_diff
 }

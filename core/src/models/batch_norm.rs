@@ -5,6 +5,7 @@
 //! (`n / (n - 1)`), `weight`/`bias`, and counts batches in `num_batches_tracked`. Matching PyTorch
 //! keeps the statistics of a model trained here equal to PyTorch's and the state dict 1:1.
 
+use crate::kernels::{Route, RunningAverage, batch_norm_running, batch_norm_train};
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::prelude::*;
 
@@ -99,24 +100,29 @@ impl BatchNorm2d {
         let [b, _, h, w] = x.dims();
         let n = (b * h * w) as f64;
         let device = x.device();
-        let out =
-            burn::tensor::module::batch_norm_train(x, self.weight.val(), self.bias.val(), self.eps);
-        // PyTorch stores the unbiased variance in the running estimate.
-        let unbiased = out.variance.detach().mul_scalar(n / (n - 1.0).max(1.0));
+        let (output, batch_mean, batch_variance) =
+            batch_norm_train(Route::Auto, x, self.weight.val(), self.bias.val(), self.eps);
         let mean = self.running_mean.value_sync().to_device(&device).detach();
         let var = self.running_var.value_sync().to_device(&device).detach();
         let count =
             self.num_batches_tracked.value_sync().to_device(&device).detach().add_scalar(1.0);
-        let update = |old: Tensor<1>, new: Tensor<1>| {
-            if self.cumulative.is_enabled() {
-                // old + (new - old) / count: the mean of every batch since the reset.
-                old.clone() + (new - old) / count.clone()
-            } else {
-                old.mul_scalar(1.0 - self.momentum) + new.mul_scalar(self.momentum)
-            }
+        let rule = match self.cumulative.is_enabled() {
+            true => RunningAverage::Cumulative,
+            false => RunningAverage::Momentum(self.momentum),
         };
-        self.running_mean.update(update(mean, out.mean.detach()).detach());
-        self.running_var.update(update(var, unbiased).detach());
+        // PyTorch stores the unbiased variance in the running estimate.
+        let (mean, var) = batch_norm_running(
+            Route::Auto,
+            batch_mean.detach(),
+            batch_variance.detach(),
+            n as usize,
+            mean,
+            var,
+            count.clone(),
+            rule,
+        );
+        self.running_mean.update(mean.detach());
+        self.running_var.update(var.detach());
         self.num_batches_tracked.update(count.detach());
         // `RunningState` keeps updates per thread until synced, and neither its record nor
         // `value()` sees a pending update: sync now so checkpoints and eval read the latest.
@@ -125,6 +131,6 @@ impl BatchNorm2d {
             self.running_var.value_sync(),
             self.num_batches_tracked.value_sync(),
         );
-        out.output
+        output
     }
 }

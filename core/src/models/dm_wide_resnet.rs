@@ -9,10 +9,11 @@
 
 use super::batch_norm::BatchNorm2d;
 use super::layers::{conv, conv2d, global_avg_pool, linear};
+use crate::kernels::relu;
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::{relu, silu};
+use burn::tensor::activation::silu;
 use burn::tensor::ops::PadMode;
 
 /// Pre-activation residual block of the reference (`_Block`).

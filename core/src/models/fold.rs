@@ -13,13 +13,19 @@
 //! The function is the same, so logits and input gradients equal the unfolded network's to
 //! float rounding (tests/tests/library/models.rs: every architecture on flex, both forms on wgpu).
 //!
+//! On a cubecl (wgpu) device the folded copy's convolution weights are also stored channels
+//! last (`[out, kh, kw, in]` in memory, still `[out, in, kh, kw]` to every reader): burn's
+//! convolutions work in NHWC and copy an NCHW weight into that order at every call, 20 copies
+//! per ResNet-18 forward pass, about 40 per forward and input-gradient pass; laid out once per
+//! fold, a PGD-10 step makes ~380 fewer launches (bench/NOTES.md section 10).
+//!
 //! A folded copy is for computing only: its BatchNorms no longer hold statistics, so it must not
 //! be trained, averaged or saved. Fold again whenever the weights change (once per training step
 //! for the student, once per run for the teacher and for an evaluation).
 
 use super::batch_norm::{BatchNorm2d, BatchNormForm};
 use super::{DmWideResNet, MobileNetV2, Net, PreActResNet, ResNet, SmallCnn, WideResNet};
-use burn::module::Param;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
@@ -54,6 +60,24 @@ pub fn fold_conv_bn(conv: &Conv2d, bn: &BatchNorm2d) -> (Conv2d, BatchNorm2d) {
     if bn.form != BatchNormForm::Normalize {
         return (conv.clone(), bn.clone());
     }
+    let mut merged = bn.clone();
+    merged.form = BatchNormForm::MergedIntoConv;
+    if conv.bias.is_none() {
+        let device = bn.weight.val().device();
+        if let Some((weight, bias)) = crate::kernels::fold_conv_batch_norm(
+            conv.weight.val(),
+            bn.weight.val(),
+            bn.bias.val(),
+            bn.running_mean.value().to_device(&device),
+            bn.running_var.value().to_device(&device),
+            bn.eps,
+        ) {
+            let mut folded = conv.clone();
+            folded.weight = Param::from_tensor(weight);
+            folded.bias = Some(Param::from_tensor(bias));
+            return (folded, merged);
+        }
+    }
     let (scale, shift) = bn.eval_scale_shift();
     let weight = conv.weight.val();
     let out = weight.dims()[0];
@@ -64,8 +88,6 @@ pub fn fold_conv_bn(conv: &Conv2d, bn: &BatchNorm2d) -> (Conv2d, BatchNorm2d) {
     let mut folded = conv.clone();
     folded.weight = Param::from_tensor(weight * scale.reshape([out, 1, 1, 1]));
     folded.bias = Some(Param::from_tensor(bias));
-    let mut merged = bn.clone();
-    merged.form = BatchNormForm::MergedIntoConv;
     (folded, merged)
 }
 
@@ -73,14 +95,42 @@ impl Net {
     /// This network (in eval mode: [`Module::valid`] or a loaded model) with its BatchNorms
     /// folded (see the module docs): the same function in fewer operations.
     pub fn folded(&self) -> Net {
-        match self {
+        let folded = match self {
             Net::SmallCnn(m) => Net::SmallCnn(m.folded()),
             Net::ResNet(m) => Net::ResNet(m.folded()),
             Net::PreActResNet(m) => Net::PreActResNet(m.folded()),
             Net::MobileNetV2(m) => Net::MobileNetV2(m.folded()),
             Net::WideResNet(m) => Net::WideResNet(m.folded()),
             Net::DmWideResNet(m) => Net::DmWideResNet(m.folded()),
+        };
+        let device = folded.devices().into_iter().next();
+        match device {
+            Some(d) if crate::kernels::has_kernels(&d) => folded.map(&mut ChannelsLast),
+            _ => folded,
         }
+    }
+}
+
+/// Stores every 4-D parameter (the convolution weights) channels last in memory, its shape
+/// unchanged: the layout burn's cubecl convolutions read.
+struct ChannelsLast;
+
+impl ModuleMapper for ChannelsLast {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D != 4 {
+            return param;
+        }
+        param.map(|w| {
+            let dims = w.dims();
+            let (mut to_last, mut back) = ([0isize; D], [0isize; D]);
+            to_last.copy_from_slice(&[0, 2, 3, 1][..D]);
+            back.copy_from_slice(&[0, 3, 1, 2][..D]);
+            let last = w.permute(to_last);
+            let last_dims = last.dims();
+            // A reshape that merges permuted axes cannot be a view: burn copies the values into
+            // the permuted order, which the permute back then leaves in place.
+            last.reshape([dims[0], dims[1] * dims[2] * dims[3]]).reshape(last_dims).permute(back)
+        })
     }
 }
 

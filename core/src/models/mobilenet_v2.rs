@@ -8,10 +8,10 @@
 
 use super::batch_norm::BatchNorm2d;
 use super::layers::{conv, conv2d, conv2d_grouped, global_avg_pool, linear};
+use crate::kernels::relu;
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 /// (expansion, out_planes, num_blocks, stride) per stage.
 const CFG: [(usize, usize, usize, usize); 7] = [

@@ -6,10 +6,10 @@
 
 use super::batch_norm::BatchNorm2d;
 use super::layers::{conv, conv2d, global_avg_pool, linear};
+use crate::kernels::relu;
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 /// The small CNN (see the module docs); field names are the PyTorch keys.
 #[derive(Module, Debug)]

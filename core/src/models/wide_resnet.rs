@@ -11,10 +11,10 @@
 
 use super::batch_norm::BatchNorm2d;
 use super::layers::{conv, conv2d_he_normal, global_avg_pool};
+use crate::kernels::relu;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 /// Pre-activation block of the reference (`BasicBlock`): BN-ReLU-conv twice plus a shortcut.
 #[derive(Module, Debug)]

@@ -5,6 +5,7 @@ pub mod data_parallel;
 pub mod log;
 pub mod methods;
 pub mod schedule;
+pub mod sgd;
 pub mod trainer;
 pub mod weight_average;
 

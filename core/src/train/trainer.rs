@@ -14,9 +14,7 @@ use crate::losses::transfer_stats::{TransferStats, sums};
 use crate::models::{ModelSpec, Net};
 use crate::rng::derive_seed;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 
@@ -258,17 +256,12 @@ fn check_optimizer_state(bytes: &[u8], model: &Net, source: &str) -> Result<(), 
 }
 
 fn sgd(config: &TrainConfig) -> ModuleOptimizer {
-    SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: config.momentum,
-            dampening: 0.0,
-            nesterov: false,
-        }))
-        .with_weight_decay(
-            (config.weight_decay > 0.0)
-                .then_some(WeightDecayConfig { penalty: config.weight_decay as f32 }),
-        )
-        .init()
+    super::sgd::Sgd {
+        momentum: config.momentum,
+        dampening: 0.0,
+        weight_decay: config.weight_decay.max(0.0),
+    }
+    .init()
 }
 
 impl Trainer {

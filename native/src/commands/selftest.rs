@@ -85,6 +85,14 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
             twins::pgd_step_difference(d, shape)
         });
     }
+    for shape in [[3usize, 5, 7, 9], [128, 64, 16, 16]] {
+        check(
+            out,
+            format!("kernel relu {shape:?} and its gradient vs burn's (max abs)"),
+            0.0,
+            || twins::relu_difference(d, shape),
+        );
+    }
     for (b, c, gamma, beta) in [(300usize, 10usize, 1.0, 0.0), (33, 100, 2.0, 0.5)] {
         check(
             out,

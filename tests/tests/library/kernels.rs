@@ -19,6 +19,52 @@ fn pgd_step_kernel_equals_the_tensor_op_twin() {
     }
 }
 
+/// The training-mode BatchNorm kernels give burn's `batch_norm_train`: output, batch statistics
+/// and the gradients of input, gamma and beta, to float rounding, for inputs and output gradients
+/// laid out contiguous or channels last, channel sizes that do not fill a workgroup and a
+/// ResNet-18 activation's size; the running-statistics kernel gives its twin's in both modes.
+#[test]
+fn batch_norm_kernels_equal_burns_batch_norm_and_its_gradients() {
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    d.seed(7);
+    for shape in [[1, 1, 1, 2], [3, 5, 7, 9], [2, 300, 1, 1], [128, 64, 16, 16]] {
+        let diff = twins::batch_norm_difference(&d, shape);
+        assert!(diff <= 1e-4, "{shape:?}: kernels and burn's differ by {diff} (relative)");
+    }
+    for channels in [1, 64, 300] {
+        let diff = twins::batch_norm_running_difference(&d, channels);
+        assert!(diff <= 1e-6, "{channels} channels: running statistics differ by {diff}");
+    }
+}
+
+/// The SGD step kernel equals burn's SGD operations (the twin) to float rounding, first and
+/// later steps, with and without weight decay, for contiguous and channels-last gradients.
+#[test]
+fn sgd_step_kernel_equals_the_tensor_op_twin() {
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    d.seed(6);
+    for shape in [[1, 1, 1, 1], [3, 5, 7, 9], [64, 64, 3, 3]] {
+        let diff = twins::sgd_step_difference(&d, shape);
+        assert!(diff <= 1e-6, "{shape:?}: kernel and twin differ by {diff}");
+    }
+}
+
+/// The ReLU kernels give burn's relu and its gradient exactly, for inputs and output gradients
+/// in any memory order (contiguous, channels last, strided, broadcast), at sizes that do not
+/// fill a workgroup and at a ResNet-18 activation's size.
+#[test]
+fn relu_kernels_equal_burns_relu_and_its_gradient() {
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    d.seed(5);
+    for shape in [[1, 1, 1, 1], [3, 5, 7, 9], [2, 3, 1, 4], [128, 64, 16, 16]] {
+        let diff = twins::relu_difference(&d, shape);
+        assert_eq!(diff, 0.0, "{shape:?}: kernel and burn's relu differ by {diff}");
+    }
+}
+
 /// Every kernel, as wgpu compiles it (the `.wgsl` file with its parameter struct and the shared
 /// constants appended), parses and validates with naga (the compiler wgpu uses), and every
 /// `.wgsl` file is one of them.
@@ -56,14 +102,20 @@ fn every_shader_validates_with_naga() {
     }
 }
 
-/// The WGSL declarations of the parameter structs have the size of their `#[repr(C)]` Rust twins.
+/// The WGSL declarations of the parameter structs (with the shared `OperandLayout` some of them
+/// hold) have the size of their `#[repr(C)]` Rust twins.
 #[test]
 fn kernel_parameter_structs_have_one_layout_in_rust_and_wgsl() {
     use saad_core::kernels::params::{
-        PgdStepParams, SaadLossParams, TransferStatsParams, WgslLayout,
+        BatchNormParams, BatchNormRunningParams, FoldParams, OperandLayout, PgdStepParams,
+        ReluParams, SaadLossParams, SgdStepParams, TransferStatsParams, WgslLayout,
     };
     fn wgsl_size<P: WgslLayout>(name: &str) -> (usize, usize) {
-        let module = naga::front::wgsl::parse_str(P::WGSL).unwrap();
+        let source = match P::WGSL == OperandLayout::WGSL {
+            true => P::WGSL.to_string(),
+            false => format!("{}{}", OperandLayout::WGSL, P::WGSL),
+        };
+        let module = naga::front::wgsl::parse_str(&source).unwrap();
         let ty = module.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap().0;
         let mut layouter = naga::proc::Layouter::default();
         layouter.update(module.to_ctx()).unwrap();
@@ -73,6 +125,12 @@ fn kernel_parameter_structs_have_one_layout_in_rust_and_wgsl() {
         ("PgdStepParams", wgsl_size::<PgdStepParams>("PgdStepParams")),
         ("SaadLossParams", wgsl_size::<SaadLossParams>("SaadLossParams")),
         ("TransferStatsParams", wgsl_size::<TransferStatsParams>("TransferStatsParams")),
+        ("ReluParams", wgsl_size::<ReluParams>("ReluParams")),
+        ("SgdStepParams", wgsl_size::<SgdStepParams>("SgdStepParams")),
+        ("OperandLayout", wgsl_size::<OperandLayout>("OperandLayout")),
+        ("BatchNormParams", wgsl_size::<BatchNormParams>("BatchNormParams")),
+        ("BatchNormRunningParams", wgsl_size::<BatchNormRunningParams>("BatchNormRunningParams")),
+        ("FoldParams", wgsl_size::<FoldParams>("FoldParams")),
     ] {
         assert_eq!(wgsl, rust, "{name}: WGSL size vs Rust size");
     }
