@@ -4,8 +4,8 @@
 
 use super::SaadKernels;
 use super::params::{
-    BatchNormParams, BatchNormRunningParams, FoldParams, SaadLossParams, SgdStepParams,
-    TransferStatsParams,
+    BatchNormParams, BatchNormRunningParams, FoldParams, SaadLossParams, ScaleShiftParams,
+    SgdStepParams, TransferStatsParams,
 };
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -100,7 +100,56 @@ impl Backward<CubeBackend, 3> for BatchNormNode {
     }
 }
 
+/// The scale-shift-activation node: its one parent is the input (the scale and shift are the
+/// constants of a folded copy); the state is what the backward kernel reads.
+#[derive(Debug)]
+struct ScaleShiftNode;
+
+impl Backward<CubeBackend, 1> for ScaleShiftNode {
+    /// Input, scale, shift, the activation.
+    type State = (Prim, Prim, Prim, ScaleShiftParams);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let (x, scale, shift, params) = ops.state;
+        unary::<CubeBackend, _>(ops.parents, ops.node, grads, |grad| {
+            CubeBackend::scale_shift_activation_backward(x, scale, shift, grad, params)
+        });
+    }
+}
+
 impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
+    fn scale_shift_activation(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        params: ScaleShiftParams,
+    ) -> FloatTensor<Self> {
+        let x_p = x.primitive().clone();
+        let (scale, shift) = (scale.into_primitive(), shift.into_primitive());
+        let y =
+            CubeBackend::scale_shift_activation(x_p.clone(), scale.clone(), shift.clone(), params);
+        match ScaleShiftNode.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x_p, scale, shift, params), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn scale_shift_activation_backward(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        params: ScaleShiftParams,
+    ) -> FloatTensor<Self> {
+        let [x, s, t, g] = [x, scale, shift, grad].map(|t| t.into_primitive());
+        constant::<C>(CubeBackend::scale_shift_activation_backward(x, s, t, g, params))
+    }
+
     fn batch_norm_running(
         batch_mean: FloatTensor<Self>,
         batch_var: FloatTensor<Self>,

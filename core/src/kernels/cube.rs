@@ -3,7 +3,8 @@
 use super::SaadKernels;
 use super::params::{
     BatchNormParams, BatchNormRunningParams, FoldParams, OperandLayout, PgdStepParams, ReluParams,
-    SaadLossParams, SgdStepParams, TransferStatsParams, WORKGROUP, WgslLayout, wgsl_shared,
+    SaadLossParams, ScaleShiftParams, SgdStepParams, TransferStatsParams, WORKGROUP, WgslLayout,
+    wgsl_shared,
 };
 use crate::losses::transfer_stats::sums;
 use burn::backend::tensor::FloatTensor;
@@ -47,6 +48,12 @@ wgsl_kernel!(TransferStats, "transfer_stats.wgsl", TransferStatsParams);
 wgsl_kernel!(ReluForward, "relu_forward.wgsl", ReluParams);
 wgsl_kernel!(ReluBackward, "relu_backward.wgsl", ReluParams);
 wgsl_kernel!(SgdStep, "sgd_step.wgsl", SgdStepParams);
+wgsl_kernel!(ScaleShiftActivation, "scale_shift_activation.wgsl", ScaleShiftParams);
+wgsl_kernel!(
+    ScaleShiftActivationBackward,
+    "scale_shift_activation_backward.wgsl",
+    ScaleShiftParams
+);
 wgsl_kernel!(BatchNormRunning, "batch_norm_running.wgsl", BatchNormRunningParams);
 wgsl_kernel!(FoldConvBatchNorm, "fold_conv_batch_norm.wgsl", FoldParams);
 wgsl_kernel!(BatchNormStats, "batch_norm_stats.wgsl", BatchNormParams);
@@ -178,7 +185,93 @@ fn batch_norm_params(x: &CubeTensor, order: &[usize], eps: f32) -> BatchNormPara
     }
 }
 
+/// [`ScaleShiftParams`] for the dense `x` with memory order `order` (channels on axis 1).
+fn scale_shift_params(x: &CubeTensor, order: &[usize], silu: u32) -> ScaleShiftParams {
+    let shape = x.meta.shape();
+    let position = order.iter().position(|&a| a == 1).expect("a channel axis");
+    let channel_inner: usize = order[position + 1..].iter().map(|&a| shape[a]).product();
+    let n = shape.num_elements();
+    ScaleShiftParams {
+        elements: n as u32,
+        groups_x: grid(n).1,
+        channels: shape[1] as u32,
+        channel_inner: channel_inner as u32,
+        silu,
+        dy: OperandLayout::zeroed(),
+    }
+}
+
 impl SaadKernels for CubeBackend {
+    fn scale_shift_activation(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        params: ScaleShiftParams,
+    ) -> FloatTensor<Self> {
+        let (x, order) = dense(x);
+        let [scale, shift] = kernel_inputs([scale, shift]);
+        let (scale, shift) = (unaliased(scale, &x), unaliased(shift, &x));
+        assert!(x.meta.num_dims() >= 2, "scale_shift_activation: [batch, channels, ...]");
+        let y = empty_in_order(&x, &order);
+        let n = x.meta.num_elements();
+        if n == 0 {
+            return y;
+        }
+        let client = x.client.clone();
+        let params = scale_shift_params(&x, &order, params.silu);
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
+        client.launch(
+            Box::new(SourceKernel::new(ScaleShiftActivation, CubeDim::new_1d(WORKGROUP))),
+            grid(n).0,
+            KernelArguments::new().with_buffers(vec![
+                x.handle.binding(),
+                scale.handle.binding(),
+                shift.handle.binding(),
+                y.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        y
+    }
+
+    fn scale_shift_activation_backward(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        params: ScaleShiftParams,
+    ) -> FloatTensor<Self> {
+        let (x, order) = dense(x);
+        assert_eq!(grad.dtype, DType::F32, "saad kernels take f32 tensors");
+        let [scale, shift] = kernel_inputs([scale, shift]);
+        let (scale, shift) = (unaliased(scale, &x), unaliased(shift, &x));
+        let grad = unaliased(grad, &x);
+        let dx = empty_in_order(&x, &order);
+        let n = x.meta.num_elements();
+        if n == 0 {
+            return dx;
+        }
+        let client = x.client.clone();
+        let params = ScaleShiftParams {
+            dy: operand_layout(&x, &order, &grad),
+            ..scale_shift_params(&x, &order, params.silu)
+        };
+        let params = client.create_from_slice(bytemuck::bytes_of(&params));
+        client.launch(
+            Box::new(SourceKernel::new(ScaleShiftActivationBackward, CubeDim::new_1d(WORKGROUP))),
+            grid(n).0,
+            KernelArguments::new().with_buffers(vec![
+                x.handle.binding(),
+                scale.handle.binding(),
+                shift.handle.binding(),
+                grad.handle.binding(),
+                dx.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        dx
+    }
+
     fn batch_norm_running(
         batch_mean: FloatTensor<Self>,
         batch_var: FloatTensor<Self>,
@@ -628,6 +721,8 @@ pub fn wgsl_sources() -> Vec<(&'static str, String)> {
         ("sgd_step.wgsl", SgdStep.source().complete()),
         ("fold_conv_batch_norm.wgsl", FoldConvBatchNorm.source().complete()),
         ("batch_norm_running.wgsl", BatchNormRunning.source().complete()),
+        ("scale_shift_activation.wgsl", ScaleShiftActivation.source().complete()),
+        ("scale_shift_activation_backward.wgsl", ScaleShiftActivationBackward.source().complete()),
         ("batch_norm_stats.wgsl", BatchNormStats.source().complete()),
         ("batch_norm_forward.wgsl", BatchNormForward.source().complete()),
         ("batch_norm_backward_reduce.wgsl", BatchNormBackwardReduce.source().complete()),

@@ -21,8 +21,8 @@ use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::prelude::*;
 use burn::tensor::Tensor;
 use params::{
-    BatchNormParams, BatchNormRunningParams, FoldParams, SaadLossParams, SgdStepParams,
-    TransferStatsParams,
+    BatchNormParams, BatchNormRunningParams, FoldParams, SaadLossParams, ScaleShiftParams,
+    SgdStepParams, TransferStatsParams,
 };
 
 /// The custom operations. Only the cubecl backend (and autodiff over it) implements them; the
@@ -76,6 +76,25 @@ pub trait SaadKernels: Backend {
         grad: FloatTensor<Self>,
         params: BatchNormParams,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `scale_shift_activation.wgsl`: `act(x * scale + shift)` per channel in one dispatch
+    /// (see [`scale_shift_activation`]); only `params.silu` is read.
+    fn scale_shift_activation(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        params: ScaleShiftParams,
+    ) -> FloatTensor<Self>;
+
+    /// `scale_shift_activation_backward.wgsl`: the input gradient of
+    /// [`SaadKernels::scale_shift_activation`].
+    fn scale_shift_activation_backward(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        params: ScaleShiftParams,
+    ) -> FloatTensor<Self>;
 
     /// `batch_norm_running.wgsl`: the running mean and variance after a batch (see
     /// [`batch_norm_running`]); `params.channels` is not read.
@@ -235,6 +254,52 @@ pub fn pgd_update(
         .min_pair(x.clone() + eps)
         .clamp(0.0, 1.0);
     x_adv.mask_where(per(active).equal_elem(0.0).bool_not(), stepped)
+}
+
+/// The activation after a BatchNorm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `max(z, 0)`.
+    Relu,
+    /// `z * sigmoid(z)`.
+    Silu,
+}
+
+/// `act(x * scale + shift)` with per-channel `scale` and `shift` `[channels]` on `x`
+/// `[batch, channels, h, w]`: a folded eval-mode BatchNorm and the activation after it (the
+/// pre-activation blocks). On a wgpu device one dispatch forward and one backward where the
+/// tensor ops take three or four and two or three; elsewhere, with the kernels off, and when
+/// `scale` or `shift` need a gradient (the kernel gives the input's only), the tensor ops.
+pub fn scale_shift_activation(
+    route: Route,
+    x: Tensor<4>,
+    scale: Tensor<1>,
+    shift: Tensor<1>,
+    activation: Activation,
+) -> Tensor<4> {
+    let constants = !scale.is_require_grad() && !shift.is_require_grad();
+    if constants && use_kernel(route, &x.device()) {
+        let params = ScaleShiftParams {
+            elements: 0,
+            groups_x: 0,
+            channels: 0,
+            channel_inner: 0,
+            silu: (activation == Activation::Silu) as u32,
+            dy: bytemuck::Zeroable::zeroed(),
+        };
+        return Tensor::from_dispatch(<Dispatch as SaadKernels>::scale_shift_activation(
+            x.into_dispatch(),
+            scale.detach().into_dispatch(),
+            shift.detach().into_dispatch(),
+            params,
+        ));
+    }
+    let c = scale.dims()[0];
+    let z = x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1]);
+    match activation {
+        Activation::Relu => relu_through(route, z),
+        Activation::Silu => burn::tensor::activation::silu(z),
+    }
 }
 
 /// How a BatchNorm's running statistics follow each batch (PyTorch's rule).

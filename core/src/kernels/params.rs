@@ -147,6 +147,26 @@ kernel_params! {
 }
 
 kernel_params! {
+    /// `scale_shift_activation.wgsl` and its backward: a per-channel affine map and an
+    /// activation over a dense `[batch, channels, ...]` tensor in any memory order (channel of
+    /// element `i`: `(i / channel_inner) % channels`).
+    ScaleShiftParams {
+        /// Elements of the tensor.
+        elements: u32,
+        /// Workgroups along x (launches past 65535 workgroups fold into y).
+        groups_x: u32,
+        /// Channels.
+        channels: u32,
+        /// Product of the extents inside the channel axis in memory order.
+        channel_inner: u32,
+        /// 1: SiLU, 0: ReLU.
+        silu: u32,
+        /// The output gradient relative to the input (backward only).
+        dy: OperandLayout,
+    }
+}
+
+kernel_params! {
     /// `batch_norm_running.wgsl`: how the running statistics follow the batch's.
     BatchNormRunningParams {
         /// Channels.

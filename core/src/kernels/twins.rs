@@ -3,8 +3,8 @@
 //! `saad bench --kernels` times the same inputs.
 
 use super::{
-    Route, RunningAverage, SaadKernels, SgdHyper, batch_norm_running, batch_norm_train, pgd_update,
-    relu_through, saad_loss, sgd_update, transfer_sums,
+    Activation, Route, RunningAverage, SaadKernels, SgdHyper, batch_norm_running, batch_norm_train,
+    pgd_update, relu_through, saad_loss, scale_shift_activation, sgd_update, transfer_sums,
 };
 use crate::losses::saad::{SaadLogits, SaadLossConfig, SaadWeighting};
 use burn::prelude::*;
@@ -327,6 +327,36 @@ pub fn batch_norm_running_difference(device: &Device, channels: usize) -> f64 {
         let ((tm, tv), (km, kv)) = (run(Route::TensorOps), run(Route::Kernel));
         worst_diff =
             worst(worst_diff, worst(relative_diff(&tm, &km, 1e-3), relative_diff(&tv, &kv, 1e-3)));
+    }
+    worst_diff
+}
+
+/// The scale-shift-activation kernels against the tensor ops on `shape` (`[b, c, h, w]`), ReLU
+/// and SiLU: values and input gradients for inputs laid out contiguous and channels last and
+/// output gradients laid out either way; the largest difference relative to the largest value.
+pub fn scale_shift_activation_difference(device: &Device, shape: [usize; 4]) -> f64 {
+    let c = shape[1];
+    let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 2.0), device);
+    let scale = Tensor::<1>::random([c], Distribution::Uniform(-1.5, 1.5), device);
+    let shift = Tensor::<1>::random([c], Distribution::Uniform(-0.5, 0.5), device);
+    let upstream = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let mut worst_diff = 0.0;
+    for activation in [Activation::Relu, Activation::Silu] {
+        for x in [x.clone(), channels_last(x.clone())] {
+            for dy in [upstream.clone(), channels_last(upstream.clone())] {
+                let run = |route| {
+                    let leaf = x.clone().autodiff().require_grad();
+                    let (s, t) = (scale.clone().autodiff(), shift.clone().autodiff());
+                    let y = scale_shift_activation(route, leaf.clone(), s, t, activation);
+                    let values = read_f32(y.clone());
+                    let grads = (y * dy.clone().autodiff()).sum().backward();
+                    (values, read_f32(leaf.grad(&grads).expect("x is a leaf")))
+                };
+                let ((tv, tg), (kv, kg)) = (run(Route::TensorOps), run(Route::Kernel));
+                worst_diff = worst(worst_diff, relative_diff(&tv, &kv, 1e-3));
+                worst_diff = worst(worst_diff, relative_diff(&tg, &kg, 1e-3));
+            }
+        }
     }
     worst_diff
 }

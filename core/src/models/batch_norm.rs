@@ -5,7 +5,10 @@
 //! (`n / (n - 1)`), `weight`/`bias`, and counts batches in `num_batches_tracked`. Matching PyTorch
 //! keeps the statistics of a model trained here equal to PyTorch's and the state dict 1:1.
 
-use crate::kernels::{Route, RunningAverage, batch_norm_running, batch_norm_train};
+use crate::kernels::{
+    Activation, Route, RunningAverage, batch_norm_running, batch_norm_train, relu,
+    scale_shift_activation,
+};
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::prelude::*;
 
@@ -93,6 +96,20 @@ impl BatchNorm2d {
                 self.running_var.value().to_device(&device),
                 self.eps,
             )
+        }
+    }
+
+    /// `activation(self.forward(x))`; in the folded scale-shift form one fused operation
+    /// ([`scale_shift_activation`]).
+    pub fn forward_activated(&self, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+        if self.form == BatchNormForm::ScaleShift {
+            let (scale, shift) = (self.weight.val(), self.bias.val());
+            return scale_shift_activation(Route::Auto, x, scale, shift, activation);
+        }
+        let y = self.forward(x);
+        match activation {
+            Activation::Relu => relu(y),
+            Activation::Silu => burn::tensor::activation::silu(y),
         }
     }
 

@@ -9,11 +9,10 @@
 
 use super::batch_norm::BatchNorm2d;
 use super::layers::{conv, conv2d, global_avg_pool, linear};
-use crate::kernels::relu;
+use crate::kernels::Activation;
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 use burn::tensor::ops::PadMode;
 
 /// Pre-activation residual block of the reference (`_Block`).
@@ -49,19 +48,19 @@ impl DmBlock {
         }
     }
 
-    fn act(&self, x: Tensor<4>) -> Tensor<4> {
-        if self.use_silu { silu(x) } else { relu(x) }
+    fn activation(&self) -> Activation {
+        if self.use_silu { Activation::Silu } else { Activation::Relu }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let act = self.act(self.batchnorm_0.forward(x.clone()));
+        let act = self.batchnorm_0.forward_activated(x.clone(), self.activation());
         // Manual padding: (1,1,1,1) at stride 1, (0,1,0,1) (right/bottom only) at stride 2.
         let padded = match self.stride {
             1 => act.clone().pad([(1, 1), (1, 1)], PadMode::Constant(0.0)),
             _ => act.clone().pad([(0, 1), (0, 1)], PadMode::Constant(0.0)),
         };
         let out = conv(&self.conv_0, padded);
-        let out = conv(&self.conv_1, self.act(self.batchnorm_1.forward(out)));
+        let out = conv(&self.conv_1, self.batchnorm_1.forward_activated(out, self.activation()));
         match &self.shortcut {
             Some(shortcut) => conv(shortcut, act) + out,
             None => x + out,
@@ -143,8 +142,8 @@ impl DmWideResNet {
                 x = block.forward(x);
             }
         }
-        let x = self.batchnorm.forward(x);
-        let x = if self.use_silu { silu(x) } else { relu(x) };
+        let activation = if self.use_silu { Activation::Silu } else { Activation::Relu };
+        let x = self.batchnorm.forward_activated(x, activation);
         self.logits.forward(global_avg_pool(x))
     }
 }

@@ -8,7 +8,7 @@
 
 use super::batch_norm::BatchNorm2d;
 use super::layers::{conv, conv2d, global_avg_pool, linear};
-use crate::kernels::relu;
+use crate::kernels::Activation;
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -42,13 +42,13 @@ impl PreActBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.bn1.forward(x.clone()));
+        let out = self.bn1.forward_activated(x.clone(), Activation::Relu);
         let short = match &self.shortcut {
             Some(convs) => conv(&convs[0], out.clone()),
             None => x,
         };
         let out = conv(&self.conv1, out);
-        let out = conv(&self.conv2, relu(self.bn2.forward(out)));
+        let out = conv(&self.conv2, self.bn2.forward_activated(out, Activation::Relu));
         out + short
     }
 }
@@ -100,6 +100,6 @@ impl PreActResNet {
         {
             x = block.forward(x);
         }
-        self.linear.forward(global_avg_pool(relu(self.bn.forward(x))))
+        self.linear.forward(global_avg_pool(self.bn.forward_activated(x, Activation::Relu)))
     }
 }

@@ -11,7 +11,7 @@
 
 use super::batch_norm::BatchNorm2d;
 use super::layers::{conv, conv2d_he_normal, global_avg_pool};
-use crate::kernels::relu;
+use crate::kernels::Activation;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -44,9 +44,9 @@ impl WrnBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let act = relu(self.bn1.forward(x.clone()));
+        let act = self.bn1.forward_activated(x.clone(), Activation::Relu);
         let out = conv(&self.conv1, act.clone());
-        let out = conv(&self.conv2, relu(self.bn2.forward(out)));
+        let out = conv(&self.conv2, self.bn2.forward_activated(out, Activation::Relu));
         match &self.convShortcut {
             // The shortcut sees the activated input when the shape changes (as in the reference).
             Some(shortcut) => conv(shortcut, act) + out,
@@ -127,7 +127,7 @@ impl WideResNet {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = conv(&self.conv1, x);
         let x = self.block3.forward(self.block2.forward(self.block1.forward(x)));
-        self.fc.forward(global_avg_pool(relu(self.bn1.forward(x))))
+        self.fc.forward(global_avg_pool(self.bn1.forward_activated(x, Activation::Relu)))
     }
 }
 

@@ -93,6 +93,29 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
             || twins::relu_difference(d, shape),
         );
     }
+    for shape in [[3usize, 5, 7, 9], [128, 64, 16, 16]] {
+        check(
+            out,
+            format!("kernel batch_norm_train {shape:?} and its gradients vs burn's (relative)"),
+            1e-4,
+            || twins::batch_norm_difference(d, shape),
+        );
+    }
+    check(
+        out,
+        "kernel scale_shift_activation [16, 64, 8, 8] and its gradient vs tensor ops (relative)"
+            .into(),
+        1e-5,
+        || twins::scale_shift_activation_difference(d, [16, 64, 8, 8]),
+    );
+    check(out, "kernel batch_norm_running [300] vs twin (relative)".into(), 1e-6, || {
+        twins::batch_norm_running_difference(d, 300)
+    });
+    for shape in [[3usize, 5, 7, 9], [512, 512, 3, 3]] {
+        check(out, format!("kernel sgd_step {shape:?} vs twin (max abs)"), 1e-6, || {
+            twins::sgd_step_difference(d, shape)
+        });
+    }
     for (b, c, gamma, beta) in [(300usize, 10usize, 1.0, 0.0), (33, 100, 2.0, 0.5)] {
         check(
             out,

@@ -38,6 +38,19 @@ fn batch_norm_kernels_equal_burns_batch_norm_and_its_gradients() {
     }
 }
 
+/// The scale-shift-activation kernels (a folded BatchNorm and its ReLU or SiLU) give the tensor
+/// ops' values and input gradients to float rounding, in either memory order.
+#[test]
+fn scale_shift_activation_kernels_equal_the_tensor_ops() {
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    d.seed(8);
+    for shape in [[1, 1, 1, 1], [3, 5, 7, 9], [16, 64, 8, 8]] {
+        let diff = twins::scale_shift_activation_difference(&d, shape);
+        assert!(diff <= 1e-5, "{shape:?}: kernels and tensor ops differ by {diff} (relative)");
+    }
+}
+
 /// The SGD step kernel equals burn's SGD operations (the twin) to float rounding, first and
 /// later steps, with and without weight decay, for contiguous and channels-last gradients.
 #[test]
@@ -108,7 +121,8 @@ fn every_shader_validates_with_naga() {
 fn kernel_parameter_structs_have_one_layout_in_rust_and_wgsl() {
     use saad_core::kernels::params::{
         BatchNormParams, BatchNormRunningParams, FoldParams, OperandLayout, PgdStepParams,
-        ReluParams, SaadLossParams, SgdStepParams, TransferStatsParams, WgslLayout,
+        ReluParams, SaadLossParams, ScaleShiftParams, SgdStepParams, TransferStatsParams,
+        WgslLayout,
     };
     fn wgsl_size<P: WgslLayout>(name: &str) -> (usize, usize) {
         let source = match P::WGSL == OperandLayout::WGSL {
@@ -131,6 +145,7 @@ fn kernel_parameter_structs_have_one_layout_in_rust_and_wgsl() {
         ("BatchNormParams", wgsl_size::<BatchNormParams>("BatchNormParams")),
         ("BatchNormRunningParams", wgsl_size::<BatchNormRunningParams>("BatchNormRunningParams")),
         ("FoldParams", wgsl_size::<FoldParams>("FoldParams")),
+        ("ScaleShiftParams", wgsl_size::<ScaleShiftParams>("ScaleShiftParams")),
     ] {
         assert_eq!(wgsl, rust, "{name}: WGSL size vs Rust size");
     }
