@@ -56,8 +56,10 @@ if [ "$size" = full ]; then
     aa_arch=resnet18; aa_n="${SAAD_AA_N:-1000}"; aa_epochs="${SAAD_AA_EPOCHS:-3}"; aa_train=(--eval-n 256)
     selftest_archs="small-cnn-8,resnet18,preact-resnet18-w16,mobilenetv2,wrn-10-2,dm-wrn-10-2,dm-wrn-28-10"
 else
-    shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 2)
-    torch_shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 2)
+    # One step per method: llvmpipe takes ~15 s per PGD-AT step at this size, and the stage has
+    # to fit its timeout with both convolutions.
+    shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 1)
+    torch_shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 1)
     # The scripts' check on a software adapter: a model and an attack small enough to train there.
     aa_arch=small-cnn-8; aa_n="${SAAD_AA_N:-64}"; aa_epochs=1; aa_train=(--attack-steps 2 --eval-n 32)
     selftest_archs="small-cnn-8,resnet18-w8,dm-wrn-10-1"

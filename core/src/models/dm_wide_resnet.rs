@@ -39,7 +39,10 @@ impl DmBlock {
     fn new(cin: usize, cout: usize, stride: usize, use_silu: bool, device: &Device) -> Self {
         Self {
             batchnorm_0: BatchNorm2d::new(cin, 0.01, device),
-            conv_0: conv2d(cin, cout, 3, stride, 0, false, device),
+            // The reference pads by hand before an unpadded convolution; at stride 1 its padding
+            // is symmetric, which the convolution does itself (the same function, one copy and
+            // one fill fewer per block).
+            conv_0: conv2d(cin, cout, 3, stride, if stride == 1 { 1 } else { 0 }, false, device),
             batchnorm_1: BatchNorm2d::new(cout, 0.01, device),
             conv_1: conv2d(cout, cout, 3, 1, 1, false, device),
             shortcut: (cin != cout).then(|| conv2d(cin, cout, 1, stride, 0, false, device)),
@@ -54,9 +57,10 @@ impl DmBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let act = self.batchnorm_0.forward_activated(x.clone(), self.activation());
-        // Manual padding: (1,1,1,1) at stride 1, (0,1,0,1) (right/bottom only) at stride 2.
+        // The reference's padding: (1,1,1,1) at stride 1 (inside `conv_0`), (0,1,0,1)
+        // (right/bottom only) at stride 2.
         let padded = match self.stride {
-            1 => act.clone().pad([(1, 1), (1, 1)], PadMode::Constant(0.0)),
+            1 => act.clone(),
             _ => act.clone().pad([(0, 1), (0, 1)], PadMode::Constant(0.0)),
         };
         let out = conv(&self.conv_0, padded);

@@ -137,7 +137,11 @@ impl Method for Saad {
             saad_inner_max(&ctx.attacked_student(), teacher, &ctx.x, &ctx.y, &pgd, p.saad_lambda);
         let x_minus = ctx.x.clone().mul_scalar(2.0) - x_plus.clone();
 
-        let (t_plus, t_minus) = (teacher.forward(x_plus.clone()), teacher.forward(x_minus.clone()));
+        // One teacher pass over both: the teacher is in eval mode, so each image's logits do not
+        // depend on the others, and one pass of twice the batch launches half the kernels.
+        let b = ctx.x.dims()[0];
+        let t_both = teacher.forward(Tensor::cat(vec![x_plus.clone(), x_minus.clone()], 0));
+        let (t_plus, t_minus) = (t_both.clone().slice(0..b), t_both.slice(b..2 * b));
         let s_plus = ctx.student.forward(x_plus.clone());
         let s_minus = ctx.student.forward(x_minus);
         let s0 = ctx.student.forward(ctx.x.clone());
