@@ -19,7 +19,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= params.elements) {
         return;
     }
-    let c = (i / params.channel_inner) % params.channels;
+    let c = channel_of(i, params.channels, params.channel_inner);
     let inv_std = coef[4u * c + 1u];
     let x_hat = (x[i] - coef[4u * c]) * inv_std;
     let g = dy[operand_index(i, params.dy)];

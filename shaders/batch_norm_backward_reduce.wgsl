@@ -18,11 +18,6 @@
 var<workgroup> partial_dy: array<f32, WORKGROUP>;
 var<workgroup> partial_dy_xhat: array<f32, WORKGROUP>;
 
-fn channel_element(c: u32, k: u32) -> u32 {
-    let inner = params.channel_inner;
-    return (k / inner) * params.channels * inner + c * inner + k % inner;
-}
-
 @compute @workgroup_size(WORKGROUP, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c = wid.x;
@@ -33,7 +28,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var s_dy = 0.0;
     var s_dy_xhat = 0.0;
     for (var k = t; k < m; k = k + WORKGROUP) {
-        let i = channel_element(c, k);
+        let i = channel_element(c, k, params.channels, params.channel_inner);
         let g = dy[operand_index(i, params.dy)];
         s_dy = s_dy + g;
         s_dy_xhat = s_dy_xhat + g * ((x[i] - mu) * inv_std);

@@ -19,7 +19,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= params.elements) {
         return;
     }
-    let c = (i / params.channel_inner) % params.channels;
+    let c = channel_of(i, params.channels, params.channel_inner);
     let std_dev = sqrt(variance[c] + params.eps);
     y[i] = ((x[i] - mean[c]) / std_dev) * gamma[c] + beta[c];
 }

@@ -13,12 +13,6 @@
 
 var<workgroup> partial: array<f32, WORKGROUP>;
 
-// Index in memory of the k-th element of channel c.
-fn channel_element(c: u32, k: u32) -> u32 {
-    let inner = params.channel_inner;
-    return (k / inner) * params.channels * inner + c * inner + k % inner;
-}
-
 // The workgroup's sum of `partial`, in partial[0] (every invocation calls it).
 fn reduce_partial(t: u32) {
     workgroupBarrier();
@@ -37,7 +31,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let m = params.elements / params.channels;
     var s = 0.0;
     for (var k = t; k < m; k = k + WORKGROUP) {
-        s = s + x[channel_element(c, k)];
+        s = s + x[channel_element(c, k, params.channels, params.channel_inner)];
     }
     partial[t] = s;
     reduce_partial(t);
@@ -45,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
     var q = 0.0;
     for (var k = t; k < m; k = k + WORKGROUP) {
-        let d = x[channel_element(c, k)] - mu;
+        let d = x[channel_element(c, k, params.channels, params.channel_inner)] - mu;
         q = q + d * d;
     }
     partial[t] = q;

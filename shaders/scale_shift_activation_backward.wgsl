@@ -19,7 +19,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= params.elements) {
         return;
     }
-    let c = (i / params.channel_inner) % params.channels;
+    let c = channel_of(i, params.channels, params.channel_inner);
     let z = x[i] * scale[c] + shift[c];
     let g = dy[operand_index(i, params.dy)];
     if (params.silu != 0u) {

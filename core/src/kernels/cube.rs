@@ -169,17 +169,23 @@ fn unaliased(other: CubeTensor, with: &CubeTensor) -> CubeTensor {
     }
 }
 
+/// The product of the extents of the dense `x` (memory order `order`) inside its channel axis
+/// (axis 1): element `i` of its memory belongs to channel `(i / channel_inner) % channels`.
+fn channel_inner(x: &CubeTensor, order: &[usize]) -> u32 {
+    let shape = x.meta.shape();
+    let position = order.iter().position(|&a| a == 1).expect("a channel axis");
+    order[position + 1..].iter().map(|&a| shape[a]).product::<usize>() as u32
+}
+
 /// [`BatchNormParams`] for the dense `x` with memory order `order` (channels on axis 1).
 fn batch_norm_params(x: &CubeTensor, order: &[usize], eps: f32) -> BatchNormParams {
     let shape = x.meta.shape();
-    let position = order.iter().position(|&a| a == 1).expect("a channel axis");
-    let channel_inner: usize = order[position + 1..].iter().map(|&a| shape[a]).product();
     let n = shape.num_elements();
     BatchNormParams {
         elements: n as u32,
         groups_x: grid(n).1,
         channels: shape[1] as u32,
-        channel_inner: channel_inner as u32,
+        channel_inner: channel_inner(x, order),
         eps,
         dy: OperandLayout::zeroed(),
     }
@@ -188,14 +194,12 @@ fn batch_norm_params(x: &CubeTensor, order: &[usize], eps: f32) -> BatchNormPara
 /// [`ScaleShiftParams`] for the dense `x` with memory order `order` (channels on axis 1).
 fn scale_shift_params(x: &CubeTensor, order: &[usize], silu: u32) -> ScaleShiftParams {
     let shape = x.meta.shape();
-    let position = order.iter().position(|&a| a == 1).expect("a channel axis");
-    let channel_inner: usize = order[position + 1..].iter().map(|&a| shape[a]).product();
     let n = shape.num_elements();
     ScaleShiftParams {
         elements: n as u32,
         groups_x: grid(n).1,
         channels: shape[1] as u32,
-        channel_inner: channel_inner as u32,
+        channel_inner: channel_inner(x, order),
         silu,
         dy: OperandLayout::zeroed(),
     }

@@ -294,12 +294,19 @@ pub fn scale_shift_activation(
             params,
         ));
     }
-    let c = scale.dims()[0];
-    let z = x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1]);
+    let z = scale_shift(x, scale, shift);
     match activation {
         Activation::Relu => relu_through(route, z),
         Activation::Silu => burn::tensor::activation::silu(z),
     }
+}
+
+/// `x * scale + shift` per channel of `x` `[batch, channels, h, w]` in tensor ops: a folded
+/// eval-mode BatchNorm without an activation after it, and the twin of
+/// [`scale_shift_activation`].
+pub fn scale_shift(x: Tensor<4>, scale: Tensor<1>, shift: Tensor<1>) -> Tensor<4> {
+    let c = scale.dims()[0];
+    x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
 }
 
 /// How a BatchNorm's running statistics follow each batch (PyTorch's rule).

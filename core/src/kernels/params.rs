@@ -220,7 +220,9 @@ kernel_params! {
 }
 
 /// What every shader gets appended besides its parameter struct: [`wgsl_constants`], the
-/// [`OperandLayout`] struct and its index function.
+/// [`OperandLayout`] struct and its index function, and the channel arithmetic of the kernels
+/// over `[batch, channels, ...]` tensors in any memory order (`channel_inner`: the product of
+/// the extents inside the channel axis in memory order).
 pub fn wgsl_shared() -> String {
     let mut out = wgsl_constants();
     out.push_str(OperandLayout::WGSL);
@@ -236,6 +238,14 @@ pub fn wgsl_shared() -> String {
     let i1 = r2 % l.extent_1;
     let i0 = r2 / l.extent_1;
     return i0 * l.stride_0 + i1 * l.stride_1 + i2 * l.stride_2 + i3 * l.stride_3;
+}
+// The channel of element i of the memory.
+fn channel_of(i: u32, channels: u32, channel_inner: u32) -> u32 {
+    return (i / channel_inner) % channels;
+}
+// Index in memory of the k-th element of channel c.
+fn channel_element(c: u32, k: u32, channels: u32, channel_inner: u32) -> u32 {
+    return (k / channel_inner) * channels * channel_inner + c * channel_inner + k % channel_inner;
 }
 ",
     );

@@ -6,7 +6,7 @@
 //! keeps the statistics of a model trained here equal to PyTorch's and the state dict 1:1.
 
 use crate::kernels::{
-    Activation, Route, RunningAverage, batch_norm_running, batch_norm_train, relu,
+    Activation, Route, RunningAverage, batch_norm_running, batch_norm_train, relu, scale_shift,
     scale_shift_activation,
 };
 use burn::module::{Flag, Module, Param, RunningState};
@@ -79,9 +79,7 @@ impl BatchNorm2d {
             BatchNormForm::Normalize => {}
             BatchNormForm::MergedIntoConv => return x,
             BatchNormForm::ScaleShift => {
-                let c = x.dims()[1];
-                let scale = self.weight.val().reshape([1, c, 1, 1]);
-                return x * scale + self.bias.val().reshape([1, c, 1, 1]);
+                return scale_shift(x, self.weight.val(), self.bias.val());
             }
         }
         if x.device().is_autodiff() && self.training.is_enabled() {
