@@ -2,11 +2,12 @@
 
 use super::SaadKernels;
 use super::params::{
-    BatchNormParams, BatchNormRunningParams, FoldParams, OperandLayout, PgdStepParams, ReluParams,
-    SaadLossParams, ScaleShiftParams, SgdStepParams, TransferStatsParams, WORKGROUP, WgslLayout,
-    wgsl_shared,
+    BatchNormParams, BatchNormRunningParams, ConvParams, FoldParams, OperandLayout, PgdStepParams,
+    ReluParams, SaadLossParams, ScaleShiftParams, SgdStepParams, Strides4, TransferStatsParams,
+    WORKGROUP, WgslLayout, wgsl_shared,
 };
 use crate::losses::transfer_stats::sums;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::DType;
 use burn_cubecl::CubeBackend;
@@ -21,12 +22,14 @@ use bytemuck::Zeroable;
 
 /// A WGSL source with the parameter struct it reads and the shared constants and helpers
 /// ([`wgsl_shared`]) appended (WGSL declarations may come after their use).
+/// A second file (`$body`) is appended too where several kernels share one entry point.
 macro_rules! wgsl_kernel {
-    ($name:ident, $file:literal, $params:ty) => {
+    ($name:ident, $file:literal, $params:ty $(, $body:literal)?) => {
         struct $name;
         impl KernelSource for $name {
             fn source(&self) -> SourceTemplate {
                 SourceTemplate::new(include_str!(concat!("../../../shaders/", $file)))
+                    $(.add_template(include_str!(concat!("../../../shaders/", $body))))?
                     .add_template(wgsl_shared())
                     .add_template(<$params as WgslLayout>::WGSL)
             }
@@ -60,6 +63,9 @@ wgsl_kernel!(BatchNormStats, "batch_norm_stats.wgsl", BatchNormParams);
 wgsl_kernel!(BatchNormForward, "batch_norm_forward.wgsl", BatchNormParams);
 wgsl_kernel!(BatchNormBackwardReduce, "batch_norm_backward_reduce.wgsl", BatchNormParams);
 wgsl_kernel!(BatchNormBackward, "batch_norm_backward.wgsl", BatchNormParams);
+wgsl_kernel!(ConvForward, "conv_forward.wgsl", ConvParams, "conv_tiles.wgsl");
+wgsl_kernel!(ConvBackwardData, "conv_backward_data.wgsl", ConvParams, "conv_tiles.wgsl");
+wgsl_kernel!(ConvBackwardWeight, "conv_backward_weight.wgsl", ConvParams, "conv_tiles.wgsl");
 
 /// A 1-D launch over `n` invocations, folded into 2-D past WebGPU's 65535 workgroups per axis;
 /// returns the count and the workgroups along x.
@@ -711,6 +717,10 @@ impl SaadKernels for CubeBackend {
     }
 }
 
+/// The WGSL files that are not kernels themselves but appended to several (a shared entry
+/// point).
+pub const SHARED_WGSL_FILES: [&str; 1] = ["conv_tiles.wgsl"];
+
 /// Every kernel's complete WGSL (the file with its parameter struct and the shared constants
 /// appended), by file name: what wgpu compiles, for validation.
 pub fn wgsl_sources() -> Vec<(&'static str, String)> {
@@ -731,5 +741,273 @@ pub fn wgsl_sources() -> Vec<(&'static str, String)> {
         ("batch_norm_forward.wgsl", BatchNormForward.source().complete()),
         ("batch_norm_backward_reduce.wgsl", BatchNormBackwardReduce.source().complete()),
         ("batch_norm_backward.wgsl", BatchNormBackward.source().complete()),
+        ("conv_forward.wgsl", ConvForward.source().complete()),
+        ("conv_backward_data.wgsl", ConvBackwardData.source().complete()),
+        ("conv_backward_weight.wgsl", ConvBackwardWeight.source().complete()),
     ]
+}
+
+/// The tiled convolution kernels (`conv_*.wgsl` over `conv_tiles.wgsl`): the output tile of one
+/// workgroup, and the smallest depth a split-K slice gets.
+mod conv_tiles {
+    /// Rows and columns of a workgroup's output tile.
+    pub const TILE: usize = 64;
+    /// Depth added per workgroup step.
+    pub const TILE_K: usize = 16;
+    /// Below this depth per slice, more slices cost more in partial results than they gain.
+    pub const MIN_SPLIT_DEPTH: usize = 256;
+    /// Workgroups a weight gradient is cut into slices to reach (a few per compute unit of a
+    /// large GPU), at most [`MAX_SPLITS`] slices.
+    pub const TARGET_WORKGROUPS: usize = 512;
+    /// Most slices of one weight gradient.
+    pub const MAX_SPLITS: usize = 64;
+}
+
+fn strides4(t: &CubeTensor) -> Strides4 {
+    let s = t.meta.strides();
+    assert_eq!(s.len(), 4, "the convolution kernels take 4-D tensors");
+    let u = |i: usize| u32::try_from(s[i]).expect("a stride that fits in 32 bits");
+    Strides4 { s0: u(0), s1: u(1), s2: u(2), s3: u(3) }
+}
+
+/// [`ConvParams`] of a convolution of `x` `[n, c, h, w]` by a `[o, c, kh, kw]` weight (the sizes
+/// only; the strides and the product's shape are the caller's).
+fn conv_params(
+    x: [usize; 4],
+    weight: [usize; 4],
+    stride: [usize; 2],
+    pad: [usize; 2],
+) -> ConvParams {
+    let [n, c, h, w] = x;
+    let [o, ci, kh, kw] = weight;
+    assert_eq!(c, ci, "tiled convolution: the input has {c} channels, the weight {ci}");
+    assert!(stride[0] > 0 && stride[1] > 0, "tiled convolution: a zero stride");
+    let (hp, wp) = (h + 2 * pad[0], w + 2 * pad[1]);
+    assert!(
+        hp >= kh && wp >= kw,
+        "tiled convolution: a {kh}x{kw} kernel on a padded {hp}x{wp} input"
+    );
+    let u = |v: usize| u32::try_from(v).expect("a convolution size that fits in 32 bits");
+    ConvParams {
+        batch: u(n),
+        in_channels: u(c),
+        in_h: u(h),
+        in_w: u(w),
+        out_channels: u(o),
+        kernel_h: u(kh),
+        kernel_w: u(kw),
+        out_h: u((hp - kh) / stride[0] + 1),
+        out_w: u((wp - kw) / stride[1] + 1),
+        stride_h: u(stride[0]),
+        stride_w: u(stride[1]),
+        pad_h: u(pad[0]),
+        pad_w: u(pad[1]),
+        ..ConvParams::zeroed()
+    }
+}
+
+/// The launch of a `[m, n]` product in tiles, `splits` slices of the depth along z.
+fn conv_grid(params: &ConvParams, splits: usize) -> CubeCount {
+    let rows = (params.gemm_m as usize).div_ceil(conv_tiles::TILE);
+    let cols = (params.gemm_n as usize).div_ceil(conv_tiles::TILE);
+    assert!(
+        rows <= 65535 && cols <= 65535,
+        "tiled convolution: a {}x{} product has more tiles than one launch takes",
+        params.gemm_m,
+        params.gemm_n
+    );
+    CubeCount::Static(cols as u32, rows as u32, splits as u32)
+}
+
+/// A dense `[n, c, h, w]` tensor viewed from an NHWC buffer (what the kernels write).
+fn nchw_from_nhwc(t: CubeTensor) -> CubeTensor {
+    burn_cubecl::ops::permute(t, &[0, 3, 1, 2])
+}
+
+impl super::tiled_conv::TiledConv for CubeBackend {
+    fn tiled_conv2d(
+        x: CubeTensor,
+        weight: CubeTensor,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> CubeTensor {
+        tiled_conv2d(x, weight, None, [stride_h, stride_w], [pad_h, pad_w])
+    }
+
+    fn tiled_conv2d_bias(
+        x: CubeTensor,
+        weight: CubeTensor,
+        bias: CubeTensor,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> CubeTensor {
+        tiled_conv2d(x, weight, Some(bias), [stride_h, stride_w], [pad_h, pad_w])
+    }
+}
+
+/// `conv_forward.wgsl`: `conv2d(x, weight) + bias`, the output NHWC in memory.
+pub(super) fn tiled_conv2d(
+    x: CubeTensor,
+    weight: CubeTensor,
+    bias: Option<CubeTensor>,
+    stride: [usize; 2],
+    pad: [usize; 2],
+) -> CubeTensor {
+    assert!(x.dtype == DType::F32 && weight.dtype == DType::F32, "saad kernels take f32 tensors");
+    let mut params =
+        conv_params(x.meta.shape().dims::<4>(), weight.meta.shape().dims::<4>(), stride, pad);
+    let (n, o) = (params.batch as usize, params.out_channels as usize);
+    let (ho, wo) = (params.out_h as usize, params.out_w as usize);
+    let client = x.client.clone();
+    let y = empty_device_dtype(client.clone(), x.device.clone(), [n, ho, wo, o].into(), DType::F32);
+    let m = n * ho * wo;
+    if m * o == 0 {
+        return nchw_from_nhwc(y);
+    }
+    let (weight, bias) = match bias {
+        Some(b) => (weight, Some(unaliased(f32_contiguous(b), &x))),
+        None => (weight, None),
+    };
+    let weight = unaliased(weight, &x);
+    let k = params.in_channels * params.kernel_h * params.kernel_w;
+    params.has_bias = bias.is_some() as u32;
+    params.gemm_m = m as u32;
+    params.gemm_n = o as u32;
+    params.gemm_k = k;
+    params.k_per_split = k;
+    params.x = strides4(&x);
+    params.w = strides4(&weight);
+    // No bias: a 4-byte stand-in for the binding, never read.
+    let bias = match bias {
+        Some(b) => b.handle.binding(),
+        None => client.create_from_slice(&[0u8; 4]).binding(),
+    };
+    let count = conv_grid(&params, 1);
+    let params = client.create_from_slice(bytemuck::bytes_of(&params));
+    client.launch(
+        Box::new(SourceKernel::new(ConvForward, CubeDim::new_2d(16, 16))),
+        count,
+        KernelArguments::new().with_buffers(vec![
+            x.handle.binding(),
+            weight.handle.binding(),
+            bias,
+            y.handle.clone().binding(),
+            params.binding(),
+        ]),
+    );
+    nchw_from_nhwc(y)
+}
+/// `conv_backward_data.wgsl`: the input gradient `[n, c, h, w]` (NHWC in memory) of a
+/// convolution of an `x_shape` input by `weight`, from the output gradient `dy`.
+pub(super) fn tiled_conv2d_backward_data(
+    x_shape: [usize; 4],
+    weight: CubeTensor,
+    dy: CubeTensor,
+    stride: [usize; 2],
+    pad: [usize; 2],
+) -> CubeTensor {
+    assert!(weight.dtype == DType::F32 && dy.dtype == DType::F32, "saad kernels take f32 tensors");
+    let mut params = conv_params(x_shape, weight.meta.shape().dims::<4>(), stride, pad);
+    let [n, c, h, w] = x_shape;
+    let client = dy.client.clone();
+    let dx = empty_device_dtype(client.clone(), dy.device.clone(), [n, h, w, c].into(), DType::F32);
+    let (m, k) = (n * h * w, (params.kernel_h * params.kernel_w * params.out_channels) as usize);
+    if m * c == 0 {
+        return nchw_from_nhwc(dx);
+    }
+    let weight = unaliased(weight, &dy);
+    params.gemm_m = m as u32;
+    params.gemm_n = c as u32;
+    params.gemm_k = k as u32;
+    params.k_per_split = k as u32;
+    params.w = strides4(&weight);
+    params.dy = strides4(&dy);
+    let count = conv_grid(&params, 1);
+    let params = client.create_from_slice(bytemuck::bytes_of(&params));
+    client.launch(
+        Box::new(SourceKernel::new(ConvBackwardData, CubeDim::new_2d(16, 16))),
+        count,
+        KernelArguments::new().with_buffers(vec![
+            dy.handle.binding(),
+            weight.handle.binding(),
+            dx.handle.clone().binding(),
+            params.binding(),
+        ]),
+    );
+    nchw_from_nhwc(dx)
+}
+
+/// `conv_backward_weight.wgsl`: the weight gradient of a convolution of `x` by a weight shaped
+/// and laid out in memory like `weight`, from the output gradient `dy`; laid out as the weight.
+/// The depth (batch x output pixels) is cut into slices summed after the kernel when the
+/// product alone has too few tiles to fill a GPU.
+pub(super) fn tiled_conv2d_backward_weight(
+    x: CubeTensor,
+    weight: &CubeTensor,
+    dy: CubeTensor,
+    stride: [usize; 2],
+    pad: [usize; 2],
+) -> CubeTensor {
+    use conv_tiles::*;
+    assert!(x.dtype == DType::F32 && dy.dtype == DType::F32, "saad kernels take f32 tensors");
+    let shape = weight.meta.shape().dims::<4>();
+    let mut params = conv_params(x.meta.shape().dims::<4>(), shape, stride, pad);
+    // The gradient in the weight's memory order, or contiguous for a weight that is not dense.
+    let order = dense_order(weight).unwrap_or_else(|| (0..4).collect());
+    let client = x.client.clone();
+    let [o, c, kh, kw] = shape;
+    let elements = o * c * kh * kw;
+    let k = (params.batch * params.out_h * params.out_w) as usize;
+    let physical: Vec<usize> = order.iter().map(|&a| shape[a]).collect();
+    let mut axes = [0; 4];
+    for (position, &axis) in order.iter().enumerate() {
+        axes[axis] = position;
+    }
+    if elements == 0 || k == 0 {
+        let zeros = burn_cubecl::ops::numeric::zeros_client(
+            client,
+            x.device.clone(),
+            physical.into(),
+            DType::F32,
+        );
+        return burn_cubecl::ops::permute(zeros, &axes);
+    }
+    let dy = unaliased(dy, &x);
+    let (m, n) = (o, c * kh * kw);
+    let tiles = m.div_ceil(TILE) * n.div_ceil(TILE);
+    let most = k.div_ceil(MIN_SPLIT_DEPTH).clamp(1, MAX_SPLITS);
+    let wanted = TARGET_WORKGROUPS.div_ceil(tiles).clamp(1, most);
+    let per_split = k.div_ceil(wanted).div_ceil(TILE_K) * TILE_K;
+    let splits = k.div_ceil(per_split);
+    params.gemm_m = m as u32;
+    params.gemm_n = n as u32;
+    params.gemm_k = k as u32;
+    params.k_per_split = per_split as u32;
+    params.x = strides4(&x);
+    // The strides of a dense tensor in `order`: each axis steps over the extents inside it.
+    let inner = |a: usize| axes[a] + 1..4;
+    let stride = |a: usize| inner(a).map(|p| physical[p]).product::<usize>() as u32;
+    params.w = Strides4 { s0: stride(0), s1: stride(1), s2: stride(2), s3: stride(3) };
+    params.dy = strides4(&dy);
+    let partial =
+        empty_device_dtype(client.clone(), x.device.clone(), [splits, elements].into(), DType::F32);
+    let count = conv_grid(&params, splits);
+    let params = client.create_from_slice(bytemuck::bytes_of(&params));
+    client.launch(
+        Box::new(SourceKernel::new(ConvBackwardWeight, CubeDim::new_2d(16, 16))),
+        count,
+        KernelArguments::new().with_buffers(vec![
+            x.handle.binding(),
+            dy.handle.binding(),
+            partial.handle.clone().binding(),
+            params.binding(),
+        ]),
+    );
+    let summed = if splits > 1 { CubeBackend::float_sum_dim(partial, 0) } else { partial };
+    let physical = CubeBackend::float_reshape(summed, physical.into());
+    burn_cubecl::ops::permute(physical, &axes)
 }

@@ -29,7 +29,7 @@ use burn::tensor::DType;
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which convolution the models run on a cubecl (wgpu) device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -40,14 +40,22 @@ pub enum WgpuConvolution {
     Burn,
     /// [`conv2d`]: columns times weights forward, burn's backward.
     Columns,
+    /// [`super::tiled_conv`]: the project's tiled implicit-GEMM kernels, forward and both
+    /// gradients.
+    Tiled,
 }
 
 impl WgpuConvolution {
+    /// Every choice, in the order `--wgpu-conv` lists them.
+    pub const ALL: [WgpuConvolution; 3] =
+        [WgpuConvolution::Burn, WgpuConvolution::Columns, WgpuConvolution::Tiled];
+
     /// The name `--wgpu-conv` takes.
     pub fn name(self) -> &'static str {
         match self {
             WgpuConvolution::Burn => "burn",
             WgpuConvolution::Columns => "columns",
+            WgpuConvolution::Tiled => "tiled",
         }
     }
 }
@@ -55,24 +63,24 @@ impl WgpuConvolution {
 impl std::str::FromStr for WgpuConvolution {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "burn" => Ok(WgpuConvolution::Burn),
-            "columns" => Ok(WgpuConvolution::Columns),
-            other => Err(format!("unknown wgpu convolution '{other}': use burn or columns")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown wgpu convolution '{s}': use burn, columns or tiled"))
     }
 }
 
-static COLUMNS_ON: AtomicBool = AtomicBool::new(false);
+static CHOICE: AtomicU8 = AtomicU8::new(0);
 
 /// Chooses the convolution of wgpu devices for the whole process.
 pub fn set_wgpu_convolution(choice: WgpuConvolution) {
-    COLUMNS_ON.store(choice == WgpuConvolution::Columns, Ordering::SeqCst);
+    let index = WgpuConvolution::ALL.iter().position(|&c| c == choice).unwrap_or(0);
+    CHOICE.store(index as u8, Ordering::SeqCst);
 }
 
 /// The convolution wgpu devices run now.
 pub fn wgpu_convolution() -> WgpuConvolution {
-    if COLUMNS_ON.load(Ordering::SeqCst) { WgpuConvolution::Columns } else { WgpuConvolution::Burn }
+    WgpuConvolution::ALL[CHOICE.load(Ordering::SeqCst) as usize]
 }
 
 /// The convolution as a custom operation of the cubecl backend (and of autodiff over it).

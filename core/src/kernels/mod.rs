@@ -9,10 +9,11 @@ mod cube;
 pub mod params;
 pub mod twins;
 
-pub use cube::wgsl_sources;
+pub use cube::{SHARED_WGSL_FILES, wgsl_sources};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod flex_conv;
 pub mod gemm_conv;
+pub mod tiled_conv;
 
 use crate::losses::saad::{SaadLogits, SaadLossConfig, SaadWeighting, saad_outer_loss_and_weights};
 use crate::losses::transfer_stats::TransferBatch;

@@ -219,13 +219,83 @@ kernel_params! {
     }
 }
 
+kernel_params! {
+    /// A 4-D tensor's strides in elements along its axes in their logical order (`[batch,
+    /// channels, height, width]` for activations, `[out, in, kh, kw]` for weights), so that the
+    /// convolution kernels read any memory order (burn's NHWC activations, channels-last
+    /// folded weights, broadcast gradients) without a copy.
+    Strides4 {
+        /// Along axis 0.
+        s0: u32,
+        /// Along axis 1.
+        s1: u32,
+        /// Along axis 2.
+        s2: u32,
+        /// Along axis 3.
+        s3: u32,
+    }
+}
+
+kernel_params! {
+    /// `conv_forward.wgsl`, `conv_backward_data.wgsl` and `conv_backward_weight.wgsl`: a
+    /// convolution (groups 1, dilation 1, symmetric zero padding) as the tiled matrix product
+    /// of `conv_tiles.wgsl`, `[gemm_m, gemm_k] x [gemm_k, gemm_n]`, its depth cut into slices of
+    /// `k_per_split` (one per workgroup along z, each writing its own partial result).
+    ConvParams {
+        /// Images.
+        batch: u32,
+        /// Input channels.
+        in_channels: u32,
+        /// Input rows.
+        in_h: u32,
+        /// Input columns.
+        in_w: u32,
+        /// Output channels.
+        out_channels: u32,
+        /// Kernel rows.
+        kernel_h: u32,
+        /// Kernel columns.
+        kernel_w: u32,
+        /// Output rows.
+        out_h: u32,
+        /// Output columns.
+        out_w: u32,
+        /// Step between output rows on the input.
+        stride_h: u32,
+        /// Step between output columns.
+        stride_w: u32,
+        /// Zero rows added above and below.
+        pad_h: u32,
+        /// Zero columns added left and right.
+        pad_w: u32,
+        /// 1 when the forward pass adds a bias (bound), else 0.
+        has_bias: u32,
+        /// Rows of the product.
+        gemm_m: u32,
+        /// Columns of the product.
+        gemm_n: u32,
+        /// Depth of the product (the sum's length).
+        gemm_k: u32,
+        /// Depth per workgroup along z.
+        k_per_split: u32,
+        /// The input `[batch, in, h, w]` (weight gradient, forward).
+        x: Strides4,
+        /// The weight `[out, in, kh, kw]` (forward, data gradient); for the weight gradient, the
+        /// layout it is written in.
+        w: Strides4,
+        /// The output gradient `[batch, out, out_h, out_w]` (both gradients).
+        dy: Strides4,
+    }
+}
+
 /// What every shader gets appended besides its parameter struct: [`wgsl_constants`], the
-/// [`OperandLayout`] struct and its index function, and the channel arithmetic of the kernels
+/// [`OperandLayout`] struct and its index function, the [`Strides4`] struct, and the channel arithmetic of the kernels
 /// over `[batch, channels, ...]` tensors in any memory order (`channel_inner`: the product of
 /// the extents inside the channel axis in memory order).
 pub fn wgsl_shared() -> String {
     let mut out = wgsl_constants();
     out.push_str(OperandLayout::WGSL);
+    out.push_str(Strides4::WGSL);
     out.push_str(
         "fn operand_index(i: u32, l: OperandLayout) -> u32 {
     if (l.same_layout != 0u) {

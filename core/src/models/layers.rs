@@ -6,13 +6,17 @@ use burn::prelude::*;
 
 /// `conv.forward(x)`: on the flex CPU backend through the project's batched convolution
 /// ([`crate::kernels::flex_conv`]; same result, faster), on wgpu through the columns convolution
-/// when it is chosen ([`crate::kernels::gemm_conv`], off by default), elsewhere burn's own.
+/// or the tiled one when chosen ([`crate::kernels::gemm_conv`], [`crate::kernels::tiled_conv`],
+/// off by default), elsewhere burn's own.
 pub fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(not(target_arch = "wasm32"))]
     if let Some(y) = crate::kernels::flex_conv::try_conv2d(conv, &x) {
         return y;
     }
     if let Some(y) = crate::kernels::gemm_conv::try_conv2d(conv, &x) {
+        return y;
+    }
+    if let Some(y) = crate::kernels::tiled_conv::try_conv2d(conv, &x) {
         return y;
     }
     conv.forward(x)

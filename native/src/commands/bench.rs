@@ -59,7 +59,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub kernels: bool,
     /// The convolutions of a wgpu device, each timed in this run (comma-separated): burn's own
-    /// and/or `columns` (the project's columns-times-weights forward pass, `kernels::gemm_conv`).
+    /// (`burn`), `columns` (columns-times-weights forward, `kernels::gemm_conv`) and/or `tiled`
+    /// (tiled implicit-GEMM kernels forward and backward, `kernels::tiled_conv`).
     #[arg(long = "wgpu-conv", value_delimiter = ',', default_value = "burn")]
     pub wgpu_conv: Vec<WgpuConvolution>,
     /// Calls per timing of the kernel benchmark.

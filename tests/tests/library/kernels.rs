@@ -80,7 +80,7 @@ fn relu_kernels_equal_burns_relu_and_its_gradient() {
 
 /// Every kernel, as wgpu compiles it (the `.wgsl` file with its parameter struct and the shared
 /// constants appended), parses and validates with naga (the compiler wgpu uses), and every
-/// `.wgsl` file is one of them.
+/// `.wgsl` file is one of them or a part appended to several.
 #[test]
 fn every_shader_validates_with_naga() {
     let sources = saad_core::kernels::wgsl_sources();
@@ -92,8 +92,9 @@ fn every_shader_validates_with_naga() {
         .collect();
     files.sort();
     let mut names: Vec<String> = sources.iter().map(|(name, _)| name.to_string()).collect();
+    names.extend(saad_core::kernels::SHARED_WGSL_FILES.iter().map(|name| name.to_string()));
     names.sort();
-    assert_eq!(files, names, "every shader file is a kernel");
+    assert_eq!(files, names, "every shader file is a kernel or a part shared by kernels");
     for (name, src) in &sources {
         let module = naga::front::wgsl::parse_str(src)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
@@ -120,15 +121,17 @@ fn every_shader_validates_with_naga() {
 #[test]
 fn kernel_parameter_structs_have_one_layout_in_rust_and_wgsl() {
     use saad_core::kernels::params::{
-        BatchNormParams, BatchNormRunningParams, FoldParams, OperandLayout, PgdStepParams,
-        ReluParams, SaadLossParams, ScaleShiftParams, SgdStepParams, TransferStatsParams,
-        WgslLayout,
+        BatchNormParams, BatchNormRunningParams, ConvParams, FoldParams, OperandLayout,
+        PgdStepParams, ReluParams, SaadLossParams, ScaleShiftParams, SgdStepParams, Strides4,
+        TransferStatsParams, WgslLayout,
     };
     fn wgsl_size<P: WgslLayout>(name: &str) -> (usize, usize) {
-        let source = match P::WGSL == OperandLayout::WGSL {
-            true => P::WGSL.to_string(),
-            false => format!("{}{}", OperandLayout::WGSL, P::WGSL),
-        };
+        // The shared structs some parameter structs hold, then the struct itself.
+        let mut source: String = [OperandLayout::WGSL, Strides4::WGSL]
+            .into_iter()
+            .filter(|&shared| shared != P::WGSL)
+            .collect();
+        source.push_str(P::WGSL);
         let module = naga::front::wgsl::parse_str(&source).unwrap();
         let ty = module.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap().0;
         let mut layouter = naga::proc::Layouter::default();
@@ -146,6 +149,8 @@ fn kernel_parameter_structs_have_one_layout_in_rust_and_wgsl() {
         ("BatchNormRunningParams", wgsl_size::<BatchNormRunningParams>("BatchNormRunningParams")),
         ("FoldParams", wgsl_size::<FoldParams>("FoldParams")),
         ("ScaleShiftParams", wgsl_size::<ScaleShiftParams>("ScaleShiftParams")),
+        ("Strides4", wgsl_size::<Strides4>("Strides4")),
+        ("ConvParams", wgsl_size::<ConvParams>("ConvParams")),
     ] {
         assert_eq!(wgsl, rust, "{name}: WGSL size vs Rust size");
     }
@@ -397,6 +402,84 @@ fn columns_times_weights_convolution_equals_burns_convolution_and_its_gradients(
             saad_core::kernels::gemm_conv::conv2d,
             "columns convolution on wgpu",
         );
+    }
+}
+
+/// The tiled wgpu convolution (`kernels::tiled_conv`: implicit-GEMM WGSL kernels forward and
+/// for both gradients) against burn's convolution and its gradients on the software wgpu
+/// adapter: every case above (its three kernels compile once, whatever the shape), more
+/// channels than one 64-wide tile on both sides, and weight gradients whose depth is cut into
+/// 2 and 8 slices (split-K).
+#[test]
+fn tiled_convolution_equals_burns_convolution_and_its_gradients() {
+    let _g = serial();
+    if let Some(d) = wgpu_device() {
+        Device::flex().seed(14);
+        let mut cases = CONV_CASES.to_vec();
+        cases.push((2, 70, 66, 5, 6, 3, 1, 1));
+        cases.push((2, 3, 4, 16, 16, 3, 1, 1));
+        cases.push((8, 4, 8, 16, 16, 3, 2, 1));
+        check_convolution_against_burns(
+            &d,
+            &cases,
+            |x, w, s, p| saad_core::kernels::tiled_conv::conv2d(x, w, None, s, p),
+            "tiled convolution on wgpu",
+        );
+    }
+}
+
+/// The tiled convolution with a bias (added in its forward kernel), on an input and an
+/// upstream gradient laid out NHWC in memory (how burn's convolutions leave activations, read
+/// through their strides): output and the gradients of input, weight and bias against burn's on
+/// flex.
+#[test]
+fn tiled_convolution_with_bias_on_channels_last_tensors_equals_burns() {
+    use saad_core::burn::tensor::module::conv2d;
+    use saad_core::burn::tensor::ops::ConvOptions;
+    let _g = serial();
+    let Some(d) = wgpu_device() else { return };
+    let flex = Device::flex();
+    flex.seed(15);
+    let x = Tensor::<4>::random([2, 5, 7, 6], Distribution::Normal(0.0, 1.0), &flex);
+    let weight = Tensor::<4>::random([3, 5, 3, 3], Distribution::Normal(0.0, 0.3), &flex);
+    let bias = Tensor::<1>::random([3], Distribution::Normal(0.0, 1.0), &flex);
+    let run = |mine: bool| {
+        let on = if mine { &d } else { &flex };
+        // The same values, stored NHWC: a contiguous [n, h, w, c] viewed as [n, c, h, w].
+        let nhwc = x.clone().permute([0, 2, 3, 1]).to_device(on).permute([0, 3, 1, 2]);
+        let xl = nhwc.autodiff().require_grad();
+        let wl = weight.clone().to_device(on).autodiff().require_grad();
+        let bl = bias.clone().to_device(on).autodiff().require_grad();
+        let y = if mine {
+            saad_core::kernels::tiled_conv::conv2d(
+                xl.clone(),
+                wl.clone(),
+                Some(bl.clone()),
+                [2, 1],
+                [1, 1],
+            )
+        } else {
+            let options = ConvOptions::new([2, 1], [1, 1], [1, 1], 1);
+            conv2d(xl.clone(), wl.clone(), Some(bl.clone()), options)
+        };
+        let upstream = y.clone().detach().sin().permute([0, 2, 3, 1]);
+        let upstream = Tensor::<4>::from_data(upstream.into_data(), on).permute([0, 3, 1, 2]);
+        let grads = (y.clone() * upstream).sum().backward();
+        [
+            to_vec(y.detach().without_autodiff()),
+            to_vec(xl.grad(&grads).unwrap()),
+            to_vec(wl.grad(&grads).unwrap()),
+            to_vec(bl.grad(&grads).unwrap()),
+        ]
+    };
+    let (reference, mine) = (run(false), run(true));
+    for (name, (a, b)) in ["output", "input gradient", "weight gradient", "bias gradient"]
+        .iter()
+        .zip(mine.iter().zip(&reference))
+    {
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let diff = max_abs_diff(a, b);
+        assert!(diff <= 1e-5 * scale, "tiled convolution with bias: {name} differs by {diff}");
     }
 }
 

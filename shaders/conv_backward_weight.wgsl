@@ -1,0 +1,48 @@
+// A convolution's weight gradient as an implicit matrix product in conv_tiles.wgsl, appended
+// with `ConvParams` and the shared helpers from saad-core (`kernels::params`):
+//   rows: outputs o;  depth: output pixels (n, oh, ow), ow innermost;
+//   columns: taps (kh, kw, c), c innermost
+//   dw[o, c, kh, kw] = sum dy[n, o, oh, ow] * x[n, c, oh*stride_h + kh - pad_h, ow*stride_w + kw - pad_w]
+// The depth (batch x output pixels) is long and the product small, so workgroups along z each
+// sum a slice of it into their own partial result, partial[split][...]; the host sums the
+// slices. Each partial is written in the layout of `params.w` (the weight's own memory
+// order). dy and x are read through their strides. The twin is burn's conv2d_weight_backward
+// (saad-core `kernels::tiled_conv`). Bindings are read_write as in pgd_step.wgsl.
+
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partial: array<f32>;  // [splits][weight]
+@group(0) @binding(3) var<storage, read_write> params: ConvParams;
+
+fn a_at(row: u32, depth: u32) -> f32 {
+    let ow = depth % params.out_w;
+    let rest = depth / params.out_w;
+    let oh = rest % params.out_h;
+    let n = rest / params.out_h;
+    let s = params.dy;
+    return dy[n * s.s0 + row * s.s1 + oh * s.s2 + ow * s.s3];
+}
+
+fn b_at(depth: u32, col: u32) -> f32 {
+    let ow = depth % params.out_w;
+    let rest = depth / params.out_w;
+    let oh = rest % params.out_h;
+    let n = rest / params.out_h;
+    let c = col % params.in_channels;
+    let tap = col / params.in_channels;
+    let ih = i32(oh * params.stride_h + tap / params.kernel_w) - i32(params.pad_h);
+    let iw = i32(ow * params.stride_w + tap % params.kernel_w) - i32(params.pad_w);
+    if (ih < 0 || iw < 0 || ih >= i32(params.in_h) || iw >= i32(params.in_w)) {
+        return 0.0;
+    }
+    return x[n * params.x.s0 + c * params.x.s1 + u32(ih) * params.x.s2 + u32(iw) * params.x.s3];
+}
+
+fn store(row: u32, col: u32, split: u32, value: f32) {
+    let c = col % params.in_channels;
+    let tap = col / params.in_channels;
+    let w = params.w;
+    let elements = params.out_channels * params.in_channels * params.kernel_h * params.kernel_w;
+    partial[split * elements + row * w.s0 + c * w.s1 + (tap / params.kernel_w) * w.s2
+        + (tap % params.kernel_w) * w.s3] = value;
+}

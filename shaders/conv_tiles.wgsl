@@ -1,0 +1,78 @@
+// The tiled matrix product shared by the three convolution kernels (conv_forward.wgsl,
+// conv_backward_data.wgsl, conv_backward_weight.wgsl): out[row, col] = sum over depth of
+// a_at(row, depth) * b_at(depth, col), where each kernel file defines a_at and b_at as index
+// maps onto its tensors (an implicit GEMM: the matrices are never written out) and store(row,
+// col, split, value). Sizes and slicing come from `ConvParams` (gemm_m, gemm_n, gemm_k,
+// k_per_split), appended from saad-core (`kernels::params`).
+//
+// One workgroup of 16x16 invocations computes a 64x64 tile of the output, each invocation a
+// 4x4 block of it (rows lid.y + 16i, columns lid.x + 16j). The depth advances 16 at a time
+// through two workgroup tiles: A[64 rows][16 depth], B[16 depth][64 columns], each element
+// loaded by one invocation (4 of each per invocation). Workgroups along z each sum one slice of
+// the depth (split-K) and store a partial result that the host sums.
+
+const TILE: u32 = 64u;
+const TILE_K: u32 = 16u;
+const SIDE: u32 = 16u;
+
+var<workgroup> tile_a: array<f32, 1024>;  // [TILE][TILE_K]
+var<workgroup> tile_b: array<f32, 1024>;  // [TILE_K][TILE]
+var<workgroup> depth_range: vec2<u32>;
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = lid.y * SIDE + lid.x;
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    if (t == 0u) {
+        let begin = wid.z * params.k_per_split;
+        depth_range = vec2<u32>(begin, min(params.gemm_k, begin + params.k_per_split));
+    }
+    // Read through workgroupUniformLoad: a bound read from a storage buffer is not uniform to
+    // the compiler, and the loop below holds barriers.
+    let range = workgroupUniformLoad(&depth_range);
+    var acc: array<f32, 16>;
+    for (var k0 = range.x; k0 < range.y; k0 = k0 + TILE_K) {
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            let e = t + r * SIDE * SIDE;
+            let row = row0 + e / TILE_K;
+            let depth_a = k0 + e % TILE_K;
+            var a = 0.0;
+            if (row < params.gemm_m && depth_a < range.y) {
+                a = a_at(row, depth_a);
+            }
+            tile_a[e] = a;
+            let depth_b = k0 + e / TILE;
+            let col = col0 + e % TILE;
+            var b = 0.0;
+            if (col < params.gemm_n && depth_b < range.y) {
+                b = b_at(depth_b, col);
+            }
+            tile_b[e] = b;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
+            var a_reg: array<f32, 4>;
+            var b_reg: array<f32, 4>;
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                a_reg[i] = tile_a[(lid.y + i * SIDE) * TILE_K + kk];
+                b_reg[i] = tile_b[kk * TILE + lid.x + i * SIDE];
+            }
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    acc[i * 4u + j] = acc[i * 4u + j] + a_reg[i] * b_reg[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        let row = row0 + lid.y + i * SIDE;
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let col = col0 + lid.x + j * SIDE;
+            if (row < params.gemm_m && col < params.gemm_n) {
+                store(row, col, wid.z, acc[i * 4u + j]);
+            }
+        }
+    }
+}
