@@ -16,7 +16,8 @@
 # SAAD_PROFILE_CONV picks its wgpu convolution, default columns);
 # SAAD_VARIANTS=saad,saad-noautotune picks the builds to benchmark (default: all in the bundle);
 # SAAD_SELFTEST_ARCHS overrides the architectures `saad selftest` checks; SAAD_WGPU_CONV the
-# wgpu convolutions each build is timed with (default burn,columns; see core/src/kernels/gemm_conv.rs).
+# wgpu convolutions each build is timed with (default burn,columns,tiled; see core/src/kernels/gemm_conv.rs
+# and tiled_conv.rs).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle="$(realpath "${1:-out/gpu}")"
@@ -63,12 +64,15 @@ else
     # The scripts' check on a software adapter: a model and an attack small enough to train there.
     aa_arch=small-cnn-8; aa_n="${SAAD_AA_N:-64}"; aa_epochs=1; aa_train=(--attack-steps 2 --eval-n 32)
     selftest_archs="small-cnn-8,resnet18-w8,dm-wrn-10-1"
+    # The tiled convolution's steps are 3-6x burn's on llvmpipe (bench/NOTES.md section 12).
+    : "${SAAD_BENCH_TIMEOUT:=900}"
 fi
 # The small size is the end-to-end check on a software adapter (lavapipe): tune as little as the
 # tests do there; a real GPU keeps cubecl's default (balanced) unless told otherwise.
 [ "$size" = small ] && export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
-# The wgpu convolutions to time (saad bench --wgpu-conv): burn's and the project's columns one.
-wgpu_conv="${SAAD_WGPU_CONV:-burn,columns}"
+# The wgpu convolutions to time (saad bench --wgpu-conv): burn's, the project's columns one and
+# its tiled implicit-GEMM kernels.
+wgpu_conv="${SAAD_WGPU_CONV:-burn,columns,tiled}"
 torch_dev="${TORCH_DEVICE:-$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo none)}"
 
 say "machine"

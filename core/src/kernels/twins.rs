@@ -360,3 +360,39 @@ pub fn scale_shift_activation_difference(device: &Device, shape: [usize; 4]) -> 
     }
     worst_diff
 }
+
+/// The tiled convolution ([`super::tiled_conv`]) against burn's convolution on the same device,
+/// for `[batch, in, out, h, w, kernel, stride, padding]`: output and the gradients of input,
+/// weight and bias, the input laid out channels last and a random upstream gradient. The
+/// largest difference relative to the largest value of each compared tensor.
+pub fn tiled_conv_difference(device: &Device, case: [usize; 8]) -> f64 {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    let [b, c, o, h, w, k, s, p] = case;
+    let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+    let x = channels_last(Tensor::random([b, c, h, w], Distribution::Normal(0.0, 1.0), device));
+    let weight = Tensor::<4>::random([o, c, k, k], Distribution::Normal(0.0, 0.3), device);
+    let bias = Tensor::<1>::random([o], Distribution::Normal(0.0, 1.0), device);
+    let upstream = Tensor::<4>::random([b, o, ho, wo], Distribution::Normal(0.0, 1.0), device);
+    let run = |tiled: bool| {
+        let xl = x.clone().autodiff().require_grad();
+        let wl = weight.clone().autodiff().require_grad();
+        let bl = bias.clone().autodiff().require_grad();
+        let y = if tiled {
+            super::tiled_conv::conv2d(xl.clone(), wl.clone(), Some(bl.clone()), [s, s], [p, p])
+        } else {
+            let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
+            conv2d(xl.clone(), wl.clone(), Some(bl.clone()), options)
+        };
+        let grads = (y.clone() * upstream.clone().autodiff()).sum().backward();
+        let grad = |t: &Tensor<4>| read_f32(t.grad(&grads).expect("a leaf"));
+        let db = read_f32(bl.grad(&grads).expect("a leaf"));
+        [read_f32(y.detach().without_autodiff()), grad(&xl), grad(&wl), db]
+    };
+    let (burns, tiled) = (run(false), run(true));
+    burns
+        .iter()
+        .zip(&tiled)
+        .map(|(twin, kernel)| relative_diff(twin, kernel, 1e-6))
+        .fold(0.0, worst)
+}

@@ -116,6 +116,16 @@ fn kernel_checks(d: &Device, out: &mut Vec<Check>) {
             twins::sgd_step_difference(d, shape)
         });
     }
+    // [batch, in, out, h, w, kernel, stride, padding]: a weight gradient in 8 split-K slices,
+    // and a strided odd shape.
+    for case in [[8usize, 64, 64, 16, 16, 3, 1, 1], [3, 5, 7, 9, 8, 3, 2, 1]] {
+        check(
+            out,
+            format!("kernel tiled conv {case:?} and its gradients vs burn's (relative)"),
+            1e-4,
+            || twins::tiled_conv_difference(d, case),
+        );
+    }
     for (b, c, gamma, beta) in [(300usize, 10usize, 1.0, 0.0), (33, 100, 2.0, 0.5)] {
         check(
             out,
