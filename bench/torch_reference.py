@@ -4,7 +4,7 @@ parameter names and shapes as our exports), the same synthetic batch, the same o
 training step for natural training, PGD-AT and SAAD, timed the same way; and the reference
 AutoAttack on an exported model. Not part of the tests.
 
-    python3 bench/torch_reference.py --workload natural|pgd-at|saad|autoattack|all \
+    python3 bench/torch_reference.py --workload natural|pgd-at|saad|autoattack|passes|all \
         --device cpu|cuda [--threads 2] [--batch-size 128] [--steps 3] [--attack-steps 10] \
         [--image-size 32] [--classes 10] [--arch resnet18] [--teacher-arch dm-wrn-28-10] \
         [--augment] [--seed 0] [--json OUT.json]
@@ -513,6 +513,67 @@ def time_training(name, args, device):
     return out
 
 
+def time_passes(args, device):
+    """`saad bench --passes` (native/src/commands/bench_passes.rs): the student's pass kinds one
+    at a time, --steps calls each after one untimed call, seconds per call. PyTorch has no
+    BatchNorm fold (its eval forward runs BatchNorm as it is), so that row is 0 here."""
+    torch.manual_seed(args.seed)
+    b, s, c = args.batch_size, args.image_size, args.classes
+    model = build_model(args.arch, c).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, dampening=0.0, weight_decay=WEIGHT_DECAY, nesterov=False)
+    x = torch.rand(b, 3, s, s, device=device)
+    y = torch.arange(b, device=device) % c
+    model(x)  # train-mode statistics that are not the initial ones, as in a run
+
+    def per_call(f):
+        f()
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            f()
+        sync(device)
+        return (time.perf_counter() - start) / args.steps
+
+    def eval_forward():
+        model.eval()
+        with torch.no_grad():
+            model(x)
+        model.train()
+
+    def attack_iteration():
+        # pgd_inner_max's loop body: eval mode, parameters frozen, summed CE, input gradient.
+        model.eval()
+        freeze(model, True)
+        leaf = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(leaf), y, reduction="none").sum()
+        torch.autograd.grad(loss, leaf)
+        freeze(model, False)
+        model.train()
+
+    def training_forward():
+        model(x)
+
+    def forward_backward():
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+
+    def forward_backward_step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    rows = [
+        ("fold (BatchNorm into the eval copy)", None),
+        ("eval forward", eval_forward),
+        ("attack iteration (eval forward + input gradient)", attack_iteration),
+        ("training forward", training_forward),
+        ("training forward + backward", forward_backward),
+        ("training forward + backward + SGD step", forward_backward_step),
+    ]
+    passes = [{"pass": name, "seconds": per_call(f) if f else 0.0} for name, f in rows]
+    return {"arch": args.arch, "batch_size": b, "image_size": s, "calls": args.steps, "passes": passes}
+
+
 # --------------------------------------------------------------------------------------------
 # AutoAttack (the reference implementation) on an exported model.
 # --------------------------------------------------------------------------------------------
@@ -607,6 +668,10 @@ def print_table(device_name, results):
         if "skipped" in r:
             print(f"{name:<11} skipped: {r['skipped']}")
             continue
+        if name == "passes":
+            for row in r["passes"]:
+                print(f"  {row['pass']:<52} {row['seconds']:>9.4f} s/call")
+            continue
         if name == "autoattack":
             mem = human_bytes(r.get("peak_memory_bytes", r.get("peak_rss_bytes", 0)))
             print(
@@ -623,7 +688,7 @@ def print_table(device_name, results):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", choices=["natural", "pgd-at", "saad", "autoattack", "all"], default="all")
+    p.add_argument("--workload", choices=["natural", "pgd-at", "saad", "autoattack", "passes", "all"], default="all")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (0 = leave PyTorch's default)")
     p.add_argument("--batch-size", type=int, default=128)
@@ -663,7 +728,12 @@ def main():
     results = {}
     for name in names:
         print(f"[{name}] ...", file=sys.stderr, flush=True)
-        results[name] = run_autoattack(args, device) if name == "autoattack" else time_training(name, args, device)
+        if name == "autoattack":
+            results[name] = run_autoattack(args, device)
+        elif name == "passes":
+            results[name] = time_passes(args, device)
+        else:
+            results[name] = time_training(name, args, device)
 
     print_table(device_name, results)
     if args.json:

@@ -16,6 +16,7 @@
 //! order, so results are identical from run to run (bit-for-bit resume holds). Checked against
 //! burn's convolution and its autodiff gradients in `tests/tests/library/kernels.rs`.
 
+use super::flex_winograd;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -288,7 +289,49 @@ fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
+/// The layer as a Winograd F(2x2, 3x3) convolution ([`super::flex_winograd`]) when it is one:
+/// 3x3, stride 1, padding at most 2, enough channels both ways.
+fn winograd(g: &Geometry) -> Option<flex_winograd::Conv3x3> {
+    let fits = g.kernel == [3, 3]
+        && g.stride == [1, 1]
+        && g.pad[0] <= 2
+        && g.pad[1] <= 2
+        && g.channels.min(g.out_channels) >= flex_winograd::MIN_CHANNELS
+        && WINOGRAD_ON.with(|w| w.get());
+    fits.then_some(flex_winograd::Conv3x3 {
+        batch: g.batch,
+        channels: g.channels,
+        height: g.height,
+        width: g.width,
+        out_channels: g.out_channels,
+        pad: g.pad,
+    })
+}
+
+thread_local! {
+    /// Whether this thread's 3x3 stride-1 layers take the Winograd path: on, except inside
+    /// [`with_winograd`].
+    static WINOGRAD_ON: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `f` with the Winograd path on or off on this thread (off: every layer takes the columns
+/// convolution), restoring the previous setting afterwards, also when `f` panics. For
+/// benchmarks and tests that compare the two; scoped like [`super::with_kernels`].
+pub fn with_winograd<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WINOGRAD_ON.with(|w| w.set(self.0));
+        }
+    }
+    let _restore = Restore(WINOGRAD_ON.with(|w| w.replace(on)));
+    f()
+}
+
 fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    if let Some(s) = winograd(g) {
+        return flex_winograd::forward(&s, x, w);
+    }
     let (k, l, o) = (g.k(), g.positions(), g.out_channels);
     let mut y = vec![0.0; g.batch * o * l];
     let mut cols = vec![0.0; k * g.chunk() * l];
@@ -312,6 +355,9 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
 }
 
 fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    if let Some(s) = winograd(g) {
+        return flex_winograd::input_gradient(&s, w, dy);
+    }
     let (k, l, o) = (g.k(), g.positions(), g.out_channels);
     let mut dx = vec![0.0; g.batch * g.channels * g.plane()];
     let mut dcols = vec![0.0; k * g.chunk() * l];

@@ -12,6 +12,8 @@ pub mod twins;
 pub use cube::{SHARED_WGSL_FILES, wgsl_sources};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod flex_conv;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod flex_winograd;
 pub mod gemm_conv;
 pub mod tiled_conv;
 

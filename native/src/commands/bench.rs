@@ -76,6 +76,15 @@ pub struct BenchArgs {
     /// names): which operations the launches come from.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub launches_by_kernel: usize,
+    /// Time the student's pass kinds one by one instead (fold, eval forward, attack iteration,
+    /// training forward, forward + backward, with the SGD step), `--steps` calls each:
+    /// `bench/torch_reference.py --workload passes` times the same in PyTorch.
+    #[arg(long)]
+    pub passes: bool,
+    /// On flex, run every layer through the columns convolution, without the Winograd path of
+    /// 3x3 stride-1 layers (`kernels::flex_winograd`): the before of its comparison.
+    #[arg(long)]
+    pub no_winograd: bool,
 }
 
 /// Bytes sent over the loopback interface so far, by every process of this machine (Linux
@@ -230,12 +239,20 @@ fn time_steps(
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    let winograd = !args.no_winograd;
+    saad_core::kernels::flex_conv::with_winograd(winograd, || run_benchmarks(args))
+}
+
+fn run_benchmarks(args: BenchArgs) -> Result<()> {
     if args.steps == 0 || args.batch_size == 0 || args.calls == 0 {
         bail!("--steps, --calls and --batch-size must be at least 1");
     }
     let (device, device_name) = select(args.device)?;
     if args.kernels {
         return bench_kernels(&args, &device, &device_name);
+    }
+    if args.passes {
+        return super::bench_passes::run(&args, &device, &device_name);
     }
     let (b, s) = (args.batch_size, args.image_size);
     let n = b * args.steps;
@@ -330,7 +347,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             json!({
                 "device": device_name, "arch": args.arch.to_string(), "teacher_arch": args.teacher_arch.to_string(),
                 "batch_size": b, "image_size": s, "classes": args.classes, "attack_steps": args.attack_steps,
-                "timed_steps": args.steps, "peak_rss_bytes": rss, "workloads": rows,
+                "timed_steps": args.steps, "peak_rss_bytes": rss, "flex_winograd": !args.no_winograd,
+                "workloads": rows,
             })
         );
         return Ok(());
@@ -340,6 +358,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "student  {} ({} classes), batch {b}, {s}x{s}, {} attack steps; teacher {} (random weights)",
         args.arch, args.classes, args.attack_steps, args.teacher_arch
     );
+    if args.no_winograd {
+        println!("flex     every layer through the columns convolution (--no-winograd)");
+    }
     let label = |t: &StepTiming| {
         let mut l = t.method.name().to_string();
         if args.wgpu_conv.len() > 1 {
@@ -406,7 +427,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// Seconds per call of `f` (after one warm-up call), the device drained before and after.
-fn per_call(device: &Device, calls: usize, mut f: impl FnMut()) -> f64 {
+pub(super) fn per_call(device: &Device, calls: usize, mut f: impl FnMut()) -> f64 {
     f();
     device.sync().ok();
     let start = Instant::now();

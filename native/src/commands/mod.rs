@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod bench;
+pub mod bench_passes;
 pub mod data;
 pub mod demo;
 pub mod eval;

@@ -387,6 +387,35 @@ fn flex_convolution_equals_burns_convolution_and_its_gradients() {
     );
 }
 
+/// The flex convolution's Winograd F(2x2, 3x3) path (`kernels::flex_winograd`: 3x3, stride
+/// 1, 16 channels or more both ways) against burn's convolution and its gradients: paddings 0, 1
+/// and 2, odd output sizes (tiles that hang over the edge), a 1x1 image, chunks of images;
+/// and the same layer with the path off gives the same values to float tolerance.
+#[test]
+fn winograd_convolution_equals_burns_convolution_and_its_gradients() {
+    use saad_core::kernels::flex_conv::{conv2d, with_winograd};
+    let _g = serial();
+    let d = Device::flex();
+    d.seed(16);
+    let cases = [
+        (2, 16, 16, 8, 8, 3, 1, 1),
+        (3, 20, 17, 7, 9, 3, 1, 2),
+        (2, 16, 24, 5, 6, 3, 1, 0),
+        (1, 64, 32, 1, 1, 3, 1, 1),
+        // Chunks of 4 images, the last one short.
+        (6, 64, 16, 32, 32, 3, 1, 1),
+    ];
+    check_convolution_against_burns(&d, &cases, conv2d, "winograd convolution");
+    let x = Tensor::<4>::random([2, 16, 9, 7], Distribution::Normal(0.0, 1.0), &d);
+    let w = Tensor::<4>::random([16, 16, 3, 3], Distribution::Normal(0.0, 0.3), &d);
+    let winograd = to_vec(conv2d(x.clone(), w.clone(), [1, 1], [1, 1]));
+    let columns = with_winograd(false, || to_vec(conv2d(x, w, [1, 1], [1, 1])));
+    let scale = columns.iter().fold(1.0f32, |m, a| m.max(a.abs()));
+    let diff = max_abs_diff(&winograd, &columns);
+    assert!(diff > 0.0, "the two paths round differently: the Winograd one did not run");
+    assert!(diff <= 1e-5 * scale, "winograd vs columns: {diff} (largest {scale})");
+}
+
 /// The wgpu convolution (`kernels::gemm_conv`: columns of the padded input times the weights,
 /// burn's backward) against burn's convolution and its gradients, on the software wgpu adapter.
 /// Each shape compiles and tunes its own kernels there (~20 s a case), so one case: a stride,
