@@ -14,37 +14,79 @@
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;   // [batch, in_h, in_w, in]
 @group(0) @binding(3) var<storage, read_write> params: ConvParams;
 
-// The output position that tap k reaches from input position i along one axis, or -1.
-fn reached(i: u32, k: u32, pad: u32, stride: u32, extent: u32) -> i32 {
-    let shifted = i32(i + pad) - i32(k);
-    if (shifted < 0 || shifted % i32(stride) != 0) {
+// The output position that tap k reaches from padded input position `shifted` (input position
+// plus padding) along one axis, or -1.
+fn reached(shifted: i32, k: i32, stride: u32, extent: u32) -> i32 {
+    let d = shifted - k;
+    if (d < 0 || d % i32(stride) != 0) {
         return -1;
     }
-    let o = shifted / i32(stride);
+    let o = d / i32(stride);
     return select(-1, o, o < i32(extent));
 }
 
-fn a_at(row: u32, depth: u32) -> f32 {
+// An input pixel: its image's offset in dy and its padded position.
+struct RowAt {
+    image: u32,
+    h: i32,
+    w: i32,
+}
+
+fn row_at(row: u32) -> RowAt {
     let iw = row % params.in_w;
     let rest = row / params.in_w;
     let ih = rest % params.in_h;
     let n = rest / params.in_h;
-    let o = depth % params.out_channels;
+    return RowAt(n * params.dy.s0, i32(ih + params.pad_h), i32(iw + params.pad_w));
+}
+
+// A tap and output channel of dy: the channel's offset and the kernel position.
+struct DepthA {
+    channel: u32,
+    kh: i32,
+    kw: i32,
+}
+
+fn depth_a(depth: u32) -> DepthA {
     let tap = depth / params.out_channels;
-    let oh = reached(ih, tap / params.kernel_w, params.pad_h, params.stride_h, params.out_h);
-    let ow = reached(iw, tap % params.kernel_w, params.pad_w, params.stride_w, params.out_w);
+    let o = depth - tap * params.out_channels;
+    let kh = tap / params.kernel_w;
+    return DepthA(o * params.dy.s1, i32(kh), i32(tap - kh * params.kernel_w));
+}
+
+fn a_at(r: RowAt, d: DepthA) -> f32 {
+    let oh = reached(r.h, d.kh, params.stride_h, params.out_h);
+    let ow = reached(r.w, d.kw, params.stride_w, params.out_w);
     if (oh < 0 || ow < 0) {
         return 0.0;
     }
-    let s = params.dy;
-    return dy[n * s.s0 + o * s.s1 + u32(oh) * s.s2 + u32(ow) * s.s3];
+    return dy[r.image + d.channel + u32(oh) * params.dy.s2 + u32(ow) * params.dy.s3];
 }
 
-fn b_at(depth: u32, col: u32) -> f32 {
-    let o = depth % params.out_channels;
+// A tap and output channel (kh, kw, o) of the weight: its offset.
+struct DepthB {
+    offset: u32,
+}
+
+fn depth_b(depth: u32) -> DepthB {
     let tap = depth / params.out_channels;
+    let o = depth - tap * params.out_channels;
+    let kh = tap / params.kernel_w;
     let w = params.w;
-    return weight[o * w.s0 + col * w.s1 + (tap / params.kernel_w) * w.s2 + (tap % params.kernel_w) * w.s3];
+    return DepthB(o * w.s0 + kh * w.s2 + (tap - kh * params.kernel_w) * w.s3);
+}
+
+// An input channel: its offset in the weight.
+struct ColAt {
+    offset: u32,
+}
+
+fn col_at(col: u32) -> ColAt {
+    return ColAt(col * params.w.s1);
+}
+
+fn b_at(d: DepthB, c: ColAt) -> f32 {
+    return weight[d.offset + c.offset];
 }
 
 fn store(row: u32, col: u32, split: u32, value: f32) {

@@ -14,28 +14,73 @@
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;  // [splits][weight]
 @group(0) @binding(3) var<storage, read_write> params: ConvParams;
 
-fn a_at(row: u32, depth: u32) -> f32 {
+// An output channel: its offset in dy.
+struct RowAt {
+    offset: u32,
+}
+
+fn row_at(row: u32) -> RowAt {
+    return RowAt(row * params.dy.s1);
+}
+
+// An output pixel of dy: its offset.
+struct DepthA {
+    offset: u32,
+}
+
+fn depth_a(depth: u32) -> DepthA {
     let ow = depth % params.out_w;
     let rest = depth / params.out_w;
     let oh = rest % params.out_h;
     let n = rest / params.out_h;
     let s = params.dy;
-    return dy[n * s.s0 + row * s.s1 + oh * s.s2 + ow * s.s3];
+    return DepthA(n * s.s0 + oh * s.s2 + ow * s.s3);
 }
 
-fn b_at(depth: u32, col: u32) -> f32 {
+fn a_at(r: RowAt, d: DepthA) -> f32 {
+    return dy[r.offset + d.offset];
+}
+
+// An output pixel's window on x: its image's offset and top-left corner.
+struct DepthB {
+    image: u32,
+    top: i32,
+    left: i32,
+}
+
+fn depth_b(depth: u32) -> DepthB {
     let ow = depth % params.out_w;
     let rest = depth / params.out_w;
     let oh = rest % params.out_h;
     let n = rest / params.out_h;
-    let c = col % params.in_channels;
+    return DepthB(
+        n * params.x.s0,
+        i32(oh * params.stride_h) - i32(params.pad_h),
+        i32(ow * params.stride_w) - i32(params.pad_w),
+    );
+}
+
+// A tap (kh, kw, c) of the weight: the channel's offset in x and the kernel position.
+struct ColAt {
+    channel: u32,
+    kh: i32,
+    kw: i32,
+}
+
+fn col_at(col: u32) -> ColAt {
     let tap = col / params.in_channels;
-    let ih = i32(oh * params.stride_h + tap / params.kernel_w) - i32(params.pad_h);
-    let iw = i32(ow * params.stride_w + tap % params.kernel_w) - i32(params.pad_w);
+    let c = col - tap * params.in_channels;
+    let kh = tap / params.kernel_w;
+    return ColAt(c * params.x.s1, i32(kh), i32(tap - kh * params.kernel_w));
+}
+
+fn b_at(d: DepthB, c: ColAt) -> f32 {
+    let ih = d.top + c.kh;
+    let iw = d.left + c.kw;
     if (ih < 0 || iw < 0 || ih >= i32(params.in_h) || iw >= i32(params.in_w)) {
         return 0.0;
     }
-    return x[n * params.x.s0 + c * params.x.s1 + u32(ih) * params.x.s2 + u32(iw) * params.x.s3];
+    return x[d.image + c.channel + u32(ih) * params.x.s2 + u32(iw) * params.x.s3];
 }
 
 fn store(row: u32, col: u32, split: u32, value: f32) {

@@ -14,26 +14,72 @@
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;      // [batch, out_h, out_w, out]
 @group(0) @binding(4) var<storage, read_write> params: ConvParams;
 
-fn a_at(row: u32, depth: u32) -> f32 {
+// An output pixel: its image's offset in x and its window's top-left corner on the input.
+struct RowAt {
+    image: u32,
+    top: i32,
+    left: i32,
+}
+
+fn row_at(row: u32) -> RowAt {
     let ow = row % params.out_w;
     let rest = row / params.out_w;
     let oh = rest % params.out_h;
     let n = rest / params.out_h;
-    let c = depth % params.in_channels;
+    return RowAt(
+        n * params.x.s0,
+        i32(oh * params.stride_h) - i32(params.pad_h),
+        i32(ow * params.stride_w) - i32(params.pad_w),
+    );
+}
+
+// A tap of the input: the channel's offset in x and the kernel position.
+struct DepthA {
+    channel: u32,
+    kh: i32,
+    kw: i32,
+}
+
+fn depth_a(depth: u32) -> DepthA {
     let tap = depth / params.in_channels;
-    let ih = i32(oh * params.stride_h + tap / params.kernel_w) - i32(params.pad_h);
-    let iw = i32(ow * params.stride_w + tap % params.kernel_w) - i32(params.pad_w);
+    let c = depth - tap * params.in_channels;
+    let kh = tap / params.kernel_w;
+    return DepthA(c * params.x.s1, i32(kh), i32(tap - kh * params.kernel_w));
+}
+
+fn a_at(r: RowAt, d: DepthA) -> f32 {
+    let ih = r.top + d.kh;
+    let iw = r.left + d.kw;
     if (ih < 0 || iw < 0 || ih >= i32(params.in_h) || iw >= i32(params.in_w)) {
         return 0.0;
     }
-    return x[n * params.x.s0 + c * params.x.s1 + u32(ih) * params.x.s2 + u32(iw) * params.x.s3];
+    return x[r.image + d.channel + u32(ih) * params.x.s2 + u32(iw) * params.x.s3];
 }
 
-fn b_at(depth: u32, col: u32) -> f32 {
-    let c = depth % params.in_channels;
+// A tap of the weight (c, kh, kw): its offset in the weight.
+struct DepthB {
+    offset: u32,
+}
+
+fn depth_b(depth: u32) -> DepthB {
     let tap = depth / params.in_channels;
+    let c = depth - tap * params.in_channels;
+    let kh = tap / params.kernel_w;
     let w = params.w;
-    return weight[col * w.s0 + c * w.s1 + (tap / params.kernel_w) * w.s2 + (tap % params.kernel_w) * w.s3];
+    return DepthB(c * w.s1 + kh * w.s2 + (tap - kh * params.kernel_w) * w.s3);
+}
+
+// An output channel: its offset in the weight.
+struct ColAt {
+    offset: u32,
+}
+
+fn col_at(col: u32) -> ColAt {
+    return ColAt(col * params.w.s0);
+}
+
+fn b_at(d: DepthB, c: ColAt) -> f32 {
+    return weight[d.offset + c.offset];
 }
 
 fn store(row: u32, col: u32, split: u32, value: f32) {

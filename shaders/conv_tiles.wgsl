@@ -1,15 +1,20 @@
 // The tiled matrix product shared by the three convolution kernels (conv_forward.wgsl,
 // conv_backward_data.wgsl, conv_backward_weight.wgsl): out[row, col] = sum over depth of
-// a_at(row, depth) * b_at(depth, col), where each kernel file defines a_at and b_at as index
-// maps onto its tensors (an implicit GEMM: the matrices are never written out) and store(row,
-// col, split, value). Sizes and slicing come from `ConvParams` (gemm_m, gemm_n, gemm_k,
-// k_per_split), appended from saad-core (`kernels::params`).
+// A[row, depth] * B[depth, col], where each kernel file maps rows, columns and depths onto its
+// tensors (an implicit GEMM: the matrices are never written out) and stores the result:
+//   row_at(row) -> RowAt, col_at(col) -> ColAt, depth_a(depth) -> DepthA, depth_b(depth) -> DepthB,
+//   a_at(RowAt, DepthA) -> f32, b_at(DepthB, ColAt) -> f32, store(row, col, split, value).
+// The split of an index into tensor coordinates (divisions) is done once per row and column an
+// invocation loads, and once per depth step for its one depth of A and one of B. Sizes and
+// slicing come from `ConvParams` (gemm_m, gemm_n, gemm_k, k_per_split), appended from
+// saad-core (`kernels::params`).
 //
 // One workgroup of 16x16 invocations computes a 64x64 tile of the output, each invocation a
 // 4x4 block of it (rows lid.y + 16i, columns lid.x + 16j). The depth advances 16 at a time
-// through two workgroup tiles: A[64 rows][16 depth], B[16 depth][64 columns], each element
-// loaded by one invocation (4 of each per invocation). Workgroups along z each sum one slice of
-// the depth (split-K) and store a partial result that the host sums.
+// through two workgroup tiles, A[64 rows][16 depth] and B[16 depth][64 columns]: invocation t
+// loads depth t % 16 of A's rows t / 16 + 16r, and depth t / 16 of B's columns 4 (t % 16) + r,
+// r = 0..3. Workgroups along z each sum one slice of the depth (split-K) and store a partial
+// result that the host sums.
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
@@ -31,24 +36,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // Read through workgroupUniformLoad: a bound read from a storage buffer is not uniform to
     // the compiler, and the loop below holds barriers.
     let range = workgroupUniformLoad(&depth_range);
+    // The rows and columns this invocation loads, split once (clamped in range; masked below).
+    var rows: array<RowAt, 4>;
+    var cols: array<ColAt, 4>;
+    var row_in: array<bool, 4>;
+    var col_in: array<bool, 4>;
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let row = row0 + t / TILE_K + r * SIDE;
+        row_in[r] = row < params.gemm_m;
+        rows[r] = row_at(min(row, params.gemm_m - 1u));
+        let col = col0 + (t % TILE_K) * 4u + r;
+        col_in[r] = col < params.gemm_n;
+        cols[r] = col_at(min(col, params.gemm_n - 1u));
+    }
     var acc: array<f32, 16>;
     for (var k0 = range.x; k0 < range.y; k0 = k0 + TILE_K) {
+        let depth_of_a = k0 + t % TILE_K;
+        let depth_of_b = k0 + t / TILE_K;
+        let in_a = depth_of_a < range.y;
+        let in_b = depth_of_b < range.y;
+        let da = depth_a(min(depth_of_a, range.y - 1u));
+        let db = depth_b(min(depth_of_b, range.y - 1u));
         for (var r = 0u; r < 4u; r = r + 1u) {
-            let e = t + r * SIDE * SIDE;
-            let row = row0 + e / TILE_K;
-            let depth_a = k0 + e % TILE_K;
             var a = 0.0;
-            if (row < params.gemm_m && depth_a < range.y) {
-                a = a_at(row, depth_a);
+            if (in_a && row_in[r]) {
+                a = a_at(rows[r], da);
             }
-            tile_a[e] = a;
-            let depth_b = k0 + e / TILE;
-            let col = col0 + e % TILE;
+            tile_a[t + r * SIDE * SIDE] = a;
             var b = 0.0;
-            if (col < params.gemm_n && depth_b < range.y) {
-                b = b_at(depth_b, col);
+            if (in_b && col_in[r]) {
+                b = b_at(db, cols[r]);
             }
-            tile_b[e] = b;
+            tile_b[t * 4u + r] = b;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {

@@ -86,36 +86,80 @@ fn transform_weights(w: &[f32], o: usize, c: usize) -> Vec<f32> {
     u
 }
 
-/// `Bᵀ d B` of a 4x4 patch, rows of Bᵀ = (1,0,-1,0), (0,1,1,0), (0,-1,1,0), (0,1,0,-1).
-fn transform_patch(d: &[[f32; 4]; 4]) -> [f32; 16] {
-    let mut t = [[0.0f32; 4]; 4];
-    for j in 0..4 {
-        t[0][j] = d[0][j] - d[2][j];
-        t[1][j] = d[1][j] + d[2][j];
-        t[2][j] = d[2][j] - d[1][j];
-        t[3][j] = d[1][j] - d[3][j];
-    }
-    let mut v = [0.0f32; 16];
-    for (i, row) in t.iter().enumerate() {
-        v[i * 4] = row[0] - row[2];
-        v[i * 4 + 1] = row[1] + row[2];
-        v[i * 4 + 2] = row[2] - row[1];
-        v[i * 4 + 3] = row[1] - row[3];
-    }
-    v
+/// The input transform of one row of tiles of one channel plane: the four input rows the row
+/// of tiles reads, zero-padded left and right ([`TileRows::rows`]), Bᵀ applied down the rows for
+/// every column at once, then B along each tile's four columns. No bounds checks in the inner
+/// loops, which run over whole rows.
+struct TileRows {
+    tiles: usize,
+    /// The four input rows, padded: `2 * tiles + 2` values each.
+    rows: [Vec<f32>; 4],
+    /// Bᵀ down the rows: (1,0,-1,0), (0,1,1,0), (0,-1,1,0), (0,1,0,-1).
+    combined: [Vec<f32>; 4],
 }
 
-/// `Aᵀ m A` of a tile's 16 products, rows of Aᵀ = (1,1,1,0), (0,1,-1,-1): the 2x2 outputs.
-fn transform_products(m: &[f32; 16]) -> [[f32; 2]; 2] {
-    let mut t = [[0.0f32; 4]; 2];
-    for j in 0..4 {
-        t[0][j] = m[j] + m[4 + j] + m[8 + j];
-        t[1][j] = m[4 + j] - m[8 + j] - m[12 + j];
+impl TileRows {
+    fn new(tiles: usize) -> Self {
+        let row = || vec![0.0f32; 2 * tiles + 2];
+        Self { tiles, rows: [row(), row(), row(), row()], combined: [row(), row(), row(), row()] }
     }
-    [
-        [t[0][0] + t[0][1] + t[0][2], t[0][1] - t[0][2] - t[0][3]],
-        [t[1][0] + t[1][1] + t[1][2], t[1][1] - t[1][2] - t[1][3]],
-    ]
+
+    /// Writes the 16 transformed values of tiles `first..first + tiles` (tile row `ty` of the
+    /// plane `src`) to `out[ξ * stride + t]`.
+    fn transform(
+        &mut self,
+        s: &Conv3x3,
+        src: &[f32],
+        ty: usize,
+        out: &mut [f32],
+        stride: usize,
+        first: usize,
+    ) {
+        let width = self.rows[0].len();
+        for (i, row) in self.rows.iter_mut().enumerate() {
+            row.fill(0.0);
+            let Some(r) = (2 * ty + i).checked_sub(s.pad[0]).filter(|&r| r < s.height) else {
+                continue;
+            };
+            // Padded column q holds input column q - pad.
+            let lo = s.pad[1];
+            let hi = (lo + s.width).min(width);
+            row[lo..hi].copy_from_slice(&src[r * s.width..][..hi - lo]);
+        }
+        let [d0, d1, d2, d3] = &self.rows;
+        let [c0, c1, c2, c3] = &mut self.combined;
+        for q in 0..width {
+            c0[q] = d0[q] - d2[q];
+            c1[q] = d1[q] + d2[q];
+            c2[q] = d2[q] - d1[q];
+            c3[q] = d1[q] - d3[q];
+        }
+        for (i, c) in self.combined.iter().enumerate() {
+            for j in 0..4 {
+                let dst = &mut out[(i * 4 + j) * stride + first..][..self.tiles];
+                // B along the tile's columns, j-th column of (1,0,-1,0), (0,1,1,0),
+                // (0,-1,1,0), (0,1,0,-1) as rows of Bᵀ.
+                match j {
+                    0 => dst
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(tx, v)| *v = c[2 * tx] - c[2 * tx + 2]),
+                    1 => dst
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(tx, v)| *v = c[2 * tx + 1] + c[2 * tx + 2]),
+                    2 => dst
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(tx, v)| *v = c[2 * tx + 2] - c[2 * tx + 1]),
+                    _ => dst
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(tx, v)| *v = c[2 * tx + 1] - c[2 * tx + 3]),
+                }
+            }
+        }
+    }
 }
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]`, all row-major with the given row strides, on the
@@ -181,31 +225,15 @@ pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
     for b0 in (0..s.batch).step_by(chunk) {
         let nb = chunk.min(s.batch - b0);
         let t_count = nb * per_image;
-        // Inputs: one thread per channel, its 16 rows of T transformed patches.
+        // Inputs: one thread per channel, its 16 rows of T transformed patches, a row of tiles
+        // at a time (see `transform_tile_row`).
         v[..c * 16 * t_count].par_chunks_mut(16 * t_count).enumerate().for_each(|(ch, out)| {
+            let mut rows = TileRows::new(tw);
             for image in 0..nb {
                 let src = &x[((b0 + image) * c + ch) * plane..][..plane];
                 for ty in 0..th {
-                    for tx in 0..tw {
-                        let mut d = [[0.0f32; 4]; 4];
-                        for (i, row) in d.iter_mut().enumerate() {
-                            let Some(r) = (2 * ty + i).checked_sub(s.pad[0]) else { continue };
-                            if r >= s.height {
-                                continue;
-                            }
-                            for (j, value) in row.iter_mut().enumerate() {
-                                if let Some(col) = (2 * tx + j).checked_sub(s.pad[1])
-                                    && col < s.width
-                                {
-                                    *value = src[r * s.width + col];
-                                }
-                            }
-                        }
-                        let t = image * per_image + ty * tw + tx;
-                        for (xi, value) in transform_patch(&d).into_iter().enumerate() {
-                            out[xi * t_count + t] = value;
-                        }
-                    }
+                    let first = image * per_image + ty * tw;
+                    rows.transform(s, src, ty, out, t_count, first);
                 }
             }
         });
@@ -215,29 +243,40 @@ pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
             let rhs = &v[xi * t_count..];
             product(o, t_count, c, dst, lhs, c, rhs, 16 * t_count);
         });
-        // Outputs: one thread per output plane.
+        // Outputs: one thread per output plane, a row of tiles at a time: each product's values
+        // for the row are contiguous in `m`.
         let out_planes = &mut y[b0 * o * ho * wo..(b0 + nb) * o * ho * wo];
         out_planes.par_chunks_mut(ho * wo).enumerate().for_each(|(p, dst)| {
             let (image, oc) = (p / o, p % o);
+            // partial[i][j][tx]: row i of Aᵀ m for column j of the 4x4 products, per tile.
+            let mut partial: [[Vec<f32>; 4]; 2] = Default::default();
+            partial.iter_mut().flatten().for_each(|v| v.resize(tw, 0.0));
             for ty in 0..th {
-                for tx in 0..tw {
-                    let t = image * per_image + ty * tw + tx;
-                    let mut products = [0.0f32; 16];
-                    for (xi, value) in products.iter_mut().enumerate() {
-                        *value = m[(xi * o + oc) * t_count + t];
+                let first = image * per_image + ty * tw;
+                let at = |xi: usize| &m[(xi * o + oc) * t_count + first..][..tw];
+                for j in 0..4 {
+                    // Aᵀ = (1,1,1,0), (0,1,-1,-1) on the rows of the products.
+                    let (m0, m1, m2, m3) = (at(j), at(4 + j), at(8 + j), at(12 + j));
+                    let [p0, p1] = &mut partial;
+                    for tx in 0..tw {
+                        p0[j][tx] = m0[tx] + m1[tx] + m2[tx];
+                        p1[j][tx] = m1[tx] - m2[tx] - m3[tx];
                     }
-                    let block = transform_products(&products);
-                    for (i, row) in block.iter().enumerate() {
-                        let r = 2 * ty + i;
-                        if r >= ho {
-                            continue;
-                        }
-                        for (j, &value) in row.iter().enumerate() {
-                            let col = 2 * tx + j;
-                            if col < wo {
-                                dst[r * wo + col] = value;
-                            }
-                        }
+                }
+                for (i, q) in partial.iter().enumerate() {
+                    let r = 2 * ty + i;
+                    if r >= ho {
+                        continue;
+                    }
+                    let row = &mut dst[r * wo..][..wo];
+                    // A on the columns.
+                    for tx in 0..wo / 2 {
+                        row[2 * tx] = q[0][tx] + q[1][tx] + q[2][tx];
+                        row[2 * tx + 1] = q[1][tx] - q[2][tx] - q[3][tx];
+                    }
+                    if wo % 2 == 1 {
+                        let tx = tw - 1;
+                        row[2 * tx] = q[0][tx] + q[1][tx] + q[2][tx];
                     }
                 }
             }
