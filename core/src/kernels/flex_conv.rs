@@ -22,7 +22,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
@@ -272,7 +272,8 @@ fn matmul(
     }
 }
 
-fn values(t: &FlexTensor) -> (Vec<usize>, std::borrow::Cow<'_, [f32]>) {
+/// A flex tensor's shape and f32 values in row-major order (borrowed when it is contiguous).
+pub(super) fn values(t: &FlexTensor) -> (Vec<usize>, std::borrow::Cow<'_, [f32]>) {
     let shape = t.layout().shape().to_vec();
     match t.as_slice::<f32>() {
         Some(s) => (shape, std::borrow::Cow::Borrowed(s)),
@@ -285,7 +286,8 @@ fn values(t: &FlexTensor) -> (Vec<usize>, std::borrow::Cow<'_, [f32]>) {
     }
 }
 
-fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+/// A contiguous flex tensor of `shape` holding `data`.
+pub(super) fn tensor<const D: usize>(data: Vec<f32>, shape: [usize; D]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
@@ -476,8 +478,7 @@ impl<C: CheckpointStrategy> FlexConv for Autodiff<Flex, C> {
 /// dilation 1, symmetric padding); `None` otherwise, and when the project's kernels are turned
 /// off ([`super::with_kernels`]).
 pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
-    let on_flex = matches!(x.device().without_autodiff().as_dispatch(), DispatchDevice::Flex(_));
-    if !on_flex
+    if !super::on_flex(&x.device())
         || !super::kernels_enabled()
         || x.dtype() != DType::F32
         || conv.groups != 1

@@ -11,6 +11,8 @@ pub mod twins;
 
 pub use cube::{SHARED_WGSL_FILES, wgsl_sources};
 #[cfg(not(target_arch = "wasm32"))]
+pub mod flex_batch_norm;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod flex_conv;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod flex_winograd;
@@ -401,7 +403,8 @@ pub fn fold_conv_batch_norm(
 /// `(output, mean, biased variance)`, the latter two `[channels]` and without gradient, as
 /// burn's `module::batch_norm_train` returns them. On a wgpu device two dispatches forward and two
 /// backward (`batch_norm_*.wgsl`, in any memory order of `x`) where burn's operations take about
-/// 12 and 17; elsewhere, and with the kernels off, burn's.
+/// 12 and 17; on flex (native) two passes each way ([`flex_batch_norm`]) with `Route::Auto`;
+/// elsewhere, and with the kernels off, burn's.
 pub fn batch_norm_train(
     route: Route,
     x: Tensor<4>,
@@ -430,8 +433,35 @@ pub fn batch_norm_train(
             Tensor::from_dispatch(variance),
         );
     }
+    #[cfg(not(target_arch = "wasm32"))]
+    if route == Route::Auto
+        && kernels_enabled()
+        && on_flex(&x.device())
+        && x.dtype() == burn::tensor::DType::F32
+    {
+        let (y, mean, variance) =
+            <Dispatch as flex_batch_norm::FlexBatchNorm>::flex_batch_norm_train(
+                x.into_dispatch(),
+                gamma.into_dispatch(),
+                beta.into_dispatch(),
+                eps,
+            );
+        return (
+            Tensor::from_dispatch(y),
+            Tensor::from_dispatch(mean),
+            Tensor::from_dispatch(variance),
+        );
+    }
     let out = burn::tensor::module::batch_norm_train(x, gamma, beta, eps);
     (out.output, out.mean, out.variance)
+}
+
+/// Whether a device is the flex CPU backend (with or without autodiff).
+pub(crate) fn on_flex(device: &Device) -> bool {
+    matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    )
 }
 
 /// The hyper-parameters of one SGD step (burn's `SgdConfig` with `MomentumConfig` without

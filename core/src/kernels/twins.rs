@@ -253,7 +253,8 @@ fn relative_diff(twin: &[f32], kernel: &[f32], floor: f64) -> f64 {
     max_abs_diff(twin, kernel) / max_abs(twin).max(floor)
 }
 
-/// The training-mode BatchNorm kernels against burn's `batch_norm_train` on `shape`
+/// The training-mode BatchNorm kernels (WGSL on wgpu, the two-pass CPU kernel on flex) against
+/// burn's `batch_norm_train` on `shape`
 /// (`[b, c, h, w]`, inputs with a non-zero mean per channel): output, batch mean and variance,
 /// and the gradients of input, gamma and beta, for inputs laid out contiguous and channels last
 /// and output gradients laid out either way. The largest difference relative to the largest
@@ -291,7 +292,8 @@ pub fn batch_norm_difference(device: &Device, shape: [usize; 4]) -> f64 {
                 ];
                 (values, gradients)
             };
-            let ((tv, tg), (kv, kg)) = (run(Route::TensorOps), run(Route::Kernel));
+            // Auto: the WGSL kernels on wgpu, the two-pass CPU kernel on flex.
+            let ((tv, tg), (kv, kg)) = (run(Route::TensorOps), run(Route::Auto));
             for (t, k) in tv.iter().zip(&kv).chain(tg.iter().zip(&kg)) {
                 worst_diff = worst(worst_diff, relative_diff(t, k, 1e-3));
             }

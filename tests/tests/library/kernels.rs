@@ -38,6 +38,21 @@ fn batch_norm_kernels_equal_burns_batch_norm_and_its_gradients() {
     }
 }
 
+/// The flex BatchNorm (`kernels::flex_batch_norm`: two passes forward, two backward, its own
+/// autodiff node) against burn's `batch_norm_train` on flex, as above: output, statistics and the
+/// three gradients, inputs and output gradients contiguous or channels last, one value per
+/// channel, odd sizes, more channels than threads.
+#[test]
+fn flex_batch_norm_equals_burns_batch_norm_and_its_gradients() {
+    let _g = serial();
+    let d = Device::flex();
+    d.seed(17);
+    for shape in [[1, 3, 1, 1], [3, 5, 7, 9], [2, 70, 1, 3], [16, 64, 8, 8]] {
+        let diff = twins::batch_norm_difference(&d, shape);
+        assert!(diff <= 1e-5, "{shape:?}: flex BatchNorm and burn's differ by {diff} (relative)");
+    }
+}
+
 /// The scale-shift-activation kernels (a folded BatchNorm and its ReLU or SiLU) give the tensor
 /// ops' values and input gradients to float rounding, in either memory order.
 #[test]

@@ -1,0 +1,209 @@
+//! Training-mode BatchNorm on the flex CPU backend in two passes forward and two backward, with
+//! its own autodiff node (native targets): the CPU counterpart of the `batch_norm_*.wgsl`
+//! kernels.
+//!
+//! Why: burn 0.22.1 runs `batch_norm_train` as about a dozen tensor operations forward and 17
+//! backward, each a pass over the activation into a freshly allocated output; on a ResNet-18 at
+//! batch 128 the training forward took 2.2 s more than the eval forward of the same network,
+//! 3.2x PyTorch's (bench/NOTES.md section 13). Here, per channel (one thread each): the mean,
+//! then the mean of the squared deviations (the biased variance, as burn computes them; summed
+//! in f64), then one pass writing `(x - mean) / sqrt(var + eps) * gamma + beta`. Backward, per
+//! channel: `Σ dy` and `Σ dy·x̂`, then `dx = gamma / sqrt(var + eps) · (dy - Σ dy / m - x̂ Σ dy·x̂ /
+//! m)` (m values per channel), `dgamma = Σ dy·x̂`, `dbeta = Σ dy`. Every value is summed in a
+//! fixed order by one thread, so results repeat bit for bit. The twin is burn's
+//! `batch_norm_train` (`kernels::batch_norm_train` with `Route::TensorOps`); tested against it
+//! in `tests/tests/library/kernels.rs`.
+
+use super::flex_conv::{tensor, values};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, backend_extension};
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+
+/// Training-mode BatchNorm as a custom operation of flex (and of autodiff over flex).
+#[backend_extension(Flex: cfg(all()), Autodiff)]
+pub trait FlexBatchNorm: Backend {
+    /// `(output, batch mean, biased batch variance)` of `x` `[batch, channels, h, w]` with the
+    /// per-channel `gamma` and `beta`.
+    fn flex_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// `[batch, channels, plane]` of a 4-D shape.
+fn dims(shape: &[usize]) -> [usize; 3] {
+    assert_eq!(shape.len(), 4, "flex batch_norm_train: [batch, channels, h, w], got {shape:?}");
+    [shape[0], shape[1], shape[2] * shape[3]]
+}
+
+/// Per channel: the sum over every image's plane of `f(index in the plane's slice, value)`.
+fn channel_sums(
+    x: &[f32],
+    [n, c, plane]: [usize; 3],
+    f: impl Fn(usize, usize, f32) -> f64 + Sync,
+) -> Vec<f64> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut sum = 0.0f64;
+            for image in 0..n {
+                let start = (image * c + ch) * plane;
+                for (i, &v) in x[start..start + plane].iter().enumerate() {
+                    sum += f(ch, start + i, v);
+                }
+            }
+            sum
+        })
+        .collect()
+}
+
+fn forward(x: &[f32], shape: [usize; 3], gamma: &[f32], beta: &[f32], eps: f64) -> [Vec<f32>; 3] {
+    let [n, c, plane] = shape;
+    let m = (n * plane).max(1) as f64;
+    let mean: Vec<f64> = channel_sums(x, shape, |_, _, v| v as f64).iter().map(|s| s / m).collect();
+    let variance: Vec<f64> = channel_sums(x, shape, |ch, _, v| (v as f64 - mean[ch]).powi(2))
+        .iter()
+        .map(|s| s / m)
+        .collect();
+    let (mean, variance): (Vec<f32>, Vec<f32>) =
+        mean.iter().zip(&variance).map(|(&a, &b)| (a as f32, b as f32)).unzip();
+    let mut y = vec![0.0f32; x.len()];
+    y.par_chunks_mut(plane.max(1)).zip(x.par_chunks(plane.max(1))).enumerate().for_each(
+        |(p, (out, src))| {
+            let ch = p % c;
+            // (x - mean) first: with a tiny variance the scale is large, and x * scale + (beta -
+            // mean * scale) would cancel.
+            let scale = gamma[ch] / (variance[ch] as f64 + eps).sqrt() as f32;
+            let (mu, shift) = (mean[ch], beta[ch]);
+            for (o, &v) in out.iter_mut().zip(src) {
+                *o = (v - mu) * scale + shift;
+            }
+        },
+    );
+    [y, mean, variance]
+}
+
+/// The gradients `(x, gamma, beta)` from the output gradient `dy` (same shape as `x`).
+fn backward(
+    x: &[f32],
+    dy: &[f32],
+    shape: [usize; 3],
+    gamma: &[f32],
+    mean: &[f32],
+    variance: &[f32],
+    eps: f64,
+) -> [Vec<f32>; 3] {
+    let [n, c, plane] = shape;
+    let m = (n * plane).max(1) as f64;
+    let inv_std: Vec<f64> = variance.iter().map(|&v| 1.0 / (v as f64 + eps).sqrt()).collect();
+    let sum_dy = channel_sums(dy, shape, |_, _, g| g as f64);
+    let sum_dy_xhat = channel_sums(dy, shape, |ch, i, g| {
+        g as f64 * (x[i] as f64 - mean[ch] as f64) * inv_std[ch]
+    });
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, out)| {
+        let ch = p % c;
+        let start = p * plane;
+        let k = gamma[ch] as f64 * inv_std[ch];
+        let (a, b) = (sum_dy[ch] / m, sum_dy_xhat[ch] / m);
+        for (i, o) in out.iter_mut().enumerate() {
+            let xhat = (x[start + i] as f64 - mean[ch] as f64) * inv_std[ch];
+            *o = (k * (dy[start + i] as f64 - a - xhat * b)) as f32;
+        }
+    });
+    let to_f32 = |v: Vec<f64>| v.into_iter().map(|s| s as f32).collect();
+    [dx, to_f32(sum_dy_xhat), to_f32(sum_dy)]
+}
+
+impl FlexBatchNorm for Flex {
+    fn flex_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (xs, xv) = values(&x);
+        let shape = dims(&xs);
+        let [y, mean, variance] = forward(&xv, shape, &values(&gamma).1, &values(&beta).1, eps);
+        let c = shape[1];
+        (tensor(y, [xs[0], xs[1], xs[2], xs[3]]), tensor(mean, [c]), tensor(variance, [c]))
+    }
+}
+
+/// The batch statistics' node: no gradient flows through them (as burn's own).
+#[derive(Debug)]
+struct Statistic;
+
+impl Backward<Flex, 0> for Statistic {
+    type State = ();
+    fn backward(self, _: Ops<(), 0>, _: &mut Gradients, _: &mut Checkpointer) {}
+}
+
+/// The node: parents input, gamma, beta; the state is what the backward pass reads.
+#[derive(Debug)]
+struct BatchNormNode;
+
+impl Backward<Flex, 3> for BatchNormNode {
+    /// Input, gamma, batch mean, batch variance, eps.
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents.map(|p| p.map(|node| node.id));
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, mean, variance, eps) = ops.state;
+        let (xs, xv) = values(&x);
+        let shape = dims(&xs);
+        let [dx, dgamma, dbeta] = backward(
+            &xv,
+            &values(&dy).1,
+            shape,
+            &values(&gamma).1,
+            &values(&mean).1,
+            &values(&variance).1,
+            eps,
+        );
+        let c = shape[1];
+        for (id, g) in [
+            (node_x, tensor(dx, [xs[0], xs[1], xs[2], xs[3]])),
+            (node_gamma, tensor(dgamma, [c])),
+            (node_beta, tensor(dbeta, [c])),
+        ] {
+            if let Some(id) = id {
+                grads.register::<Flex>(id, g);
+            }
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FlexBatchNorm for Autodiff<Flex, C> {
+    fn flex_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x_p, gamma_p) = (x.primitive().clone(), gamma.primitive().clone());
+        let (y, mean, variance) = Flex::flex_batch_norm_train(
+            x_p.clone(),
+            gamma_p.clone(),
+            beta.primitive().clone(),
+            eps,
+        );
+        let constant = |t: FlexTensor| Statistic.prepare::<C>([]).compute_bound().stateless(t);
+        let parents = [x.node(), gamma.node(), beta.node()];
+        let y = match BatchNormNode.prepare::<C>(parents).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                prep.finish((x_p, gamma_p, mean.clone(), variance.clone(), eps), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (y, constant(mean), constant(variance))
+    }
+}
