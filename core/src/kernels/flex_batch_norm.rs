@@ -6,8 +6,8 @@
 //! backward, each a pass over the activation into a freshly allocated output; on a ResNet-18 at
 //! batch 128 the training forward took 2.2 s more than the eval forward of the same network,
 //! 3.2x PyTorch's (bench/NOTES.md section 13). Here, per channel (one thread each): the mean,
-//! then the mean of the squared deviations (the biased variance, as burn computes them; summed
-//! in f64), then one pass writing `(x - mean) / sqrt(var + eps) * gamma + beta`. Backward, per
+//! then the mean of the squared deviations (the biased variance, as burn computes them; sixteen
+//! f32 partial sums, each plane's total in f64), then one pass writing `(x - mean) / sqrt(var + eps) * gamma + beta`. Backward, per
 //! channel: `Σ dy` and `Σ dy·x̂`, then `dx = gamma / sqrt(var + eps) · (dy - Σ dy / m - x̂ Σ dy·x̂ /
 //! m)` (m values per channel), `dgamma = Σ dy·x̂`, `dbeta = Σ dy`. Every value is summed in a
 //! fixed order by one thread, so results repeat bit for bit. The twin is burn's
@@ -43,23 +43,53 @@ fn dims(shape: &[usize]) -> [usize; 3] {
     [shape[0], shape[1], shape[2] * shape[3]]
 }
 
-/// Per channel: the sum over every image's plane of `f(index in the plane's slice, value)`.
+/// Per channel: the sums over every image's plane of `f(channel, x)` for each value `x` of `a`
+/// and, when given, of `g(channel, x, y)` with the value `y` of `b` at the same place. Sixteen
+/// f32 partial sums side by side (independent, so they vectorise), each plane's added up in f64;
+/// a fixed order, so the sums repeat bit for bit.
 fn channel_sums(
-    x: &[f32],
+    a: &[f32],
+    b: Option<&[f32]>,
     [n, c, plane]: [usize; 3],
-    f: impl Fn(usize, usize, f32) -> f64 + Sync,
-) -> Vec<f64> {
+    f: impl Fn(usize, f32) -> f32 + Sync,
+    g: impl Fn(usize, f32, f32) -> f32 + Sync,
+) -> Vec<[f64; 2]> {
+    const LANES: usize = 16;
+    let fold =
+        |lanes: [f32; LANES], tail: f32| lanes.iter().map(|&v| v as f64).sum::<f64>() + tail as f64;
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let mut sum = 0.0f64;
+            let mut sums = [0.0f64; 2];
             for image in 0..n {
                 let start = (image * c + ch) * plane;
-                for (i, &v) in x[start..start + plane].iter().enumerate() {
-                    sum += f(ch, start + i, v);
+                let xs = &a[start..start + plane];
+                let split = plane - plane % LANES;
+                let (mut lanes, mut tail) = ([0.0f32; LANES], 0.0f32);
+                for run in xs[..split].chunks_exact(LANES) {
+                    for (l, &x) in lanes.iter_mut().zip(run) {
+                        *l += f(ch, x);
+                    }
+                }
+                for &x in &xs[split..] {
+                    tail += f(ch, x);
+                }
+                sums[0] += fold(lanes, tail);
+                if let Some(b) = b {
+                    let ys = &b[start..start + plane];
+                    let (mut lanes, mut tail) = ([0.0f32; LANES], 0.0f32);
+                    for (run, yrun) in xs[..split].chunks_exact(LANES).zip(ys.chunks_exact(LANES)) {
+                        for ((l, &x), &y) in lanes.iter_mut().zip(run).zip(yrun) {
+                            *l += g(ch, x, y);
+                        }
+                    }
+                    for (&x, &y) in xs[split..].iter().zip(&ys[split..]) {
+                        tail += g(ch, x, y);
+                    }
+                    sums[1] += fold(lanes, tail);
                 }
             }
-            sum
+            sums
         })
         .collect()
 }
@@ -67,13 +97,13 @@ fn channel_sums(
 fn forward(x: &[f32], shape: [usize; 3], gamma: &[f32], beta: &[f32], eps: f64) -> [Vec<f32>; 3] {
     let [n, c, plane] = shape;
     let m = (n * plane).max(1) as f64;
-    let mean: Vec<f64> = channel_sums(x, shape, |_, _, v| v as f64).iter().map(|s| s / m).collect();
-    let variance: Vec<f64> = channel_sums(x, shape, |ch, _, v| (v as f64 - mean[ch]).powi(2))
+    let none = |_: usize, _: f32, _: f32| 0.0;
+    let mean: Vec<f32> =
+        channel_sums(x, None, shape, |_, v| v, none).iter().map(|s| (s[0] / m) as f32).collect();
+    let variance: Vec<f32> = channel_sums(x, None, shape, |ch, v| (v - mean[ch]).powi(2), none)
         .iter()
-        .map(|s| s / m)
+        .map(|s| (s[0] / m) as f32)
         .collect();
-    let (mean, variance): (Vec<f32>, Vec<f32>) =
-        mean.iter().zip(&variance).map(|(&a, &b)| (a as f32, b as f32)).unzip();
     let mut y = vec![0.0f32; x.len()];
     y.par_chunks_mut(plane.max(1)).zip(x.par_chunks(plane.max(1))).enumerate().for_each(
         |(p, (out, src))| {
@@ -102,24 +132,26 @@ fn backward(
 ) -> [Vec<f32>; 3] {
     let [n, c, plane] = shape;
     let m = (n * plane).max(1) as f64;
-    let inv_std: Vec<f64> = variance.iter().map(|&v| 1.0 / (v as f64 + eps).sqrt()).collect();
-    let sum_dy = channel_sums(dy, shape, |_, _, g| g as f64);
-    let sum_dy_xhat = channel_sums(dy, shape, |ch, i, g| {
-        g as f64 * (x[i] as f64 - mean[ch] as f64) * inv_std[ch]
-    });
+    let inv_std: Vec<f32> =
+        variance.iter().map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32).collect();
+    // One pass over dy and x: Σ dy and Σ dy (x - mean); x̂ = (x - mean) / std.
+    let sums = channel_sums(dy, Some(x), shape, |_, g| g, |ch, g, v| g * (v - mean[ch]));
+    let sum_dy: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
+    let sum_dy_xhat: Vec<f32> =
+        sums.iter().zip(&inv_std).map(|(s, &k)| (s[1] * k as f64) as f32).collect();
     let mut dx = vec![0.0f32; x.len()];
+    let m = m as f32;
     dx.par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, out)| {
         let ch = p % c;
         let start = p * plane;
-        let k = gamma[ch] as f64 * inv_std[ch];
+        let (k, mu, s) = (gamma[ch] * inv_std[ch], mean[ch], inv_std[ch]);
         let (a, b) = (sum_dy[ch] / m, sum_dy_xhat[ch] / m);
-        for (i, o) in out.iter_mut().enumerate() {
-            let xhat = (x[start + i] as f64 - mean[ch] as f64) * inv_std[ch];
-            *o = (k * (dy[start + i] as f64 - a - xhat * b)) as f32;
+        let (xs, gs) = (&x[start..start + plane], &dy[start..start + plane]);
+        for ((o, &v), &g) in out.iter_mut().zip(xs).zip(gs) {
+            *o = k * (g - a - (v - mu) * s * b);
         }
     });
-    let to_f32 = |v: Vec<f64>| v.into_iter().map(|s| s as f32).collect();
-    [dx, to_f32(sum_dy_xhat), to_f32(sum_dy)]
+    [dx, sum_dy_xhat, sum_dy]
 }
 
 impl FlexBatchNorm for Flex {
