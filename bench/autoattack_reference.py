@@ -3,7 +3,10 @@ images as `saad eval --attacks autoattack`, for the benchmark of issue 5. Not pa
 
     saad export --checkpoint M.saad --format safetensors --out m.safetensors   # a small-cnn-W model
     saad data export --data digits --split test --out digits_test.bin
-    python3 bench/autoattack_reference.py m.safetensors digits_test.bin WIDTH N [version]
+    python3 bench/autoattack_reference.py m.safetensors digits_test.bin WIDTH N [version [SIZE]]
+
+SIZE: the images' side (default 32; `saad data export --image-size 16` writes the demo's 16x16
+digits in the same record layout).
 
 Prints clean and robust accuracy, the time of each attack and in all.
 """
@@ -33,11 +36,12 @@ class SmallCnn(nn.Module):
 def main():
     weights, images, width, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     version = sys.argv[5] if len(sys.argv) > 5 else "standard"
+    size = int(sys.argv[6]) if len(sys.argv) > 6 else 32
     model = SmallCnn(width).eval()
     model.load_state_dict(load_file(weights), strict=True)
-    raw = np.fromfile(images, dtype=np.uint8).reshape(-1, 3073)[:n]
+    raw = np.fromfile(images, dtype=np.uint8).reshape(-1, 1 + 3 * size * size)[:n]
     y = torch.tensor(raw[:, 0].astype(np.int64))
-    x = torch.tensor(raw[:, 1:].astype(np.float32).reshape(-1, 3, 32, 32) / 255.0)
+    x = torch.tensor(raw[:, 1:].astype(np.float32).reshape(-1, 3, size, size) / 255.0)
     torch.set_num_threads(2)
     adversary = AutoAttack(model, norm="Linf", eps=8 / 255, version=version, device="cpu", seed=0)
     start = time.time()

@@ -157,15 +157,18 @@ pub fn concat(parts: Vec<ImageSet>) -> ImageSet {
 }
 
 /// Writes images in the official binary record format (used by tests and by the page's
-/// example files). CIFAR-100 records get coarse label 0.
+/// example files): label byte(s), then the image's pixels channel by channel. CIFAR-100 records
+/// get coarse label 0. A set of 3x32x32 images is the official format; other sizes keep the
+/// record layout at their own size (`saad data export` of the digits at 16x16).
 pub fn encode(set: &ImageSet, kind: CifarKind) -> Vec<u8> {
-    let mut out = Vec::with_capacity(set.len() * (kind.label_bytes() + PIXELS));
+    let per_image = set.image_len();
+    let mut out = Vec::with_capacity(set.len() * (kind.label_bytes() + per_image));
     for (i, &l) in set.labels.iter().enumerate() {
         if kind == CifarKind::Cifar100 {
             out.push(0);
         }
         out.push(l as u8);
-        out.extend_from_slice(&set.pixels[i * PIXELS..(i + 1) * PIXELS]);
+        out.extend_from_slice(&set.pixels[i * per_image..(i + 1) * per_image]);
     }
     out
 }

@@ -17,7 +17,9 @@ pub enum DataAction {
     /// Read a dataset and print its size (checks that the files are complete).
     Check(DataArgs),
     /// Write a split in the CIFAR-10 binary format (32x32x3 images, at most 256 classes), e.g.
-    /// the rendered digits for tools that read CIFAR files (the page, PyTorch scripts).
+    /// the rendered digits for tools that read CIFAR files (the page, PyTorch scripts); the
+    /// digits at another --image-size keep the record layout at that size (a label byte, then
+    /// 3 x size x size pixels; bench/autoattack_reference.py takes the size).
     Export {
         #[command(flatten)]
         data: DataArgs,
@@ -60,9 +62,11 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 "test" => test,
                 other => bail!("--split {other:?}: expected train or test"),
             };
-            if (set.channels, set.height, set.width) != (3, 32, 32) || set.num_classes > 256 {
+            let cifar_size = (set.channels, set.height, set.width) == (3, 32, 32);
+            let digits_size = set.name == "digits" && set.channels == 3 && set.height == set.width;
+            if !(cifar_size || digits_size) || set.num_classes > 256 {
                 bail!(
-                    "the CIFAR-10 format holds 3x32x32 images with byte labels; this split is {}x{}x{} with {} classes",
+                    "the CIFAR-10 format holds 3x32x32 images with byte labels (the digits also at their --image-size); this split is {}x{}x{} with {} classes",
                     set.channels,
                     set.height,
                     set.width,

@@ -43,6 +43,33 @@ fn cifar_readers_accept_official_files_and_name_broken_ones() {
     assert!(out.contains("3 train and 1 test images, 3x32x32, 100 classes"), "{out}");
 }
 
+/// `saad data export` writes the digits as CIFAR-10 records (a label byte, 3x32x32 pixels), and
+/// at another `--image-size` the same layout at that size; the record count is the split's.
+#[test]
+fn digits_export_as_cifar_records_at_their_size() {
+    let dir = tempdir("export");
+    for (size, record) in [(32usize, 3073usize), (16, 769)] {
+        let out = dir.join(format!("digits{size}.bin"));
+        let size_arg = size.to_string();
+        let printed = ok(&[
+            "data",
+            "export",
+            "--data",
+            "digits",
+            "--image-size",
+            &size_arg,
+            "--split",
+            "test",
+            "--out",
+            s(&out),
+        ]);
+        let images: usize = printed.split_whitespace().next().unwrap().parse().unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(bytes.len(), images * record, "{size}x{size}: {images} records of {record}");
+        assert!(bytes.iter().step_by(record).all(|&label| label < 10), "labels first");
+    }
+}
+
 fn jpeg(path: &Path, size: u16, gray: bool) {
     let n = size as usize * size as usize;
     let (data, ct) = if gray {
