@@ -868,11 +868,8 @@ pub(super) fn tiled_conv2d(
     if m * o == 0 {
         return nchw_from_nhwc(y);
     }
-    let (weight, bias) = match bias {
-        Some(b) => (weight, Some(unaliased(f32_contiguous(b), &x))),
-        None => (weight, None),
-    };
     let weight = unaliased(weight, &x);
+    let bias = bias.map(|b| unaliased(f32_contiguous(b), &x));
     let k = params.in_channels * params.kernel_h * params.kernel_w;
     params.has_bias = bias.is_some() as u32;
     params.gemm_m = m as u32;
@@ -901,6 +898,7 @@ pub(super) fn tiled_conv2d(
     );
     nchw_from_nhwc(y)
 }
+
 /// `conv_backward_data.wgsl`: the input gradient `[n, c, h, w]` (NHWC in memory) of a
 /// convolution of an `x_shape` input by `weight`, from the output gradient `dy`.
 pub(super) fn tiled_conv2d_backward_data(
