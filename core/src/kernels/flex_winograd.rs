@@ -226,7 +226,7 @@ pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
         let nb = chunk.min(s.batch - b0);
         let t_count = nb * per_image;
         // Inputs: one thread per channel, its 16 rows of T transformed patches, a row of tiles
-        // at a time (see `transform_tile_row`).
+        // at a time (see `TileRows::transform`).
         v[..c * 16 * t_count].par_chunks_mut(16 * t_count).enumerate().for_each(|(ch, out)| {
             let mut rows = TileRows::new(tw);
             for image in 0..nb {
