@@ -456,7 +456,9 @@ pub fn batch_norm_train(
     (out.output, out.mean, out.variance)
 }
 
-/// Whether a device is the flex CPU backend (with or without autodiff).
+/// Whether a device is the flex CPU backend (with or without autodiff); only the native flex
+/// kernels ask.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn on_flex(device: &Device) -> bool {
     matches!(
         device.clone().without_autodiff().as_dispatch(),
