@@ -819,11 +819,6 @@ fn conv_grid(params: &ConvParams, splits: usize) -> CubeCount {
     CubeCount::Static(cols as u32, rows as u32, splits as u32)
 }
 
-/// A dense `[n, c, h, w]` tensor viewed from an NHWC buffer (what the kernels write).
-fn nchw_from_nhwc(t: CubeTensor) -> CubeTensor {
-    burn_cubecl::ops::permute(t, &[0, 3, 1, 2])
-}
-
 impl super::tiled_conv::TiledConv for CubeBackend {
     fn tiled_conv2d(
         x: CubeTensor,
@@ -866,7 +861,7 @@ pub(super) fn tiled_conv2d(
     let y = empty_device_dtype(client.clone(), x.device.clone(), [n, ho, wo, o].into(), DType::F32);
     let m = n * ho * wo;
     if m * o == 0 {
-        return nchw_from_nhwc(y);
+        return burn_cubecl::ops::permute_nhwc_to_nchw(y);
     }
     let weight = unaliased(weight, &x);
     let bias = bias.map(|b| unaliased(f32_contiguous(b), &x));
@@ -896,7 +891,7 @@ pub(super) fn tiled_conv2d(
             params.binding(),
         ]),
     );
-    nchw_from_nhwc(y)
+    burn_cubecl::ops::permute_nhwc_to_nchw(y)
 }
 
 /// `conv_backward_data.wgsl`: the input gradient `[n, c, h, w]` (NHWC in memory) of a
@@ -915,7 +910,7 @@ pub(super) fn tiled_conv2d_backward_data(
     let dx = empty_device_dtype(client.clone(), dy.device.clone(), [n, h, w, c].into(), DType::F32);
     let (m, k) = (n * h * w, (params.kernel_h * params.kernel_w * params.out_channels) as usize);
     if m * c == 0 {
-        return nchw_from_nhwc(dx);
+        return burn_cubecl::ops::permute_nhwc_to_nchw(dx);
     }
     let weight = unaliased(weight, &dy);
     params.gemm_m = m as u32;
@@ -936,7 +931,7 @@ pub(super) fn tiled_conv2d_backward_data(
             params.binding(),
         ]),
     );
-    nchw_from_nhwc(dx)
+    burn_cubecl::ops::permute_nhwc_to_nchw(dx)
 }
 
 /// `conv_backward_weight.wgsl`: the weight gradient of a convolution of `x` by a weight shaped

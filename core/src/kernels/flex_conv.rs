@@ -25,7 +25,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
+use burn::tensor::TensorData;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
@@ -478,15 +478,10 @@ impl<C: CheckpointStrategy> FlexConv for Autodiff<Flex, C> {
 /// dilation 1, symmetric padding); `None` otherwise, and when the project's kernels are turned
 /// off ([`super::with_kernels`]).
 pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
-    if !super::on_flex(&x.device())
-        || !super::kernels_enabled()
-        || x.dtype() != DType::F32
-        || conv.groups != 1
-        || conv.dilation != [1, 1]
-    {
+    if !super::on_flex(&x.device()) {
         return None;
     }
-    let pad = super::symmetric_padding(conv)?;
+    let pad = super::project_conv_padding(conv, x)?;
     Some(super::add_conv_bias(conv2d(x.clone(), conv.weight.val(), conv.stride, pad), conv))
 }
 

@@ -25,7 +25,6 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::DType;
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
@@ -208,15 +207,11 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, stride: [usize; 2], pad: [usize; 
 pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     let [_, _, kh, kw] = conv.weight.dims();
     if wgpu_convolution() != WgpuConvolution::Columns
-        || !super::kernels_enabled()
         || !super::has_kernels(&x.device())
-        || x.dtype() != DType::F32
-        || conv.groups != 1
-        || conv.dilation != [1, 1]
         || kh * kw == 1
     {
         return None;
     }
-    let pad = super::symmetric_padding(conv)?;
+    let pad = super::project_conv_padding(conv, x)?;
     Some(super::add_conv_bias(conv2d(x.clone(), conv.weight.val(), conv.stride, pad), conv))
 }

@@ -209,6 +209,20 @@ pub(crate) fn symmetric_padding(conv: &burn::nn::conv::Conv2d) -> Option<[usize;
     }
 }
 
+/// The padding of a layer that the project's convolutions take, when its input and the
+/// project's kernels allow them: kernels on, f32, groups 1, dilation 1, symmetric padding
+/// ([`symmetric_padding`]). Which device and which convolution is each caller's check.
+pub(crate) fn project_conv_padding(
+    conv: &burn::nn::conv::Conv2d,
+    x: &Tensor<4>,
+) -> Option<[usize; 2]> {
+    let plain = kernels_enabled()
+        && x.dtype() == burn::tensor::DType::F32
+        && conv.groups == 1
+        && conv.dilation == [1, 1];
+    if plain { symmetric_padding(conv) } else { None }
+}
+
 /// Adds a layer's bias, if it has one, to a convolution's output, as burn's convolution does.
 pub(crate) fn add_conv_bias(y: Tensor<4>, conv: &burn::nn::conv::Conv2d) -> Tensor<4> {
     match &conv.bias {

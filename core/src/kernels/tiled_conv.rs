@@ -26,7 +26,6 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::DType;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
@@ -183,16 +182,10 @@ pub fn conv2d(
 /// symmetric padding. `None`: use burn's.
 pub fn try_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     use super::gemm_conv::{WgpuConvolution, wgpu_convolution};
-    if wgpu_convolution() != WgpuConvolution::Tiled
-        || !super::kernels_enabled()
-        || !super::has_kernels(&x.device())
-        || x.dtype() != DType::F32
-        || conv.groups != 1
-        || conv.dilation != [1, 1]
-    {
+    if wgpu_convolution() != WgpuConvolution::Tiled || !super::has_kernels(&x.device()) {
         return None;
     }
-    let pad = super::symmetric_padding(conv)?;
+    let pad = super::project_conv_padding(conv, x)?;
     let bias = conv.bias.as_ref().map(|b| b.val());
     Some(conv2d(x.clone(), conv.weight.val(), bias, conv.stride, pad))
 }
