@@ -9,7 +9,7 @@
 //!
 //! - forward: `Y[O, N] = W[O, K] · cols[K, N]`
 //! - input gradient: `dcols[K, N] = Wᵀ[K, O] · dY[O, N]`, then col2im (a scatter-add per plane)
-//! - weight gradient: `dW[O, K] += dY[O, N] · colsᵀ[N, K]`, summed over the chunks
+//! - weight gradient: `dWᵀ[K, O] += cols[K, N] · dYᵀ[N, O]`, summed over the chunks
 //!
 //! with `K = C·kh·kw` in the weight's own order (`[O, C, kh, kw]` is `W[O, K]` as stored) and
 //! `N` = images of the chunk x output positions. Every element is computed by one thread in a fixed
@@ -384,23 +384,32 @@ fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
 
 fn weight_gradient(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (k, l, o) = (g.k(), g.positions(), g.out_channels);
-    let mut dw = vec![0.0; o * k];
+    // The transposed gradient `dWᵀ[K, O] = cols[K, N] · dYᵀ[N, O]`, summed over the chunks: gemm
+    // then reads the column matrix along its rows. Asked for `dW = dY · colsᵀ` instead, it
+    // packs the columns across their rows, `N` floats apart (4 KiB for a 32x32 image), and
+    // ResNet-18's first-stage weight gradients took 2.2x as long (bench/NOTES.md section 14).
+    let mut dw_t = vec![0.0; k * o];
     let mut cols = vec![0.0; k * g.chunk() * l];
     let mut dout = vec![0.0; o * g.chunk() * l];
     for (b0, nb) in g.chunks() {
         let n = nb * l;
         im2col(g, x, b0, nb, &mut cols);
         gather_rows(dy, o, l, b0, nb, &mut dout);
-        let cols_t = Operand { data: &cols, row_stride: 1, col_stride: n };
         matmul(
-            o,
             k,
+            o,
             n,
-            &mut dw,
+            &mut dw_t,
             b0 > 0,
-            Operand { data: &dout, row_stride: n, col_stride: 1 },
-            cols_t,
+            Operand { data: &cols, row_stride: n, col_stride: 1 },
+            Operand { data: &dout, row_stride: 1, col_stride: n },
         );
+    }
+    let mut dw = vec![0.0; o * k];
+    for (kk, row) in dw_t.chunks_exact(o).enumerate() {
+        for (oc, &value) in row.iter().enumerate() {
+            dw[oc * k + kk] = value;
+        }
     }
     dw
 }
