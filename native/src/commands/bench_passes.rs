@@ -16,6 +16,7 @@ use saad_core::losses::cross_entropy;
 use saad_core::models::ModelSpec;
 use saad_core::train::TrainConfig;
 use serde_json::json;
+use std::time::Instant;
 
 /// One timed pass kind.
 struct PassTiming {
@@ -37,20 +38,40 @@ pub fn run(args: &BenchArgs, device: &Device, device_name: &str) -> Result<()> {
     let eval = net.valid().folded();
 
     let mut rows = Vec::new();
-    let mut time = |name, f: &mut dyn FnMut()| {
-        let seconds = per_call(device, calls, f);
-        rows.push(PassTiming { name, seconds });
+    let mut time = |name, seconds| rows.push(PassTiming { name, seconds });
+    time(
+        "fold (BatchNorm into the eval copy)",
+        per_call(device, calls, || drop(net.valid().folded())),
+    );
+    time("eval forward", per_call(device, calls, || drop(eval.forward(x.clone()))));
+    time(
+        "attack iteration (eval forward + input gradient)",
+        per_call(device, calls, || drop(input_gradient(&|x| eval.forward(x), &objective, &x))),
+    );
+    // The training forward is timed inside forward + backward calls, as a step runs it: burn's
+    // autodiff keeps what a forward pass saved for its backward until a backward runs, so
+    // forward-only calls kept allocating fresh memory and took 2.3-2.4 s each here, against
+    // 0.84 s for the same forward after a backward (bench/NOTES.md section 14).
+    let forward_seconds = {
+        let run = || {
+            let start = Instant::now();
+            let logits = net.forward(x.clone().autodiff());
+            device.sync().ok();
+            let seconds = start.elapsed().as_secs_f64();
+            drop(cross_entropy(logits, y.clone()).mean().backward());
+            seconds
+        };
+        run();
+        (0..calls).map(|_| run()).sum::<f64>() / calls as f64
     };
-    time("fold (BatchNorm into the eval copy)", &mut || drop(net.valid().folded()));
-    time("eval forward", &mut || drop(eval.forward(x.clone())));
-    time("attack iteration (eval forward + input gradient)", &mut || {
-        drop(input_gradient(&|x| eval.forward(x), &objective, &x))
-    });
-    time("training forward", &mut || drop(net.forward(x.clone().autodiff())));
-    time("training forward + backward", &mut || {
-        let loss = cross_entropy(net.forward(x.clone().autodiff()), y.clone()).mean();
-        drop(loss.backward())
-    });
+    time("training forward (within forward + backward)", forward_seconds);
+    time(
+        "training forward + backward",
+        per_call(device, calls, || {
+            let loss = cross_entropy(net.forward(x.clone().autodiff()), y.clone()).mean();
+            drop(loss.backward())
+        }),
+    );
     let config = TrainConfig::reference(saad_core::train::MethodKind::NATURAL);
     let mut optim = saad_core::train::sgd::Sgd {
         momentum: config.momentum,
@@ -58,11 +79,12 @@ pub fn run(args: &BenchArgs, device: &Device, device_name: &str) -> Result<()> {
         weight_decay: config.weight_decay,
     }
     .init();
-    time("training forward + backward + SGD step", &mut || {
+    let step = per_call(device, calls, || {
         let loss = cross_entropy(net.forward(x.clone().autodiff()), y.clone()).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &net);
         net = optim.step(config.lr, net.clone(), grads);
     });
+    time("training forward + backward + SGD step", step);
 
     if args.json {
         let passes: Vec<_> =
