@@ -33,11 +33,8 @@ struct RowAt {
 }
 
 fn row_at(row: u32) -> RowAt {
-    let iw = row % params.in_w;
-    let rest = row / params.in_w;
-    let ih = rest % params.in_h;
-    let n = rest / params.in_h;
-    return RowAt(n * params.dy.s0, i32(ih + params.pad_h), i32(iw + params.pad_w));
+    let p = split_pixel(row, params.in_h, params.in_w);
+    return RowAt(p.n * params.dy.s0, i32(p.h + params.pad_h), i32(p.w + params.pad_w));
 }
 
 // A tap and output channel of dy: the channel's offset and the kernel position.
@@ -48,10 +45,8 @@ struct DepthA {
 }
 
 fn depth_a(depth: u32) -> DepthA {
-    let tap = depth / params.out_channels;
-    let o = depth - tap * params.out_channels;
-    let kh = tap / params.kernel_w;
-    return DepthA(o * params.dy.s1, i32(kh), i32(tap - kh * params.kernel_w));
+    let t = split_tap(depth, params.out_channels);
+    return DepthA(t.channel * params.dy.s1, i32(t.kh), i32(t.kw));
 }
 
 fn a_at(r: RowAt, d: DepthA) -> f32 {
@@ -69,11 +64,9 @@ struct DepthB {
 }
 
 fn depth_b(depth: u32) -> DepthB {
-    let tap = depth / params.out_channels;
-    let o = depth - tap * params.out_channels;
-    let kh = tap / params.kernel_w;
+    let t = split_tap(depth, params.out_channels);
     let w = params.w;
-    return DepthB(o * w.s0 + kh * w.s2 + (tap - kh * params.kernel_w) * w.s3);
+    return DepthB(t.channel * w.s0 + t.kh * w.s2 + t.kw * w.s3);
 }
 
 // An input channel: its offset in the weight.

@@ -29,35 +29,20 @@ struct DepthA {
 }
 
 fn depth_a(depth: u32) -> DepthA {
-    let ow = depth % params.out_w;
-    let rest = depth / params.out_w;
-    let oh = rest % params.out_h;
-    let n = rest / params.out_h;
+    let p = split_pixel(depth, params.out_h, params.out_w);
     let s = params.dy;
-    return DepthA(n * s.s0 + oh * s.s2 + ow * s.s3);
+    return DepthA(p.n * s.s0 + p.h * s.s2 + p.w * s.s3);
 }
 
 fn a_at(r: RowAt, d: DepthA) -> f32 {
     return dy[r.offset + d.offset];
 }
 
-// An output pixel's window on x: its image's offset and top-left corner.
-struct DepthB {
-    image: u32,
-    top: i32,
-    left: i32,
-}
+// An output pixel's window on x (conv_tiles.wgsl).
+alias DepthB = Window;
 
 fn depth_b(depth: u32) -> DepthB {
-    let ow = depth % params.out_w;
-    let rest = depth / params.out_w;
-    let oh = rest % params.out_h;
-    let n = rest / params.out_h;
-    return DepthB(
-        n * params.x.s0,
-        i32(oh * params.stride_h) - i32(params.pad_h),
-        i32(ow * params.stride_w) - i32(params.pad_w),
-    );
+    return output_window(depth);
 }
 
 // A tap (kh, kw, c) of the weight: the channel's offset in x and the kernel position.
@@ -68,10 +53,8 @@ struct ColAt {
 }
 
 fn col_at(col: u32) -> ColAt {
-    let tap = col / params.in_channels;
-    let c = col - tap * params.in_channels;
-    let kh = tap / params.kernel_w;
-    return ColAt(c * params.x.s1, i32(kh), i32(tap - kh * params.kernel_w));
+    let t = split_tap(col, params.in_channels);
+    return ColAt(t.channel * params.x.s1, i32(t.kh), i32(t.kw));
 }
 
 fn b_at(d: DepthB, c: ColAt) -> f32 {
@@ -84,10 +67,8 @@ fn b_at(d: DepthB, c: ColAt) -> f32 {
 }
 
 fn store(row: u32, col: u32, split: u32, value: f32) {
-    let c = col % params.in_channels;
-    let tap = col / params.in_channels;
+    let t = split_tap(col, params.in_channels);
     let w = params.w;
     let elements = params.out_channels * params.in_channels * params.kernel_h * params.kernel_w;
-    partial[split * elements + row * w.s0 + c * w.s1 + (tap / params.kernel_w) * w.s2
-        + (tap % params.kernel_w) * w.s3] = value;
+    partial[split * elements + row * w.s0 + t.channel * w.s1 + t.kh * w.s2 + t.kw * w.s3] = value;
 }

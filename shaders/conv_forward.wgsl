@@ -14,23 +14,11 @@
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;      // [batch, out_h, out_w, out]
 @group(0) @binding(4) var<storage, read_write> params: ConvParams;
 
-// An output pixel: its image's offset in x and its window's top-left corner on the input.
-struct RowAt {
-    image: u32,
-    top: i32,
-    left: i32,
-}
+// An output pixel: its window on x (conv_tiles.wgsl).
+alias RowAt = Window;
 
 fn row_at(row: u32) -> RowAt {
-    let ow = row % params.out_w;
-    let rest = row / params.out_w;
-    let oh = rest % params.out_h;
-    let n = rest / params.out_h;
-    return RowAt(
-        n * params.x.s0,
-        i32(oh * params.stride_h) - i32(params.pad_h),
-        i32(ow * params.stride_w) - i32(params.pad_w),
-    );
+    return output_window(row);
 }
 
 // A tap of the input: the channel's offset in x and the kernel position.
@@ -41,10 +29,8 @@ struct DepthA {
 }
 
 fn depth_a(depth: u32) -> DepthA {
-    let tap = depth / params.in_channels;
-    let c = depth - tap * params.in_channels;
-    let kh = tap / params.kernel_w;
-    return DepthA(c * params.x.s1, i32(kh), i32(tap - kh * params.kernel_w));
+    let t = split_tap(depth, params.in_channels);
+    return DepthA(t.channel * params.x.s1, i32(t.kh), i32(t.kw));
 }
 
 fn a_at(r: RowAt, d: DepthA) -> f32 {
@@ -62,11 +48,9 @@ struct DepthB {
 }
 
 fn depth_b(depth: u32) -> DepthB {
-    let tap = depth / params.in_channels;
-    let c = depth - tap * params.in_channels;
-    let kh = tap / params.kernel_w;
+    let t = split_tap(depth, params.in_channels);
     let w = params.w;
-    return DepthB(c * w.s1 + kh * w.s2 + (tap - kh * params.kernel_w) * w.s3);
+    return DepthB(t.channel * w.s1 + t.kh * w.s2 + t.kw * w.s3);
 }
 
 // An output channel: its offset in the weight.

@@ -16,6 +16,49 @@
 // r = 0..3. Workgroups along z each sum one slice of the depth (split-K) and store a partial
 // result that the host sums.
 
+// The index splits the three kernels share (they read only `params`).
+
+// A pixel (n, h, w) of an image `height` x `width`, w innermost.
+struct Pixel {
+    n: u32,
+    h: u32,
+    w: u32,
+}
+
+fn split_pixel(pixel: u32, height: u32, width: u32) -> Pixel {
+    let rest = pixel / width;
+    return Pixel(rest / height, rest % height, pixel % width);
+}
+
+// An output pixel's window on x: its image's offset in x and its top-left corner on the input.
+struct Window {
+    image: u32,
+    top: i32,
+    left: i32,
+}
+
+fn output_window(pixel: u32) -> Window {
+    let p = split_pixel(pixel, params.out_h, params.out_w);
+    return Window(
+        p.n * params.x.s0,
+        i32(p.h * params.stride_h) - i32(params.pad_h),
+        i32(p.w * params.stride_w) - i32(params.pad_w),
+    );
+}
+
+// A tap (kh, kw, channel) of `(kh * kernel_w + kw) * channels + channel`, the channel innermost.
+struct Tap {
+    channel: u32,
+    kh: u32,
+    kw: u32,
+}
+
+fn split_tap(index: u32, channels: u32) -> Tap {
+    let tap = index / channels;
+    let kh = tap / params.kernel_w;
+    return Tap(index - tap * channels, kh, tap - kh * params.kernel_w);
+}
+
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
 const SIDE: u32 = 16u;

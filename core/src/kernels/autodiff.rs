@@ -7,12 +7,12 @@ use super::params::{
     BatchNormParams, BatchNormRunningParams, FoldParams, SaadLossParams, ScaleShiftParams,
     SgdStepParams, TransferStatsParams,
 };
-use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend};
 use burn_cubecl::CubeBackend;
 
 type Prim = FloatTensor<CubeBackend>;
@@ -21,12 +21,16 @@ type Prim = FloatTensor<CubeBackend>;
 #[derive(Debug)]
 struct Constant;
 
-impl Backward<CubeBackend, 0> for Constant {
+impl<B: Backend> Backward<B, 0> for Constant {
     type State = ();
     fn backward(self, _ops: Ops<(), 0>, _grads: &mut Gradients, _checkpointer: &mut Checkpointer) {}
 }
 
-fn constant<C: CheckpointStrategy>(p: Prim) -> FloatTensor<Autodiff<CubeBackend, C>> {
+/// `p` on the autodiff device as a constant: the WGSL kernels' results here, the flex
+/// BatchNorm's batch statistics in `flex_batch_norm`.
+pub(super) fn constant<B: Backend, C: CheckpointStrategy>(
+    p: FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
     Constant.prepare::<C>([]).compute_bound().stateless(p)
 }
 
@@ -147,7 +151,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
         params: ScaleShiftParams,
     ) -> FloatTensor<Self> {
         let [x, s, t, g] = [x, scale, shift, grad].map(|t| t.into_primitive());
-        constant::<C>(CubeBackend::scale_shift_activation_backward(x, s, t, g, params))
+        constant::<_, C>(CubeBackend::scale_shift_activation_backward(x, s, t, g, params))
     }
 
     fn batch_norm_running(
@@ -161,7 +165,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
         let [bm, bv, rm, rv, n] =
             [batch_mean, batch_var, running_mean, running_var, count].map(|t| t.into_primitive());
         let (m, v) = CubeBackend::batch_norm_running(bm, bv, rm, rv, n, params);
-        (constant::<C>(m), constant::<C>(v))
+        (constant::<_, C>(m), constant::<_, C>(v))
     }
 
     fn fold_conv_batch_norm(
@@ -175,7 +179,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
         let [w, g, b, m, v] =
             [weight, gamma, beta, running_mean, running_var].map(|t| t.into_primitive());
         let (w, b) = CubeBackend::fold_conv_batch_norm(w, g, b, m, v, params);
-        (constant::<C>(w), constant::<C>(b))
+        (constant::<_, C>(w), constant::<_, C>(b))
     }
 
     fn batch_norm_train(
@@ -198,7 +202,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
-        (y, constant::<C>(mean), constant::<C>(variance))
+        (y, constant::<_, C>(mean), constant::<_, C>(variance))
     }
 
     fn batch_norm_train_backward(
@@ -211,7 +215,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [x, g, m, v, d] = [x, gamma, mean, variance, grad].map(|t| t.into_primitive());
         let (dx, dg, db) = CubeBackend::batch_norm_train_backward(x, g, m, v, d, params);
-        (constant::<C>(dx), constant::<C>(dg), constant::<C>(db))
+        (constant::<_, C>(dx), constant::<_, C>(dg), constant::<_, C>(db))
     }
 
     fn sgd_step(
@@ -222,7 +226,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [p, g, v] = [param, grad, velocity].map(|t| t.into_primitive());
         let (p, v) = CubeBackend::sgd_step(p, g, v, params);
-        (constant::<C>(p), constant::<C>(v))
+        (constant::<_, C>(p), constant::<_, C>(v))
     }
 
     fn relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -235,7 +239,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
 
     fn relu_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         let [o, g] = [output, grad].map(|t| t.into_primitive());
-        constant::<C>(CubeBackend::relu_backward(o, g))
+        constant::<_, C>(CubeBackend::relu_backward(o, g))
     }
 
     fn pgd_step(
@@ -248,7 +252,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
     ) -> FloatTensor<Self> {
         let [x_adv, grad, x, eps, alpha, active] =
             [x_adv, grad, x, eps, alpha, active].map(|t| t.into_primitive());
-        constant::<C>(CubeBackend::pgd_step(x_adv, grad, x, eps, alpha, active))
+        constant::<_, C>(CubeBackend::pgd_step(x_adv, grad, x, eps, alpha, active))
     }
 
     fn saad_loss(
@@ -265,7 +269,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(loss),
         };
-        (loss, constant::<C>(weights))
+        (loss, constant::<_, C>(weights))
     }
 
     fn saad_loss_backward(
@@ -276,7 +280,7 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
         params: SaadLossParams,
     ) -> FloatTensor<Self> {
         let [t, s, w, u] = [teacher, student, weights, upstream].map(|t| t.into_primitive());
-        constant::<C>(CubeBackend::saad_loss_backward(t, s, w, u, params))
+        constant::<_, C>(CubeBackend::saad_loss_backward(t, s, w, u, params))
     }
 
     fn transfer_stats(
@@ -286,6 +290,6 @@ impl<C: CheckpointStrategy> SaadKernels for Autodiff<CubeBackend, C> {
         params: TransferStatsParams,
     ) -> FloatTensor<Self> {
         let [t, s, l] = [teacher_adv, student_adv, labels].map(|t| t.into_primitive());
-        constant::<C>(CubeBackend::transfer_stats(t, s, l, params))
+        constant::<_, C>(CubeBackend::transfer_stats(t, s, l, params))
     }
 }

@@ -169,15 +169,6 @@ impl FlexBatchNorm for Flex {
     }
 }
 
-/// The batch statistics' node: no gradient flows through them (as burn's own).
-#[derive(Debug)]
-struct Statistic;
-
-impl Backward<Flex, 0> for Statistic {
-    type State = ();
-    fn backward(self, _: Ops<(), 0>, _: &mut Gradients, _: &mut Checkpointer) {}
-}
-
 /// The node: parents input, gamma, beta; the state is what the backward pass reads.
 #[derive(Debug)]
 struct BatchNormNode;
@@ -228,7 +219,8 @@ impl<C: CheckpointStrategy> FlexBatchNorm for Autodiff<Flex, C> {
             beta.primitive().clone(),
             eps,
         );
-        let constant = |t: FlexTensor| Statistic.prepare::<C>([]).compute_bound().stateless(t);
+        // No gradient flows through the batch statistics (as through burn's own).
+        let constant = super::autodiff::constant::<Flex, C>;
         let parents = [x.node(), gamma.node(), beta.node()];
         let y = match BatchNormNode.prepare::<C>(parents).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {

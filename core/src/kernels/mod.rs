@@ -435,17 +435,12 @@ pub fn batch_norm_train(
             eps: eps as f32,
             dy: bytemuck::Zeroable::zeroed(),
         };
-        let (y, mean, variance) = <Dispatch as SaadKernels>::batch_norm_train(
+        return batch_norm_outputs(<Dispatch as SaadKernels>::batch_norm_train(
             x.into_dispatch(),
             gamma.into_dispatch(),
             beta.into_dispatch(),
             params,
-        );
-        return (
-            Tensor::from_dispatch(y),
-            Tensor::from_dispatch(mean),
-            Tensor::from_dispatch(variance),
-        );
+        ));
     }
     #[cfg(not(target_arch = "wasm32"))]
     if route == Route::Auto
@@ -453,21 +448,24 @@ pub fn batch_norm_train(
         && on_flex(&x.device())
         && x.dtype() == burn::tensor::DType::F32
     {
-        let (y, mean, variance) =
+        return batch_norm_outputs(
             <Dispatch as flex_batch_norm::FlexBatchNorm>::flex_batch_norm_train(
                 x.into_dispatch(),
                 gamma.into_dispatch(),
                 beta.into_dispatch(),
                 eps,
-            );
-        return (
-            Tensor::from_dispatch(y),
-            Tensor::from_dispatch(mean),
-            Tensor::from_dispatch(variance),
+            ),
         );
     }
     let out = burn::tensor::module::batch_norm_train(x, gamma, beta, eps);
     (out.output, out.mean, out.variance)
+}
+
+/// A training-mode BatchNorm kernel's `(output, mean, variance)` as tensors.
+fn batch_norm_outputs(
+    (y, mean, variance): (FloatTensor<Dispatch>, FloatTensor<Dispatch>, FloatTensor<Dispatch>),
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    (Tensor::from_dispatch(y), Tensor::from_dispatch(mean), Tensor::from_dispatch(variance))
 }
 
 /// Whether a device is the flex CPU backend (with or without autodiff); only the native flex
