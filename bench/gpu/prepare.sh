@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gathers what bench/gpu/run.sh needs on a GPU machine that has no Rust and no network, into one
-# ignored folder (default out/gpu): stripped release builds of `saad` (the default feature set,
+# ignored folder (default out/gpu): release builds of `saad` (symbol table kept, debug information out) (the default feature set,
 # and one without cubecl autotune for the feature comparison), the Debian Vulkan loader packages
 # (the driver's ICD is the machine's own), and the reference AutoAttack (pyautoattack's modules)
 # for the PyTorch twin. Everything must stay under the GPU machine's 64 MiB transfer limit here. Runs on an x86-64 Debian machine with the project's toolchain and network to the package
@@ -24,8 +24,10 @@ for v in $variants; do
     # variant rebuilds only the crates the feature touches (burn-cubecl and above).
     cargo build --release -p saad-native --bin saad "${flags[@]}"
     name="saad"; [ "$v" = default ] || name="saad-$v"
-    strip -o "$bundle/$name" "${CARGO_TARGET_DIR:-target}/release/saad"
-    # ~78 MB stripped, ~12 MB as xz: what travels is the .xz (run.sh unpacks it).
+    # Debug information out, the symbol table kept: `saad bench --host-profile` names functions
+    # from it. ~78 MB fully stripped, ~12 MB as xz; the symbol table adds about a third (measured
+    # on the dev build: 169 -> 233 MB, 23.9 -> 30.6 MB as xz). What travels is the .xz.
+    strip --strip-debug -o "$bundle/$name" "${CARGO_TARGET_DIR:-target}/release/saad"
     xz -T0 -6 -f "$bundle/$name"
 done
 

@@ -11,7 +11,9 @@
 # README) or small (narrow models, batch 32: checks the scripts end to end on lavapipe and a CPU
 # PyTorch in minutes); SAAD_DEVICE (default wgpu), TORCH_DEVICE (default cuda if PyTorch sees
 # one, else cpu with 2 threads); SAAD_AA_N (images for AutoAttack, default 1000 full / 64 small);
-# SAAD_SKIP=selftest,torch,bench,autoattack skips those stages (to rerun one that failed);
+# SAAD_SKIP=selftest,torch,bench,host,autoattack skips those stages (to rerun one that failed);
+# the host stage samples the CPU during a PGD-AT step (`saad bench --host-profile`, this machine
+# has no perf) and times the step again with CUBECL_WGPU_MAX_TASKS=${SAAD_MAX_TASKS:-256};
 # SAAD_PROFILE=1 adds a per-kernel profile of the default build (profile.txt, profile.log.xz;
 # SAAD_PROFILE_CONV picks its wgpu convolution, default columns);
 # SAAD_VARIANTS=saad,saad-noautotune picks the builds to benchmark (default: all in the bundle);
@@ -103,6 +105,23 @@ for bin in "$bundle"/saad "$bundle"/saad-*; do
         > "$results/bench-$variant.json" 2>>"$log"
     echo "exit $?" | tee -a "$log"
 done
+
+# Host profile: where the CPU time of the steps goes on a machine without perf, by layer (burn,
+# cubecl, wgpu, the driver), thread and function, per launch (bench/NOTES.md section 15); the
+# stacks as folded text for a flame graph. Then the same steps with more dispatches per submit
+# (cubecl-wgpu waits for the previous submission every CUBECL_WGPU_MAX_TASKS, default 32).
+if ! skip host && [ -x "$bundle/saad" ]; then
+    host_shape=("${shape[@]}"); host_shape[${#host_shape[@]}-1]=1
+    say "host profile: saad bench --method pgd-at --steps 1 --host-profile"
+    timeout "${SAAD_HOST_TIMEOUT:-240}" "$bundle/saad" bench --method pgd-at --device "$dev" "${host_shape[@]}" --attack-steps 10 \
+        --host-profile "$results/host-profile.folded" > "$results/host-profile.txt" 2>>"$log"
+    echo "exit $?" | tee -a "$log"
+    cat "$results/host-profile.txt" | tee -a "$log"
+    say "saad bench --method pgd-at --steps 1 with CUBECL_WGPU_MAX_TASKS=${SAAD_MAX_TASKS:-256}"
+    CUBECL_WGPU_MAX_TASKS="${SAAD_MAX_TASKS:-256}" timeout "${SAAD_HOST_TIMEOUT:-240}" "$bundle/saad" bench --method pgd-at --device "$dev" \
+        "${host_shape[@]}" --attack-steps 10 --json > "$results/bench-saad-max-tasks-${SAAD_MAX_TASKS:-256}.json" 2>>"$log"
+    echo "exit $?" | tee -a "$log"
+fi
 
 # Per-kernel profile (SAAD_PROFILE=1): the default build's benchmark once more, with cubecl's
 # profiling logger on (every launch blocking and timed on the device), from a folder inside the

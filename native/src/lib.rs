@@ -5,6 +5,7 @@ pub mod commands;
 pub mod datasets;
 pub mod device;
 pub mod fsutil;
+pub mod host_profile;
 pub mod plot;
 pub mod progress;
 pub mod pytorch;

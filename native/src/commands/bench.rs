@@ -5,6 +5,7 @@
 //! workloads in PyTorch. `--kernels` benchmarks the WGSL kernels against their twins instead.
 
 use crate::device::{DeviceChoice, select};
+use crate::host_profile::{self, Attribution, Sampled};
 use anyhow::{Result, bail};
 use saad_core::burn::prelude::*;
 use saad_core::burn::tensor::{Distribution, TensorData};
@@ -85,6 +86,13 @@ pub struct BenchArgs {
     /// 3x3 stride-1 layers (`kernels::flex_winograd`): the before of its comparison.
     #[arg(long)]
     pub no_winograd: bool,
+    /// Sample the process's CPU time (every thread, about 1 kHz; Linux with glibc) during each
+    /// timed epoch, print where it went by layer (saad, burn, cubecl, wgpu, the driver) and by
+    /// thread, per launch on wgpu, and write the stacks to FILE as folded stacks (flamegraph.pl,
+    /// inferno, speedscope). For machines without perf; the sampling slows the timed steps by a
+    /// few percent.
+    #[arg(long, value_name = "FILE")]
+    pub host_profile: Option<std::path::PathBuf>,
 }
 
 /// Bytes sent over the loopback interface so far, by every process of this machine (Linux
@@ -172,6 +180,8 @@ struct StepTiming {
     /// Over servers, per timed step: tensor bytes moved between devices, and bytes sent over
     /// the loopback interface (burn's operation stream and the moves).
     bytes_per_step: Option<[f64; 2]>,
+    /// The timed epoch's CPU samples (`--host-profile`).
+    host_profile: Option<Sampled>,
 }
 
 /// Times `args.steps` training steps of `method`: one epoch of `steps` batches after a first
@@ -183,7 +193,7 @@ fn time_steps(
     teacher: Option<&saad_core::models::Net>,
     devices: &[Device],
     servers: Option<&LocalServers>,
-) -> StepTiming {
+) -> Result<StepTiming> {
     let device = &devices[0];
     let mut config = TrainConfig::reference(method);
     config.batch_size = args.batch_size;
@@ -210,7 +220,13 @@ fn time_steps(
     let reads = host_reads();
     let launches = LaunchCounter::start();
     let start = Instant::now();
-    trainer.train_epoch(data, &mut |_, _| {});
+    let host_profile = match args.host_profile {
+        Some(_) => Some(host_profile::sample(|| trainer.train_epoch(data, &mut |_, _| {}))?.1),
+        None => {
+            trainer.train_epoch(data, &mut |_, _| {});
+            None
+        }
+    };
     let seconds_per_step = start.elapsed().as_secs_f64() / args.steps as f64;
     let launches_per_step = launches.launches() as f64 / args.steps as f64;
     let launches_by_kernel =
@@ -221,7 +237,7 @@ fn time_steps(
         let after = s.written();
         [0, 1].map(|i| (after[i] - before[i]) as f64 / args.steps as f64)
     });
-    StepTiming {
+    Ok(StepTiming {
         placement: match servers {
             Some(_) => format!("{} remote", devices.len()),
             None => "local".into(),
@@ -235,7 +251,8 @@ fn time_steps(
         launches_per_step,
         launches_by_kernel,
         device_reserved_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
-    }
+        host_profile,
+    })
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -253,6 +270,9 @@ fn run_benchmarks(args: BenchArgs) -> Result<()> {
     }
     if args.passes {
         return super::bench_passes::run(&args, &device, &device_name);
+    }
+    if args.host_profile.is_some() {
+        host_profile::supported()?;
     }
     let (b, s) = (args.batch_size, args.image_size);
     let n = b * args.steps;
@@ -272,9 +292,9 @@ fn run_benchmarks(args: BenchArgs) -> Result<()> {
     let local = std::slice::from_ref(&device);
     for &conv in &args.wgpu_conv {
         set_wgpu_convolution(conv);
-        timings.push(time_steps(MethodKind::NATURAL, &args, &data, None, local, None));
+        timings.push(time_steps(MethodKind::NATURAL, &args, &data, None, local, None)?);
         for &m in args.methods.iter().filter(|&&m| m != MethodKind::NATURAL) {
-            timings.push(time_steps(m, &args, &data, teacher.as_ref(), local, None));
+            timings.push(time_steps(m, &args, &data, teacher.as_ref(), local, None)?);
         }
     }
     set_wgpu_convolution(WgpuConvolution::default());
@@ -298,7 +318,7 @@ fn run_benchmarks(args: BenchArgs) -> Result<()> {
                     teacher.as_ref(),
                     &remote[..k],
                     Some(&servers),
-                ));
+                )?);
             }
         }
     }
@@ -337,9 +357,20 @@ fn run_benchmarks(args: BenchArgs) -> Result<()> {
                 "launches_by_kernel": t.launches_by_kernel.iter().take(args.launches_by_kernel)
                     .map(|(k, n)| json!({"kernel": k, "per_step": n})).collect::<Vec<_>>(),
                 "device_reserved_bytes": t.device_reserved_bytes,
+                "host_profile": t.host_profile.as_ref()
+                    .map(|p| Attribution::of(p).to_json(launches_in_epoch(t, &args))),
             })
         })
         .collect();
+    if let Some(path) = &args.host_profile {
+        let mut folded = String::new();
+        for t in &timings {
+            if let Some(p) = &t.host_profile {
+                host_profile::fold(&timing_label(t, &args), &p.stacks, &mut folded);
+            }
+        }
+        host_profile::write_folded(path, &folded)?;
+    }
     let rss = peak_rss();
     if args.json {
         println!(
@@ -361,16 +392,7 @@ fn run_benchmarks(args: BenchArgs) -> Result<()> {
     if args.no_winograd {
         println!("flex     every layer through the columns convolution (--no-winograd)");
     }
-    let label = |t: &StepTiming| {
-        let mut l = t.method.name().to_string();
-        if args.wgpu_conv.len() > 1 {
-            l = format!("{l}/{}", t.conv.name());
-        }
-        if t.placement != "local" {
-            l = format!("{l} @{}", t.placement);
-        }
-        l
-    };
+    let label = |t: &StepTiming| timing_label(t, &args);
     println!(
         "{:<22} {:>10} {:>10} {:>12} {:>9} {:>12} {:>7} {:>9} {:>12}",
         "method",
@@ -417,6 +439,20 @@ fn run_benchmarks(args: BenchArgs) -> Result<()> {
             efficiency(t).unwrap_or(0.0)
         );
     }
+    for t in &timings {
+        let Some(p) = &t.host_profile else { continue };
+        println!("{}: host CPU time of the timed epoch, by layer and thread", label(t));
+        print!("{}", Attribution::of(p).table(launches_in_epoch(t, &args)));
+        if p.dropped > 0 {
+            println!("  ({} samples did not fit the sampler's buffer)", p.dropped);
+        }
+    }
+    if let Some(path) = &args.host_profile {
+        println!(
+            "host profile: folded stacks in {} (flamegraph.pl, inferno-flamegraph)",
+            path.display()
+        );
+    }
     if let Some(r) = rss {
         println!(
             "peak RSS {:.0} MiB (whole process); reads = host reads per step (the trainer reads once per epoch); launches = GPU kernel launches per step (0 on flex)",
@@ -424,6 +460,24 @@ fn run_benchmarks(args: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A timing's row name: the method, its wgpu convolution when several were timed, and where it
+/// ran when not on the local device.
+fn timing_label(t: &StepTiming, args: &BenchArgs) -> String {
+    let mut l = t.method.name().to_string();
+    if args.wgpu_conv.len() > 1 {
+        l = format!("{l}/{}", t.conv.name());
+    }
+    if t.placement != "local" {
+        l = format!("{l} @{}", t.placement);
+    }
+    l
+}
+
+/// Kernel launches of a timing's whole timed epoch (0 on flex).
+fn launches_in_epoch(t: &StepTiming, args: &BenchArgs) -> u64 {
+    (t.launches_per_step * args.steps as f64).round() as u64
 }
 
 /// Seconds per call of `f` (after one warm-up call), the device drained before and after.
