@@ -10,7 +10,7 @@
 # Environment: SAAD_GPU_SIZE=full (ResNet-18 / DM-WRN-28-10, batch 128: the workload of the
 # README) or small (narrow models, batch 32: checks the scripts end to end on lavapipe and a CPU
 # PyTorch in minutes); SAAD_DEVICE (default wgpu), TORCH_DEVICE (default cuda if PyTorch sees
-# one, else cpu with 2 threads); SAAD_AA_N (images for AutoAttack, default 1000 full / 64 small);
+# one, else cpu with 2 threads); SAAD_AA_N (images for AutoAttack, default 1000 full / 16 small: lavapipe takes ~190 s for 16);
 # SAAD_SKIP=selftest,torch,bench,host,autoattack skips those stages (to rerun one that failed);
 # the host stage samples the CPU during a PGD-AT step (`saad bench --host-profile`, this machine
 # has no perf) and times the step again with CUBECL_WGPU_MAX_TASKS=${SAAD_MAX_TASKS:-256};
@@ -64,7 +64,7 @@ else
     shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 1)
     torch_shape=(--arch resnet18-w8 --teacher-arch dm-wrn-10-1 --batch-size 32 --steps 1)
     # The scripts' check on a software adapter: a model and an attack small enough to train there.
-    aa_arch=small-cnn-8; aa_n="${SAAD_AA_N:-64}"; aa_epochs=1; aa_train=(--attack-steps 2 --eval-n 32)
+    aa_arch=small-cnn-8; aa_n="${SAAD_AA_N:-16}"; aa_epochs=1; aa_train=(--attack-steps 2 --eval-n 32)
     selftest_archs="small-cnn-8,resnet18-w8,dm-wrn-10-1"
     # The tiled convolution's steps are 3-6x burn's on llvmpipe (bench/NOTES.md section 12).
     : "${SAAD_BENCH_TIMEOUT:=900}"
