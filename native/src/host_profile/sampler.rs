@@ -209,9 +209,14 @@ fn names_at(address: usize, exact: bool) -> Vec<String> {
         let Some(name) = symbol.name() else { return };
         let name = format!("{name:#}");
         // Debug information names a function without its path (`busy_loop`, `{closure#0}`);
-        // the symbol table with it. The source file says the crate.
-        match symbol.filename().and_then(crate_of_source) {
-            Some(krate) if !name.contains("::") => names.push(format!("{krate}::{name}")),
+        // the symbol table with it. The source file says the crate, and its name which of a
+        // crate's `{closure#0}`s it is.
+        let file = symbol.filename();
+        match file.and_then(crate_of_source) {
+            Some(krate) if !name.contains("::") => {
+                let file = file.and_then(Path::file_name).unwrap_or_default().to_string_lossy();
+                names.push(format!("{krate}::{name} ({file})"))
+            }
             _ => names.push(name),
         }
     });
