@@ -15,6 +15,8 @@ pub mod flex_batch_norm;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod flex_conv;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod flex_silu;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod flex_winograd;
 pub mod gemm_conv;
 pub mod tiled_conv;
@@ -287,8 +289,9 @@ pub enum Activation {
 /// `act(x * scale + shift)` with per-channel `scale` and `shift` `[channels]` on `x`
 /// `[batch, channels, h, w]`: a folded eval-mode BatchNorm and the activation after it (the
 /// pre-activation blocks). On a wgpu device one dispatch forward and one backward where the
-/// tensor ops take three or four and two or three; elsewhere, with the kernels off, and when
-/// `scale` or `shift` need a gradient (the kernel gives the input's only), the tensor ops.
+/// tensor ops take three or four and two or three; with SiLU on flex (native) one parallel
+/// pass each way ([`flex_silu`]); elsewhere, with the kernels off, and when `scale` or `shift`
+/// need a gradient (the kernels give the input's only), the tensor ops.
 pub fn scale_shift_activation(
     route: Route,
     x: Tensor<4>,
@@ -313,11 +316,32 @@ pub fn scale_shift_activation(
             params,
         ));
     }
+    #[cfg(not(target_arch = "wasm32"))]
+    if constants && activation == Activation::Silu && flex_kernel(route, &x) {
+        return Tensor::from_dispatch(<Dispatch as flex_silu::FlexSilu>::flex_scale_shift_silu(
+            x.into_dispatch(),
+            scale.detach().into_dispatch(),
+            shift.detach().into_dispatch(),
+        ));
+    }
     let z = scale_shift(x, scale, shift);
     match activation {
         Activation::Relu => relu_through(route, z),
         Activation::Silu => burn::tensor::activation::silu(z),
     }
+}
+
+/// `x * sigmoid(x)` of `x` `[batch, channels, h, w]` (the SiLU after a BatchNorm merged into
+/// the convolution before it): on flex (native) the scale-shift-SiLU pass with a unit scale
+/// ([`flex_silu`]), elsewhere burn's `silu`.
+pub fn silu(x: Tensor<4>) -> Tensor<4> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if flex_kernel(Route::Auto, &x) {
+        let (c, device) = (x.dims()[1], x.device());
+        let (scale, shift) = (Tensor::ones([c], &device), Tensor::zeros([c], &device));
+        return scale_shift_activation(Route::Auto, x, scale, shift, Activation::Silu);
+    }
+    burn::tensor::activation::silu(x)
 }
 
 /// `x * scale + shift` per channel of `x` `[batch, channels, h, w]` in tensor ops: a folded
@@ -443,11 +467,7 @@ pub fn batch_norm_train(
         ));
     }
     #[cfg(not(target_arch = "wasm32"))]
-    if route == Route::Auto
-        && kernels_enabled()
-        && on_flex(&x.device())
-        && x.dtype() == burn::tensor::DType::F32
-    {
+    if flex_kernel(route, &x) {
         return batch_norm_outputs(
             <Dispatch as flex_batch_norm::FlexBatchNorm>::flex_batch_norm_train(
                 x.into_dispatch(),
@@ -459,6 +479,17 @@ pub fn batch_norm_train(
     }
     let out = burn::tensor::module::batch_norm_train(x, gamma, beta, eps);
     (out.output, out.mean, out.variance)
+}
+
+/// Whether `x`'s operation runs the project's flex kernel (`flex_batch_norm`, `flex_silu`): an
+/// f32 tensor on flex (native), `Route::Auto`, kernels on. `Route::Kernel` names the wgpu
+/// kernels, which flex does not have.
+#[cfg(not(target_arch = "wasm32"))]
+fn flex_kernel(route: Route, x: &Tensor<4>) -> bool {
+    route == Route::Auto
+        && kernels_enabled()
+        && on_flex(&x.device())
+        && x.dtype() == burn::tensor::DType::F32
 }
 
 /// A training-mode BatchNorm kernel's `(output, mean, variance)` as tensors.

@@ -333,8 +333,14 @@ pub fn batch_norm_running_difference(device: &Device, channels: usize) -> f64 {
     worst_diff
 }
 
+/// The route to a device's own kernels: the WGSL ones on wgpu, the CPU ones on flex (which
+/// `Route::Auto` picks there; `Route::Kernel` names the WGSL kernels).
+fn own_route(device: &Device) -> Route {
+    if super::on_flex(device) { Route::Auto } else { Route::Kernel }
+}
+
 /// The scale-shift-activation kernels against the tensor ops on `shape` (`[b, c, h, w]`), ReLU
-/// and SiLU: values and input gradients for inputs laid out contiguous and channels last and
+/// and SiLU (on flex, SiLU only has a kernel): values and input gradients for inputs laid out contiguous and channels last and
 /// output gradients laid out either way; the largest difference relative to the largest value.
 pub fn scale_shift_activation_difference(device: &Device, shape: [usize; 4]) -> f64 {
     let c = shape[1];
@@ -354,7 +360,7 @@ pub fn scale_shift_activation_difference(device: &Device, shape: [usize; 4]) -> 
                     let grads = (y * dy.clone().autodiff()).sum().backward();
                     (values, read_f32(leaf.grad(&grads).expect("x is a leaf")))
                 };
-                let ((tv, tg), (kv, kg)) = (run(Route::TensorOps), run(Route::Kernel));
+                let ((tv, tg), (kv, kg)) = (run(Route::TensorOps), run(own_route(device)));
                 worst_diff = worst(worst_diff, relative_diff(&tv, &kv, 1e-3));
                 worst_diff = worst(worst_diff, relative_diff(&tg, &kg, 1e-3));
             }

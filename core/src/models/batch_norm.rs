@@ -7,7 +7,7 @@
 
 use crate::kernels::{
     Activation, Route, RunningAverage, batch_norm_running, batch_norm_train, relu, scale_shift,
-    scale_shift_activation,
+    scale_shift_activation, silu,
 };
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::prelude::*;
@@ -107,7 +107,7 @@ impl BatchNorm2d {
         let y = self.forward(x);
         match activation {
             Activation::Relu => relu(y),
-            Activation::Silu => burn::tensor::activation::silu(y),
+            Activation::Silu => silu(y),
         }
     }
 

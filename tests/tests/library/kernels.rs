@@ -53,6 +53,24 @@ fn flex_batch_norm_equals_burns_batch_norm_and_its_gradients() {
     }
 }
 
+/// The flex scale-shift-SiLU (`kernels::flex_silu`: one parallel pass each way, a polynomial
+/// exp, its own autodiff node) against the tensor ops on flex: values and input gradients to
+/// float rounding, inputs and output gradients contiguous or channels last, one value per
+/// channel, odd sizes.
+#[test]
+fn flex_scale_shift_silu_equals_the_tensor_ops() {
+    let _g = serial();
+    let d = Device::flex();
+    d.seed(19);
+    for shape in [[1, 1, 1, 1], [3, 5, 7, 9], [2, 3, 1, 4], [16, 64, 8, 8]] {
+        let diff = twins::scale_shift_activation_difference(&d, shape);
+        assert!(
+            diff <= 1e-5,
+            "{shape:?}: flex scale-shift-SiLU and the tensor ops differ by {diff}"
+        );
+    }
+}
+
 /// The scale-shift-activation kernels (a folded BatchNorm and its ReLU or SiLU) give the tensor
 /// ops' values and input gradients to float rounding, in either memory order.
 #[test]
