@@ -345,8 +345,9 @@ fn own_route(device: &Device) -> Route {
 }
 
 /// The scale-shift-activation kernels against the tensor ops on `shape` (`[b, c, h, w]`), ReLU
-/// and SiLU (on flex, SiLU only has a kernel): values and input gradients for inputs laid out contiguous and channels last and
-/// output gradients laid out either way; the largest difference relative to the largest value.
+/// and SiLU (on flex, SiLU only has a kernel): values and input gradients for inputs laid out
+/// contiguous and channels last and output gradients laid out either way; the largest
+/// difference relative to the largest value.
 pub fn scale_shift_activation_difference(device: &Device, shape: [usize; 4]) -> f64 {
     let c = shape[1];
     let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 2.0), device);

@@ -56,13 +56,7 @@ pub fn sample<T>(work: impl FnOnce() -> T) -> Result<(T, Sampled)> {
     {
         let profiler = sampler::HostProfiler::start()?;
         let out = work();
-        let profile = profiler.finish();
-        let sampled = Sampled {
-            stacks: profile.stacks(),
-            dropped: profile.dropped(),
-            cpu_seconds: profile.cpu_seconds,
-            wall_seconds: profile.wall_seconds,
-        };
+        let sampled = profiler.finish();
         Ok((out, sampled))
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

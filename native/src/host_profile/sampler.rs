@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::Stack;
+use super::{Sampled, Stack};
 
 /// Frames kept per sample, innermost first (deeper stacks are cut at their outer end).
 const MAX_FRAMES: usize = 128;
@@ -16,22 +16,13 @@ const BUFFER_WORDS: usize = 8 << 20;
 /// report scales by the measured CPU time, not by this period.
 const PERIOD_MICROS: i64 = 1000;
 
-/// A running sampler; [`HostProfiler::finish`] stops it and returns what it recorded.
+/// A running sampler; [`HostProfiler::finish`] stops it and returns the stacks it took.
 pub struct HostProfiler {
     started: std::time::Instant,
     cpu_at_start: f64,
 }
 
-/// What one profile recorded: stacks of instruction addresses, innermost first.
-pub struct HostProfile {
-    samples: Vec<RawSample>,
-    dropped: usize,
-    /// CPU seconds of the whole process over the profiled span.
-    pub cpu_seconds: f64,
-    /// Wall seconds of the profiled span.
-    pub wall_seconds: f64,
-}
-
+/// One sample as recorded: the thread's name and instruction addresses, innermost first.
 struct RawSample {
     thread: String,
     addresses: Vec<usize>,
@@ -158,9 +149,9 @@ impl HostProfiler {
         Ok(Self { started: std::time::Instant::now(), cpu_at_start: process_cpu_seconds() })
     }
 
-    /// Stops sampling. The SIGPROF handler stays installed (a signal already pending would
-    /// otherwise end the process) and ignores what arrives after this.
-    pub fn finish(self) -> HostProfile {
+    /// Stops sampling and names the stacks' frames. The SIGPROF handler stays installed (a
+    /// signal already pending would otherwise end the process) and ignores what arrives after.
+    pub fn finish(self) -> Sampled {
         let _ = set_timer(0);
         let wall_seconds = self.started.elapsed().as_secs_f64();
         let cpu_seconds = process_cpu_seconds() - self.cpu_at_start;
@@ -182,7 +173,7 @@ impl HostProfiler {
             });
             at += 3 + count;
         }
-        HostProfile { samples, dropped, cpu_seconds, wall_seconds }
+        Sampled { stacks: stacks(&samples), dropped, cpu_seconds, wall_seconds }
     }
 }
 
@@ -200,7 +191,8 @@ fn set_timer(period_micros: i64) -> Result<()> {
 /// A function name for an address: the symbol (demangled, inlined frames innermost first) from
 /// the object's symbol table or debug information, else `[object]` or `[object] symbol` from
 /// the dynamic loader (stripped shared objects such as a GPU driver).
-fn names_at(address: usize, exact: bool) -> Vec<String> {
+/// `main` is this executable's file name.
+fn names_at(address: usize, exact: bool, main: Option<&std::ffi::OsStr>) -> Vec<String> {
     // A return address points after the call: look up the call itself. The interrupted
     // instruction (the innermost frame) is exact.
     let lookup = if exact { address } else { address.saturating_sub(1) };
@@ -233,7 +225,6 @@ fn names_at(address: usize, exact: bool) -> Vec<String> {
             Path::new(&f).file_name().map_or(f.clone(), |n| n.to_string_lossy().into_owned())
         });
         let symbol = found.then(|| text(info.dli_sname)).flatten();
-        let main = std::env::current_exe().ok().and_then(|e| Some(e.file_name()?.to_owned()));
         names.push(match (object, symbol) {
             // An address of this executable without a name (a linker stub, a gap): unbracketed,
             // so that it counts for its caller's layer.
@@ -268,53 +259,42 @@ fn crate_of_source(path: &Path) -> Option<String> {
     parts.first().is_some_and(|&p| p == "/").then(|| parts.get(i + 1).map(|k| k.to_string()))?
 }
 
-impl HostProfile {
-    /// Samples that did not fit the buffer.
-    pub fn dropped(&self) -> usize {
-        self.dropped
-    }
-
-    /// The stacks with their frames named, the sampler's own frames (the signal handler, the
-    /// unwinder, the signal trampoline) left out.
-    pub fn stacks(&self) -> Vec<Stack> {
-        let mut cache: HashMap<(usize, bool), Vec<String>> = HashMap::new();
-        self.samples
-            .iter()
-            .map(|sample| {
-                // The handler's frame, then the kernel's signal trampoline, then the
-                // interrupted instruction.
-                let handler = sample.addresses.iter().position(|&a| {
-                    cache
-                        .entry((a, false))
-                        .or_insert_with(|| names_at(a, false))
-                        .iter()
-                        .any(|n| n.contains("on_profiling_signal"))
-                });
-                let first = handler.map_or(0, |h| h + 2);
-                let mut frames = Vec::new();
-                for (i, &address) in sample.addresses.iter().enumerate().skip(first) {
-                    // The outermost "return address" of a thread's stack.
-                    if address == 0 {
-                        continue;
-                    }
-                    let exact = i == first && handler.is_some();
-                    frames.extend(
-                        cache
-                            .entry((address, exact))
-                            .or_insert_with(|| names_at(address, exact))
-                            .iter()
-                            .cloned(),
-                    );
+/// The stacks with their frames named, the sampler's own frames (the signal handler, the
+/// unwinder, the signal trampoline) left out.
+fn stacks(samples: &[RawSample]) -> Vec<Stack> {
+    let exe = std::env::current_exe().ok();
+    let main = exe.as_deref().and_then(Path::file_name);
+    let mut cache: HashMap<(usize, bool), Vec<String>> = HashMap::new();
+    // Each address is looked up once.
+    let mut named = |address: usize, exact: bool| -> Vec<String> {
+        cache.entry((address, exact)).or_insert_with(|| names_at(address, exact, main)).clone()
+    };
+    samples
+        .iter()
+        .map(|sample| {
+            // The handler's frame, then the kernel's signal trampoline, then the interrupted
+            // instruction.
+            let handler = sample
+                .addresses
+                .iter()
+                .position(|&a| named(a, false).iter().any(|n| n.contains("on_profiling_signal")));
+            let first = handler.map_or(0, |h| h + 2);
+            let mut frames = Vec::new();
+            for (i, &address) in sample.addresses.iter().enumerate().skip(first) {
+                // The outermost "return address" of a thread's stack.
+                if address == 0 {
+                    continue;
                 }
-                Stack { thread: sample.thread.clone(), frames }
-            })
-            .collect()
-    }
+                frames.extend(named(address, i == first && handler.is_some()));
+            }
+            Stack { thread: sample.thread.clone(), frames }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Attribution, Layer, Sampled, fold};
+    use super::super::{Attribution, Layer, fold};
     use super::*;
 
     #[inline(never)]
@@ -346,9 +326,8 @@ mod tests {
             })
             .collect();
         threads.into_iter().for_each(|t| drop(t.join()));
-        let profile = profiler.finish();
-        let stacks = profile.stacks();
-        let cpu_seconds = profile.cpu_seconds;
+        let sampled = profiler.finish();
+        let (stacks, cpu_seconds) = (&sampled.stacks, sampled.cpu_seconds);
         let ours: Vec<&Stack> =
             stacks.iter().filter(|s| s.thread.starts_with("profiled-")).collect();
         // 1.2 CPU-s at most 1 kHz; at least a 4 ms tick even on a loaded 2-core machine.
@@ -366,9 +345,7 @@ mod tests {
         assert!(stacks.iter().all(|s| s.frames.iter().all(|f| !f.contains("on_profiling_signal"))));
         assert!(cpu_seconds > 0.5, "{cpu_seconds} CPU-s");
         let mut folded = String::new();
-        fold("test", &stacks, &mut folded);
-        let sampled =
-            Sampled { stacks, dropped: profile.dropped(), cpu_seconds, wall_seconds: 1.0 };
+        fold("test", stacks, &mut folded);
         let attribution = Attribution::of(&sampled);
         assert_eq!(
             attribution.by_layer.iter().map(|(_, n)| n).sum::<usize>(),
