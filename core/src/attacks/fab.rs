@@ -100,11 +100,24 @@ impl TargetedAttack for Fab {
 
 /// For each row: the perturbation `d` of smallest L-infinity norm with `<w, t + d> = b` and
 /// `t + d` in [0,1]; where the hyperplane is out of the box's reach, the move to the box corner
-/// that gets closest. Vectorised over rows: with `room_i` the distance to the box in the
-/// direction that moves `<w, z>` towards `b`, the reachable change at radius `lambda` is
-/// `sum_i |w_i| min(lambda, room_i)`, piecewise linear in `lambda`; sorting the rooms gives the
-/// segment holding the target and `lambda` in closed form.
+/// that gets closest. On flex one pass per row (`kernels::flex_box_projection`), elsewhere
+/// [`linf_box_projection_tensor_ops`].
 pub fn linf_box_projection(t: Tensor<2>, w: Tensor<2>, b: Tensor<1>) -> Tensor<2> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if crate::kernels::kernels_enabled()
+        && crate::kernels::on_flex(&t.device())
+        && t.dtype() == burn::tensor::DType::F32
+    {
+        return crate::kernels::flex_box_projection::linf_box_projection(t, w, b);
+    }
+    linf_box_projection_tensor_ops(t, w, b)
+}
+
+/// [`linf_box_projection`] in tensor operations, vectorised over rows: with `room_i` the
+/// distance to the box in the direction that moves `<w, z>` towards `b`, the reachable change
+/// at radius `lambda` is `sum_i |w_i| min(lambda, room_i)`, piecewise linear in `lambda`;
+/// sorting the rooms gives the segment holding the target and `lambda` in closed form.
+pub fn linf_box_projection_tensor_ops(t: Tensor<2>, w: Tensor<2>, b: Tensor<1>) -> Tensor<2> {
     let [n, d] = t.dims();
     let r = b - (w.clone() * t.clone()).sum_dim(1).reshape([n]);
     let need = r.clone().abs().reshape([n, 1]);

@@ -16,7 +16,7 @@
 //! order, so results are identical from run to run (bit-for-bit resume holds). Checked against
 //! burn's convolution and its autodiff gradients in `tests/tests/library/kernels.rs`.
 
-use super::flex_winograd;
+use super::{flex_shifted, flex_winograd};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -50,16 +50,16 @@ const CHUNK_FLOATS: usize = 1 << 18;
 
 /// Sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
-    batch: usize,
-    channels: usize,
-    height: usize,
-    width: usize,
-    out_channels: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    pad: [usize; 2],
-    out: [usize; 2],
+pub(super) struct Geometry {
+    pub(super) batch: usize,
+    pub(super) channels: usize,
+    pub(super) height: usize,
+    pub(super) width: usize,
+    pub(super) out_channels: usize,
+    pub(super) kernel: [usize; 2],
+    pub(super) stride: [usize; 2],
+    pub(super) pad: [usize; 2],
+    pub(super) out: [usize; 2],
 }
 
 impl Geometry {
@@ -90,11 +90,11 @@ impl Geometry {
     }
 
     /// Output positions per image.
-    fn positions(&self) -> usize {
+    pub(super) fn positions(&self) -> usize {
         self.out[0] * self.out[1]
     }
 
-    fn plane(&self) -> usize {
+    pub(super) fn plane(&self) -> usize {
         self.height * self.width
     }
 
@@ -214,10 +214,10 @@ fn scatter_rows(src: &[f32], rows: usize, l: usize, b0: usize, nb: usize, dst: &
 
 /// A matrix operand: its elements and strides (in elements) between rows and between columns.
 #[derive(Clone, Copy)]
-struct Operand<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
+pub(super) struct Operand<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) row_stride: usize,
+    pub(super) col_stride: usize,
 }
 
 impl Operand<'_> {
@@ -237,16 +237,36 @@ fn matmul(
     lhs: Operand,
     rhs: Operand,
 ) {
-    assert!(
-        dst.len() >= m * n
-            && lhs.data.len() > lhs.last_index(m, k)
-            && rhs.data.len() > rhs.last_index(k, n)
-    );
+    matmul_strided(m, n, k, dst, n, accumulate, lhs, rhs, true);
+}
+
+/// [`matmul`] with `dst`'s rows `dst_row` floats apart, on every core (`parallel`) or on the
+/// calling thread.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_row: usize,
+    accumulate: bool,
+    lhs: Operand,
+    rhs: Operand,
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: the assertion above keeps every element gemm reads or writes inside the slices;
-    // `dst` is borrowed mutably, so it does not alias `lhs` or `rhs`.
+    assert!(
+        dst_row >= n
+            && dst.len() >= (m - 1) * dst_row + n
+            && lhs.data.len() > lhs.last_index(m, k)
+            && rhs.data.len() > rhs.last_index(k, n)
+    );
+    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the assertion above keeps every element gemm reads or writes inside the slices,
+    // and rows `dst_row >= n` apart do not overlap; `dst` is borrowed mutably, so it does not
+    // alias `lhs` or `rhs`.
     unsafe {
         gemm::gemm(
             m,
@@ -254,7 +274,7 @@ fn matmul(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -267,7 +287,7 @@ fn matmul(
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            parallelism,
         );
     }
 }
@@ -334,6 +354,9 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     if let Some(s) = winograd(g) {
         return flex_winograd::forward(&s, x, w);
     }
+    if flex_shifted::pays(g, g.out_channels) {
+        return flex_shifted::forward(g, x, w);
+    }
     let (k, l, o) = (g.k(), g.positions(), g.out_channels);
     let mut y = vec![0.0; g.batch * o * l];
     let mut cols = vec![0.0; k * g.chunk() * l];
@@ -360,6 +383,9 @@ fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
     if let Some(s) = winograd(g) {
         return flex_winograd::input_gradient(&s, w, dy);
     }
+    if flex_shifted::pays(g, g.channels) {
+        return flex_shifted::input_gradient(g, w, dy);
+    }
     let (k, l, o) = (g.k(), g.positions(), g.out_channels);
     let mut dx = vec![0.0; g.batch * g.channels * g.plane()];
     let mut dcols = vec![0.0; k * g.chunk() * l];
@@ -383,6 +409,9 @@ fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
 }
 
 fn weight_gradient(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if flex_shifted::pays(g, g.out_channels) {
+        return flex_shifted::weight_gradient(g, x, dy);
+    }
     let (k, l, o) = (g.k(), g.positions(), g.out_channels);
     // The transposed gradient `dWᵀ[K, O] = cols[K, N] · dYᵀ[N, O]`, summed over the chunks: gemm
     // then reads the column matrix along its rows. Asked for `dW = dY · colsᵀ` instead, it

@@ -13,7 +13,11 @@ pub use cube::{SHARED_WGSL_FILES, wgsl_sources};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod flex_batch_norm;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod flex_box_projection;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod flex_conv;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod flex_shifted;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod flex_silu;
 #[cfg(not(target_arch = "wasm32"))]

@@ -6,7 +6,7 @@
 
 use saad_core::attacks::apgd::Apgd;
 use saad_core::attacks::autoattack::{AaAttack, AutoAttack, AutoAttackConfig};
-use saad_core::attacks::fab::{Fab, linf_box_projection};
+use saad_core::attacks::fab::{Fab, linf_box_projection, linf_box_projection_tensor_ops};
 use saad_core::attacks::square::{Corners, Square};
 use saad_core::attacks::{Attack, AttackOutcome, ObjectiveKind, Pgd, TargetedAttack};
 use saad_core::burn::module::Module;
@@ -64,16 +64,55 @@ fn dlr_losses_match_hand_computed_values() {
 }
 
 /// The box-constrained L-infinity projection onto a hyperplane against brute force on tiny
-/// problems: feasible rows land on the hyperplane inside the box with the smallest radius.
+/// problems, both the flex kernel and the tensor ops: feasible rows land on the hyperplane
+/// inside the box with the smallest radius.
 #[test]
 fn fab_projection_is_the_smallest_box_feasible_move() {
+    check_fab_projection(linf_box_projection);
+    check_fab_projection(linf_box_projection_tensor_ops);
+}
+
+/// The flex kernel of the projection against its tensor-op twin at FAB's sizes (`[2·batch,
+/// C·H·W]`), with rows out of the box's reach, rows already on the hyperplane and zero weights.
+#[test]
+fn fab_projection_kernel_equals_the_tensor_ops() {
+    let d = Device::flex();
+    d.seed(5);
+    let (n, dim) = (40, 768);
+    let t = Tensor::<2>::random([n, dim], Distribution::Uniform(0.0, 1.0), &d);
+    let w = Tensor::<2>::random([n, dim], Distribution::Normal(0.0, 1.0), &d);
+    // Every fifth weight zero; rows 0-9 far out of reach, rows 10-12 exactly on the plane.
+    let keep = Tensor::<2>::random([n, dim], Distribution::Uniform(0.0, 1.0), &d).greater_elem(0.2);
+    let w = w.clone().mask_where(keep.bool_not(), w.zeros_like());
+    let on_plane = (w.clone() * t.clone()).sum_dim(1).reshape([n]);
+    let scale = Tensor::<1>::random([n], Distribution::Normal(0.0, 5.0), &d);
+    let offset = Tensor::<1>::from_data(
+        TensorData::new((0..n).map(|i| if i < 10 { 1e4f32 } else { 1.0 }).collect::<Vec<_>>(), [n]),
+        &d,
+    );
+    let zero = Tensor::<1>::from_data(
+        TensorData::new(
+            (0..n).map(|i| if (10..13).contains(&i) { 0.0f32 } else { 1.0 }).collect::<Vec<_>>(),
+            [n],
+        ),
+        &d,
+    );
+    let b = on_plane + scale * offset * zero;
+    let kernel = to_vec(linf_box_projection(t.clone(), w.clone(), b.clone()));
+    let twin = to_vec(linf_box_projection_tensor_ops(t, w, b));
+    let worst = kernel.iter().zip(&twin).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1e-5, "kernel vs tensor ops: {worst}");
+    assert!(kernel.iter().any(|v| *v != 0.0), "the kernel moved nothing");
+}
+
+fn check_fab_projection(project: fn(Tensor<2>, Tensor<2>, Tensor<1>) -> Tensor<2>) {
     let d = Device::flex();
     d.seed(3);
     let n = 64;
     let t = Tensor::<2>::random([n, 3], Distribution::Uniform(0.0, 1.0), &d);
     let w = Tensor::<2>::random([n, 3], Distribution::Normal(0.0, 1.0), &d);
     let b = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &d);
-    let delta = to_vec(linf_box_projection(t.clone(), w.clone(), b.clone()));
+    let delta = to_vec(project(t.clone(), w.clone(), b.clone()));
     let (tv, wv, bv) = (to_vec(t), to_vec(w), to_vec(b));
     for i in 0..n {
         let (ti, wi, di) = (&tv[3 * i..3 * i + 3], &wv[3 * i..3 * i + 3], &delta[3 * i..3 * i + 3]);

@@ -399,9 +399,9 @@ fn check_convolution_against_burns(
     }
 }
 
-/// The flex CPU convolution (`kernels::flex_conv`: batched im2col + gemm, own backward) against
-/// burn's convolution and its gradients, plus a batch larger than one chunk of columns and one
-/// image per chunk.
+/// The flex CPU convolution (`kernels::flex_conv`: batched im2col + gemm or shifted products,
+/// own backward) against burn's convolution and its gradients, plus a batch larger than one chunk
+/// of columns and one image per chunk; every layer both ways, and as the convolution chooses.
 #[test]
 fn flex_convolution_equals_burns_convolution_and_its_gradients() {
     let _g = serial();
@@ -412,12 +412,19 @@ fn flex_convolution_equals_burns_convolution_and_its_gradients() {
     cases.push((40, 64, 4, 8, 8, 3, 1, 1));
     // One image per chunk (576x1024 columns).
     cases.push((3, 64, 8, 32, 32, 3, 1, 1));
-    check_convolution_against_burns(
-        &d,
-        &cases,
-        saad_core::kernels::flex_conv::conv2d,
-        "flex convolution",
-    );
+    // The shifted products: two groups of images at stride 2, two groups of the weight gradient.
+    cases.push((70, 16, 8, 16, 16, 3, 2, 1));
+    cases.push((30, 64, 4, 32, 32, 3, 1, 1));
+    use saad_core::kernels::flex_shifted::{ShiftedLayers, with_shifted};
+    for (layers, what) in [
+        (ShiftedLayers::WherePaying, "flex convolution"),
+        (ShiftedLayers::None, "flex columns convolution"),
+        (ShiftedLayers::All, "flex shifted convolution"),
+    ] {
+        with_shifted(layers, || {
+            check_convolution_against_burns(&d, &cases, saad_core::kernels::flex_conv::conv2d, what)
+        });
+    }
 }
 
 /// The flex convolution's Winograd F(2x2, 3x3) path (`kernels::flex_winograd`: 3x3, stride

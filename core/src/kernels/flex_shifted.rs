@@ -1,0 +1,365 @@
+//! 2-D convolution on the flex CPU backend as a sum of shifted matrix products, without a
+//! column matrix ("kn2row", Vasudevan, Anderson & Gregg, "Parallel Multi Channel Convolution
+//! using General Matrix Multiplication", ASAP 2017), forward, input gradient and weight
+//! gradient.
+//!
+//! Why: the columns convolution of [`super::flex_conv`] writes every input value `kh·kw` times
+//! into its column matrix before multiplying. For layers with few output channels each written
+//! value feeds only a few multiply-adds, and a flex AutoAttack run on the demo's small CNN spent
+//! 30% of its CPU time in im2col and 7% in col2im (`bench/NOTES.md`, section 17).
+//!
+//! With the zero-padded input split into its `s x s` stride phases (`P_ab[c, y', x'] =
+//! pad(x)[c, s·y' + a, s·x' + b]`), kernel tap `(i, j)` of a stride-`s` convolution reads phase
+//! `(i mod s, j mod s)` at the shift `(i div s, j div s)`. Laid out so that one phase's channel is
+//! one row over the images of a group (`q = image·plane + y'·Wq + x'`), every tap is one matrix
+//! product over a shifted window of those rows:
+//!
+//! - forward: `Y'[O, q] = Σ_taps W_ij[O, C] · P_ab[C, q + shift_ij]`, then the valid `(y, x)`;
+//! - input gradient: `dP_ab[C, q + shift_ij] += W_ijᵀ[C, O] · dY'[O, q]` (zero outside the valid
+//!   positions), then each input pixel from its phase;
+//! - weight gradient: `dW_ijᵀ[C, O] = P_ab[C, q + shift_ij] · dY'ᵀ[q, O]`, summed over groups.
+//!
+//! The price is the products' columns at positions that are not outputs (a phase plane is
+//! `Hq·Wq` for `ho·wo` outputs): [`pays`] keeps the columns convolution where that waste costs
+//! more multiply-adds than the column matrix saves. Every element is summed in a fixed order, so
+//! results are identical from run to run. Checked against burn's convolution and its autodiff
+//! gradients in `tests/tests/library/kernels.rs`.
+
+use super::flex_conv::{Geometry, Operand, matmul_strided};
+use rayon::prelude::*;
+
+/// A group of images is sized so that its phases and products stay under this many floats
+/// (1 MiB, about half a core's L2 cache here), like the columns convolution's chunks.
+const GROUP_FLOATS: usize = 1 << 18;
+
+/// The weight gradient sums products over `q`: larger groups, fewer partial sums.
+const WEIGHT_GROUP_FLOATS: usize = 1 << 21;
+
+/// Multiply-adds at non-output positions the shifted products may spend per value the column
+/// matrix would have written: `(waste - 1) · rows ≤ WASTE_BUDGET`, with `rows` the products'
+/// output rows (a written column value feeds that many multiply-adds).
+const WASTE_BUDGET: f64 = 24.0;
+
+/// The phase layout of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Phases {
+    g: Geometry,
+    /// Phases along rows and columns: `min(stride, kernel)` (a 1x1 stride-2 kernel reads one).
+    count: [usize; 2],
+    /// Rows and columns of a phase plane.
+    hq: usize,
+    wq: usize,
+    /// Zeros after each phase row: the largest tap shift.
+    margin: usize,
+}
+
+impl Phases {
+    fn new(g: &Geometry) -> Self {
+        let ([sh, sw], [kh, kw]) = (g.stride, g.kernel);
+        let hq = (g.height + 2 * g.pad[0]).div_ceil(sh);
+        let wq = (g.width + 2 * g.pad[1]).div_ceil(sw);
+        Self {
+            g: *g,
+            count: [sh.min(kh), sw.min(kw)],
+            hq,
+            wq,
+            margin: (kh - 1) / sh * wq + (kw - 1) / sw,
+        }
+    }
+
+    fn plane(&self) -> usize {
+        self.hq * self.wq
+    }
+
+    /// Floats of one phase row (one channel of one phase) of a group of `nb` images.
+    fn row(&self, nb: usize) -> usize {
+        nb * self.plane() + self.margin
+    }
+
+    fn phase_rows(&self) -> usize {
+        self.count[0] * self.count[1] * self.g.channels
+    }
+
+    /// Products' columns per output position.
+    fn waste(&self) -> f64 {
+        self.plane() as f64 / self.g.positions().max(1) as f64
+    }
+
+    /// Images per group so that `floats_per_image` times it stays under `budget`.
+    fn group(&self, floats_per_image: usize, budget: usize) -> usize {
+        (budget / floats_per_image.max(1)).clamp(1, self.g.batch.max(1))
+    }
+
+    /// Each tap `(i, j)`: its index `i·kw + j`, its phase row block and its shift in `q`.
+    fn taps(&self) -> impl Iterator<Item = (usize, usize, usize)> + use<> {
+        let ([sh, sw], [kh, kw], [_, pb], wq) = (self.g.stride, self.g.kernel, self.count, self.wq);
+        (0..kh * kw).map(move |t| {
+            let (i, j) = (t / kw, t % kw);
+            (t, (i % sh) * pb + j % sw, (i / sh) * wq + j / sw)
+        })
+    }
+
+    /// Writes phase row `r` (`phase·C + c`) of images `b0..b0+nb` of `x` into `dst`.
+    fn fill_row(&self, x: &[f32], b0: usize, nb: usize, r: usize, dst: &mut [f32]) {
+        let g = &self.g;
+        let (phase, c) = (r / g.channels, r % g.channels);
+        let (a, b) = (phase / self.count[1], phase % self.count[1]);
+        let ([sh, sw], [ph, pw]) = (g.stride, g.pad);
+        // Phase columns x' whose input column s·x' + b - pw lies inside [0, width).
+        let lo = pw.saturating_sub(b).div_ceil(sw).min(self.wq);
+        let hi = (g.width + pw).saturating_sub(b).div_ceil(sw).clamp(lo, self.wq);
+        for image in 0..nb {
+            let src = &x[((b0 + image) * g.channels + c) * g.plane()..][..g.plane()];
+            let out = &mut dst[image * self.plane()..][..self.plane()];
+            for (yq, line) in out.chunks_exact_mut(self.wq).enumerate() {
+                let Some(iy) = (yq * sh + a).checked_sub(ph).filter(|&r| r < g.height) else {
+                    line.fill(0.0);
+                    continue;
+                };
+                let src = &src[iy * g.width..][..g.width];
+                line[..lo].fill(0.0);
+                line[hi..].fill(0.0);
+                if lo == hi {
+                    continue;
+                }
+                let first = lo * sw + b - pw;
+                if sw == 1 {
+                    line[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                } else {
+                    for (t, v) in line[lo..hi].iter_mut().enumerate() {
+                        *v = src[first + t * sw];
+                    }
+                }
+            }
+        }
+        dst[nb * self.plane()..].fill(0.0);
+    }
+
+    /// `dy` of images `b0..b0+nb` (`[N, O, ho, wo]`) laid out `[O, nb·plane]`, zero at the
+    /// positions that are not outputs.
+    fn spread_output(&self, dy: &[f32], b0: usize, nb: usize, dst: &mut [f32]) {
+        let (o, [ho, wo], plane) = (self.g.out_channels, self.g.out, self.plane());
+        let l = nb * plane;
+        dst[..o * l].par_chunks_mut(l).enumerate().for_each(|(oc, row)| {
+            row.fill(0.0);
+            for image in 0..nb {
+                let src = &dy[((b0 + image) * o + oc) * ho * wo..][..ho * wo];
+                for (y, line) in src.chunks_exact(wo).enumerate() {
+                    row[image * plane + y * self.wq..][..wo].copy_from_slice(line);
+                }
+            }
+        });
+    }
+}
+
+/// Which layers take the shifted products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShiftedLayers {
+    /// Those where they cost fewer multiply-adds than the column matrix saves ([`WASTE_BUDGET`]).
+    WherePaying,
+    /// Every layer the Winograd path does not take (tests).
+    All,
+    /// None: the columns convolution (benchmarks and tests that compare the two).
+    None,
+}
+
+thread_local! {
+    static SHIFTED: std::cell::Cell<ShiftedLayers> =
+        const { std::cell::Cell::new(ShiftedLayers::WherePaying) };
+}
+
+/// Runs `f` with this thread's layers taking the shifted products as `layers` says, restoring
+/// the previous setting afterwards, also when `f` panics (like [`super::flex_conv::with_winograd`]).
+pub fn with_shifted<R>(layers: ShiftedLayers, f: impl FnOnce() -> R) -> R {
+    struct Restore(ShiftedLayers);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SHIFTED.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SHIFTED.with(|s| s.replace(layers)));
+    f()
+}
+
+/// Whether this layer takes the shifted products: `out_rows` is the products' output rows (out
+/// channels forward and for the weight gradient, in channels for the input gradient).
+pub(super) fn pays(g: &Geometry, out_rows: usize) -> bool {
+    match SHIFTED.with(|s| s.get()) {
+        ShiftedLayers::All => true,
+        ShiftedLayers::None => false,
+        ShiftedLayers::WherePaying => {
+            (Phases::new(g).waste() - 1.0) * out_rows as f64 <= WASTE_BUDGET
+        }
+    }
+}
+
+/// The weights `[O, C, kh, kw]` rearranged `[tap][O][C]`.
+fn weights_by_tap(g: &Geometry, w: &[f32]) -> Vec<f32> {
+    let (o, c, taps) = (g.out_channels, g.channels, g.kernel[0] * g.kernel[1]);
+    let mut out = vec![0.0; taps * o * c];
+    for (oc_c, kernel) in w.chunks_exact(taps).enumerate() {
+        for (t, &v) in kernel.iter().enumerate() {
+            out[t * o * c + oc_c] = v;
+        }
+    }
+    out
+}
+
+/// The convolution `[N, O, ho, wo]` of `x` (`[N, C, H, W]`) by `w` (`[O, C, kh, kw]`).
+pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let p = Phases::new(g);
+    let (c, o, [ho, wo]) = (g.channels, g.out_channels, g.out);
+    let mut y = vec![0.0; g.batch * o * ho * wo];
+    if y.is_empty() {
+        return y;
+    }
+    let wt = weights_by_tap(g, w);
+    let nb = p.group(p.phase_rows() * p.plane() + o * p.plane(), GROUP_FLOATS);
+    let groups = g.batch.div_ceil(nb);
+    // Too few groups to keep every core busy: gemm splits each product instead.
+    let inner_parallel = groups < rayon::current_num_threads();
+    y.par_chunks_mut(nb * o * ho * wo).enumerate().for_each(|(group, y)| {
+        let (b0, nb) = (group * nb, y.len() / (o * ho * wo));
+        let (row, l) = (p.row(nb), nb * p.plane());
+        let mut phases = vec![0.0; p.phase_rows() * row];
+        for (r, dst) in phases.chunks_exact_mut(row).enumerate() {
+            p.fill_row(x, b0, nb, r, dst);
+        }
+        let mut out = vec![0.0; o * l];
+        for (t, phase, shift) in p.taps() {
+            matmul_strided(
+                o,
+                l,
+                c,
+                &mut out,
+                l,
+                t > 0,
+                Operand { data: &wt[t * o * c..][..o * c], row_stride: c, col_stride: 1 },
+                Operand {
+                    data: &phases[phase * c * row + shift..],
+                    row_stride: row,
+                    col_stride: 1,
+                },
+                inner_parallel,
+            );
+        }
+        for (plane_index, dst) in y.chunks_exact_mut(ho * wo).enumerate() {
+            let (image, oc) = (plane_index / o, plane_index % o);
+            let src = &out[oc * l + image * p.plane()..];
+            for (yy, line) in dst.chunks_exact_mut(wo).enumerate() {
+                line.copy_from_slice(&src[yy * p.wq..][..wo]);
+            }
+        }
+    });
+    y
+}
+
+/// The input gradient `[N, C, H, W]` of [`forward`] from the output gradient `dy`.
+pub(super) fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    let p = Phases::new(g);
+    let (c, o) = (g.channels, g.out_channels);
+    let ([sh, sw], [ph, pw], [pa, pb]) = (g.stride, g.pad, p.count);
+    let mut dx = vec![0.0; g.batch * c * g.plane()];
+    if dx.is_empty() {
+        return dx;
+    }
+    let wt = weights_by_tap(g, w);
+    let nb = p.group(p.phase_rows() * p.plane() + o * p.plane(), GROUP_FLOATS);
+    let groups = g.batch.div_ceil(nb);
+    let inner_parallel = groups < rayon::current_num_threads();
+    dx.par_chunks_mut(nb * c * g.plane()).enumerate().for_each(|(group, dx)| {
+        let (b0, nb) = (group * nb, dx.len() / (c * g.plane()));
+        let (row, l) = (p.row(nb), nb * p.plane());
+        let mut spread = vec![0.0; o * l];
+        p.spread_output(dy, b0, nb, &mut spread);
+        let mut dphases = vec![0.0; p.phase_rows() * row];
+        for (t, phase, shift) in p.taps() {
+            // Rows `row >= l + shift` apart: the shifted windows of two rows never overlap.
+            matmul_strided(
+                c,
+                l,
+                o,
+                &mut dphases[phase * c * row + shift..],
+                row,
+                true,
+                Operand { data: &wt[t * o * c..][..o * c], row_stride: 1, col_stride: c },
+                Operand { data: &spread, row_stride: l, col_stride: 1 },
+                inner_parallel,
+            );
+        }
+        for (plane_index, dst) in dx.chunks_exact_mut(g.plane()).enumerate() {
+            let (image, ch) = (plane_index / c, plane_index % c);
+            for (iy, line) in dst.chunks_exact_mut(g.width).enumerate() {
+                let (a, yq) = ((iy + ph) % sh, (iy + ph) / sh);
+                if a >= pa {
+                    line.fill(0.0);
+                    continue;
+                }
+                if sw == 1 {
+                    let src = (a * c + ch) * row + image * p.plane() + yq * p.wq + pw;
+                    line.copy_from_slice(&dphases[src..][..g.width]);
+                    continue;
+                }
+                // Input column ix + pw = s·xq + b, stepped without divisions.
+                let at = |b: usize| ((a * pb + b) * c + ch) * row + image * p.plane() + yq * p.wq;
+                let (mut b, mut xq) = (pw % sw, pw / sw);
+                for v in line.iter_mut() {
+                    *v = if b < pb { dphases[at(b) + xq] } else { 0.0 };
+                    b += 1;
+                    if b == sw {
+                        (b, xq) = (0, xq + 1);
+                    }
+                }
+            }
+        }
+    });
+    dx
+}
+
+/// The weight gradient `[O, C, kh, kw]` of [`forward`] at input `x` from the output gradient `dy`.
+pub(super) fn weight_gradient(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let p = Phases::new(g);
+    let (c, o, taps) = (g.channels, g.out_channels, g.kernel[0] * g.kernel[1]);
+    // dWᵀ per tap, `[tap][C][O]`: the phase rows are the left operand, read along their rows
+    // (the operand order of bench/NOTES.md section 14).
+    let mut dw_t = vec![0.0; taps * c * o];
+    let nb = p.group(p.phase_rows() * p.plane() + o * p.plane(), WEIGHT_GROUP_FLOATS);
+    let inner_parallel = taps < rayon::current_num_threads();
+    let mut phases = Vec::new();
+    let mut spread = Vec::new();
+    for b0 in (0..g.batch).step_by(nb) {
+        let nb = nb.min(g.batch - b0);
+        let (row, l) = (p.row(nb), nb * p.plane());
+        phases.resize(p.phase_rows() * row, 0.0);
+        phases.par_chunks_mut(row).enumerate().for_each(|(r, dst)| p.fill_row(x, b0, nb, r, dst));
+        spread.resize(o * l, 0.0);
+        p.spread_output(dy, b0, nb, &mut spread);
+        let all_taps: Vec<_> = p.taps().collect();
+        dw_t.par_chunks_mut(c * o).zip(all_taps).for_each(|(dst, (_, phase, shift))| {
+            matmul_strided(
+                c,
+                o,
+                l,
+                dst,
+                o,
+                b0 > 0,
+                Operand {
+                    data: &phases[phase * c * row + shift..],
+                    row_stride: row,
+                    col_stride: 1,
+                },
+                Operand { data: &spread, row_stride: 1, col_stride: l },
+                inner_parallel,
+            );
+        });
+    }
+    let mut dw = vec![0.0; o * c * taps];
+    for (t, block) in dw_t.chunks_exact(c * o).enumerate() {
+        for (ch, row) in block.chunks_exact(o).enumerate() {
+            for (oc, &v) in row.iter().enumerate() {
+                dw[(oc * c + ch) * taps + t] = v;
+            }
+        }
+    }
+    dw
+}
