@@ -108,20 +108,19 @@ impl Phases {
         // Phase columns x' whose input column s·x' + b - pw lies inside [0, width).
         let lo = pw.saturating_sub(b).div_ceil(sw).min(self.wq);
         let hi = (g.width + pw).saturating_sub(b).div_ceil(sw).clamp(lo, self.wq);
+        // One fill for the whole row: per line, the fills of a few floats each cost more.
+        dst.fill(0.0);
+        if lo == hi {
+            return;
+        }
         for image in 0..nb {
             let src = &x[((b0 + image) * g.channels + c) * g.plane()..][..g.plane()];
             let out = &mut dst[image * self.plane()..][..self.plane()];
             for (yq, line) in out.chunks_exact_mut(self.wq).enumerate() {
                 let Some(iy) = (yq * sh + a).checked_sub(ph).filter(|&r| r < g.height) else {
-                    line.fill(0.0);
                     continue;
                 };
                 let src = &src[iy * g.width..][..g.width];
-                line[..lo].fill(0.0);
-                line[hi..].fill(0.0);
-                if lo == hi {
-                    continue;
-                }
                 let first = lo * sw + b - pw;
                 if sw == 1 {
                     line[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
@@ -132,7 +131,6 @@ impl Phases {
                 }
             }
         }
-        dst[nb * self.plane()..].fill(0.0);
     }
 
     /// `dy` of images `b0..b0+nb` (`[N, O, ho, wo]`) laid out `[O, nb·plane]`, zero at the
