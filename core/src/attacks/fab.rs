@@ -104,10 +104,7 @@ impl TargetedAttack for Fab {
 /// [`linf_box_projection_tensor_ops`].
 pub fn linf_box_projection(t: Tensor<2>, w: Tensor<2>, b: Tensor<1>) -> Tensor<2> {
     #[cfg(not(target_arch = "wasm32"))]
-    if crate::kernels::kernels_enabled()
-        && crate::kernels::on_flex(&t.device())
-        && t.dtype() == burn::tensor::DType::F32
-    {
+    if crate::kernels::flex_kernel(crate::kernels::Route::Auto, &t) {
         return crate::kernels::flex_box_projection::linf_box_projection(t, w, b);
     }
     linf_box_projection_tensor_ops(t, w, b)

@@ -340,14 +340,7 @@ thread_local! {
 /// convolution), restoring the previous setting afterwards, also when `f` panics. For
 /// benchmarks and tests that compare the two; scoped like [`super::with_kernels`].
 pub fn with_winograd<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            WINOGRAD_ON.with(|w| w.set(self.0));
-        }
-    }
-    let _restore = Restore(WINOGRAD_ON.with(|w| w.replace(on)));
-    f()
+    super::with_thread_setting(&WINOGRAD_ON, on, f)
 }
 
 fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {

@@ -90,6 +90,15 @@ impl Phases {
         (budget / floats_per_image.max(1)).clamp(1, self.g.batch.max(1))
     }
 
+    /// Images per group of the forward pass and the input gradient, whose groups run in
+    /// parallel, and whether gemm should split each product instead (too few groups to keep
+    /// every core busy).
+    fn parallel_groups(&self) -> (usize, bool) {
+        let per_image = (self.phase_rows() + self.g.out_channels) * self.plane();
+        let nb = self.group(per_image, GROUP_FLOATS);
+        (nb, self.g.batch.div_ceil(nb) < rayon::current_num_threads())
+    }
+
     /// Each tap `(i, j)`: its index `i·kw + j`, its phase row block and its shift in `q`.
     fn taps(&self) -> impl Iterator<Item = (usize, usize, usize)> + use<> {
         let ([sh, sw], [kh, kw], [_, pb], wq) = (self.g.stride, self.g.kernel, self.count, self.wq);
@@ -169,14 +178,7 @@ thread_local! {
 /// Runs `f` with this thread's layers taking the shifted products as `layers` says, restoring
 /// the previous setting afterwards, also when `f` panics (like [`super::flex_conv::with_winograd`]).
 pub fn with_shifted<R>(layers: ShiftedLayers, f: impl FnOnce() -> R) -> R {
-    struct Restore(ShiftedLayers);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            SHIFTED.with(|s| s.set(self.0));
-        }
-    }
-    let _restore = Restore(SHIFTED.with(|s| s.replace(layers)));
-    f()
+    super::with_thread_setting(&SHIFTED, layers, f)
 }
 
 /// Whether this layer takes the shifted products: `out_rows` is the products' output rows (out
@@ -212,10 +214,7 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         return y;
     }
     let wt = weights_by_tap(g, w);
-    let nb = p.group(p.phase_rows() * p.plane() + o * p.plane(), GROUP_FLOATS);
-    let groups = g.batch.div_ceil(nb);
-    // Too few groups to keep every core busy: gemm splits each product instead.
-    let inner_parallel = groups < rayon::current_num_threads();
+    let (nb, inner_parallel) = p.parallel_groups();
     y.par_chunks_mut(nb * o * ho * wo).enumerate().for_each(|(group, y)| {
         let (b0, nb) = (group * nb, y.len() / (o * ho * wo));
         let (row, l) = (p.row(nb), nb * p.plane());
@@ -262,9 +261,7 @@ pub(super) fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
         return dx;
     }
     let wt = weights_by_tap(g, w);
-    let nb = p.group(p.phase_rows() * p.plane() + o * p.plane(), GROUP_FLOATS);
-    let groups = g.batch.div_ceil(nb);
-    let inner_parallel = groups < rayon::current_num_threads();
+    let (nb, inner_parallel) = p.parallel_groups();
     dx.par_chunks_mut(nb * c * g.plane()).enumerate().for_each(|(group, dx)| {
         let (b0, nb) = (group * nb, dx.len() / (c * g.plane()));
         let (row, l) = (p.row(nb), nb * p.plane());
@@ -323,6 +320,7 @@ pub(super) fn weight_gradient(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let mut dw_t = vec![0.0; taps * c * o];
     let nb = p.group(p.phase_rows() * p.plane() + o * p.plane(), WEIGHT_GROUP_FLOATS);
     let inner_parallel = taps < rayon::current_num_threads();
+    let all_taps: Vec<_> = p.taps().collect();
     let mut phases = Vec::new();
     let mut spread = Vec::new();
     for b0 in (0..g.batch).step_by(nb) {
@@ -332,8 +330,7 @@ pub(super) fn weight_gradient(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         phases.par_chunks_mut(row).enumerate().for_each(|(r, dst)| p.fill_row(x, b0, nb, r, dst));
         spread.resize(o * l, 0.0);
         p.spread_output(dy, b0, nb, &mut spread);
-        let all_taps: Vec<_> = p.taps().collect();
-        dw_t.par_chunks_mut(c * o).zip(all_taps).for_each(|(dst, (_, phase, shift))| {
+        dw_t.par_chunks_mut(c * o).zip(&all_taps).for_each(|(dst, &(_, phase, shift))| {
             matmul_strided(
                 c,
                 o,

@@ -17,6 +17,7 @@
 //! are 0, ±1 and ±1/2, so the rounding stays near the direct sum's (checked against burn's
 //! convolution in `tests/tests/library/kernels.rs`).
 
+use super::flex_conv::{Operand, matmul_strided};
 use rayon::prelude::*;
 
 /// Floats of the transformed inputs of one chunk of images (16 per tile and channel): 4 MiB,
@@ -162,51 +163,6 @@ impl TileRows {
     }
 }
 
-/// `dst[m, n] = lhs[m, k] · rhs[k, n]`, all row-major with the given row strides, on the
-/// calling thread (the 16 products of a chunk run in parallel instead).
-#[allow(clippy::too_many_arguments)]
-fn product(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    lhs: &[f32],
-    lhs_row: usize,
-    rhs: &[f32],
-    rhs_row: usize,
-) {
-    assert!(
-        dst.len() >= m * n
-            && lhs.len() >= (m - 1) * lhs_row + k
-            && rhs.len() >= (k - 1) * rhs_row + n
-    );
-    // SAFETY: the assertion keeps every element gemm reads or writes inside the slices; `dst`
-    // is borrowed mutably, so it does not alias `lhs` or `rhs`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            1,
-            lhs_row as isize,
-            rhs.as_ptr(),
-            1,
-            rhs_row as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// The convolution of `x` (`[N, C, H, W]`) by `w` (`[O, C, 3, 3]`), stride 1: `[N, O, Ho, Wo]`.
 pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (c, o) = (s.channels, s.out_channels);
@@ -241,7 +197,18 @@ pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
         m[..16 * o * t_count].par_chunks_mut(o * t_count).enumerate().for_each(|(xi, dst)| {
             let lhs = &u[xi * o * c..][..o * c];
             let rhs = &v[xi * t_count..];
-            product(o, t_count, c, dst, lhs, c, rhs, 16 * t_count);
+            // On this thread: the 16 products run in parallel instead.
+            matmul_strided(
+                o,
+                t_count,
+                c,
+                dst,
+                t_count,
+                false,
+                Operand { data: lhs, row_stride: c, col_stride: 1 },
+                Operand { data: rhs, row_stride: 16 * t_count, col_stride: 1 },
+                false,
+            );
         });
         // Outputs: one thread per output plane, a row of tiles at a time: each product's values
         // for the row are contiguous in `m`.

@@ -166,13 +166,24 @@ thread_local! {
 /// For comparing results with and without them; scoped to the caller, so a test or a benchmark
 /// that turns them off cannot leak the setting into another thread's work.
 pub fn with_kernels<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
+    with_thread_setting(&KERNELS_ON, on, f)
+}
+
+/// Runs `f` with this thread's `setting` at `value`, restoring the previous value afterwards,
+/// also when `f` panics: the scoped switches [`with_kernels`], `flex_conv::with_winograd` and
+/// `flex_shifted::with_shifted`.
+pub(crate) fn with_thread_setting<T: Copy + 'static, R>(
+    setting: &'static std::thread::LocalKey<std::cell::Cell<T>>,
+    value: T,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore<T: Copy + 'static>(&'static std::thread::LocalKey<std::cell::Cell<T>>, T);
+    impl<T: Copy + 'static> Drop for Restore<T> {
         fn drop(&mut self) {
-            KERNELS_ON.with(|k| k.set(self.0));
+            self.0.with(|s| s.set(self.1));
         }
     }
-    let _restore = Restore(KERNELS_ON.with(|k| k.replace(on)));
+    let _restore = Restore(setting, setting.with(|s| s.replace(value)));
     f()
 }
 
@@ -485,11 +496,11 @@ pub fn batch_norm_train(
     (out.output, out.mean, out.variance)
 }
 
-/// Whether `x`'s operation runs the project's flex kernel (`flex_batch_norm`, `flex_silu`): an
-/// f32 tensor on flex (native), `Route::Auto`, kernels on. `Route::Kernel` names the wgpu
-/// kernels, which flex does not have.
+/// Whether `x`'s operation runs the project's flex kernel (`flex_batch_norm`, `flex_silu`,
+/// `flex_box_projection`): an f32 tensor on flex (native), `Route::Auto`, kernels on.
+/// `Route::Kernel` names the wgpu kernels, which flex does not have.
 #[cfg(not(target_arch = "wasm32"))]
-fn flex_kernel(route: Route, x: &Tensor<4>) -> bool {
+pub(crate) fn flex_kernel<const D: usize>(route: Route, x: &Tensor<D>) -> bool {
     route == Route::Auto
         && kernels_enabled()
         && on_flex(&x.device())
