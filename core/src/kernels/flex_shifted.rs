@@ -26,11 +26,12 @@
 //! gradients in `tests/tests/library/kernels.rs`.
 
 use super::flex_conv::{Geometry, Operand, matmul_strided};
+use super::flex_tap_sums::{self, TapSum};
 use rayon::prelude::*;
 
 /// A group of images is sized so that its phases and products stay under this many floats
 /// (1 MiB, about half a core's L2 cache here), like the columns convolution's chunks.
-const GROUP_FLOATS: usize = 1 << 18;
+const GROUP_FLOATS: usize = 1 << 16;
 
 /// The weight gradient sums products over `q`: larger groups, fewer partial sums.
 const WEIGHT_GROUP_FLOATS: usize = 1 << 21;
@@ -108,51 +109,70 @@ impl Phases {
         })
     }
 
-    /// Writes phase row `r` (`phase·C + c`) of images `b0..b0+nb` of `x` into `dst`.
-    fn fill_row(&self, x: &[f32], b0: usize, nb: usize, r: usize, dst: &mut [f32]) {
+    /// Writes phase row `r` (`phase·C + c`) of images `b0..b0+nb` of `x` into `dst`; with
+    /// `zeroed` (a fresh buffer), only the values, leaving the zeros of the padding as they are.
+    fn fill_row(&self, x: &[f32], b0: usize, nb: usize, r: usize, dst: &mut [f32], zeroed: bool) {
         let g = &self.g;
         let (phase, c) = (r / g.channels, r % g.channels);
         let (a, b) = (phase / self.count[1], phase % self.count[1]);
-        let ([sh, sw], [ph, pw]) = (g.stride, g.pad);
+        let ([sh, sw], [ph, pw], plane, wq) = (g.stride, g.pad, self.plane(), self.wq);
         // Phase columns x' whose input column s·x' + b - pw lies inside [0, width).
-        let lo = pw.saturating_sub(b).div_ceil(sw).min(self.wq);
-        let hi = (g.width + pw).saturating_sub(b).div_ceil(sw).clamp(lo, self.wq);
-        // One fill for the whole row: per line, the fills of a few floats each cost more.
-        dst.fill(0.0);
+        let lo = pw.saturating_sub(b).div_ceil(sw).min(wq);
+        let hi = (g.width + pw).saturating_sub(b).div_ceil(sw).clamp(lo, wq);
+        if !zeroed {
+            dst.fill(0.0);
+        }
         if lo == hi {
             return;
         }
+        // Per phase line, the offset of its input values in an input plane, if any. The lines
+        // are short (5 to 34 floats here), so what is per line is worked out once.
+        let first = lo * sw + b - pw;
+        let lines: Vec<Option<usize>> = (0..self.hq)
+            .map(|yq| {
+                let iy = (yq * sh + a).checked_sub(ph).filter(|&r| r < g.height)?;
+                Some(iy * g.width + first)
+            })
+            .collect();
+        let span = (hi - lo - 1) * sw + 1;
         for image in 0..nb {
             let src = &x[((b0 + image) * g.channels + c) * g.plane()..][..g.plane()];
-            let out = &mut dst[image * self.plane()..][..self.plane()];
-            for (yq, line) in out.chunks_exact_mut(self.wq).enumerate() {
-                let Some(iy) = (yq * sh + a).checked_sub(ph).filter(|&r| r < g.height) else {
-                    continue;
-                };
-                let src = &src[iy * g.width..][..g.width];
-                let first = lo * sw + b - pw;
-                if sw == 1 {
-                    line[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
-                } else {
-                    for (t, v) in line[lo..hi].iter_mut().enumerate() {
-                        *v = src[first + t * sw];
+            let out = &mut dst[image * plane..][..plane];
+            for (line, &at) in out.chunks_exact_mut(wq).zip(&lines) {
+                let Some(at) = at else { continue };
+                let (line, src) = (&mut line[lo..hi], &src[at..at + span]);
+                match sw {
+                    1 => line.copy_from_slice(src),
+                    // Pairs of a constant size, which the compiler turns into vector shuffles
+                    // (`step_by` stayed one float at a time), then the last value.
+                    2 => {
+                        let (last, line) = line.split_last_mut().expect("a non-empty line");
+                        for (v, pair) in line.iter_mut().zip(src.chunks_exact(2)) {
+                            *v = pair[0];
+                        }
+                        *last = src[span - 1];
+                    }
+                    _ => {
+                        for (v, s) in line.iter_mut().zip(src.iter().step_by(sw)) {
+                            *v = *s;
+                        }
                     }
                 }
             }
         }
     }
 
-    /// `dy` of images `b0..b0+nb` (`[N, O, ho, wo]`) laid out `[O, nb·plane]`, zero at the
-    /// positions that are not outputs.
-    fn spread_output(&self, dy: &[f32], b0: usize, nb: usize, dst: &mut [f32]) {
+    /// `dy` of images `b0..b0+nb` (`[N, O, ho, wo]`) laid out `[O, front + nb·plane]`: `front`
+    /// zeros, then each image's phase plane, zero at the positions that are not outputs.
+    fn spread_output(&self, dy: &[f32], b0: usize, nb: usize, front: usize, dst: &mut [f32]) {
         let (o, [ho, wo], plane) = (self.g.out_channels, self.g.out, self.plane());
-        let l = nb * plane;
-        dst[..o * l].par_chunks_mut(l).enumerate().for_each(|(oc, row)| {
+        let stride = front + nb * plane;
+        dst[..o * stride].par_chunks_mut(stride).enumerate().for_each(|(oc, row)| {
             row.fill(0.0);
             for image in 0..nb {
                 let src = &dy[((b0 + image) * o + oc) * ho * wo..][..ho * wo];
                 for (y, line) in src.chunks_exact(wo).enumerate() {
-                    row[image * plane + y * self.wq..][..wo].copy_from_slice(line);
+                    row[front + image * plane + y * self.wq..][..wo].copy_from_slice(line);
                 }
             }
         });
@@ -205,6 +225,20 @@ fn weights_by_tap(g: &Geometry, w: &[f32]) -> Vec<f32> {
     out
 }
 
+/// The weights `[O, C, kh, kw]` rearranged `[tap][C][O]`: the forward pass's tap sums read the
+/// weights of one input row for consecutive output rows.
+fn weights_by_tap_and_channel(g: &Geometry, w: &[f32]) -> Vec<f32> {
+    let (o, c, taps) = (g.out_channels, g.channels, g.kernel[0] * g.kernel[1]);
+    let mut out = vec![0.0; taps * c * o];
+    for (oc_c, kernel) in w.chunks_exact(taps).enumerate() {
+        let (oc, ch) = (oc_c / c, oc_c % c);
+        for (t, &v) in kernel.iter().enumerate() {
+            out[(t * c + ch) * o + oc] = v;
+        }
+    }
+    out
+}
+
 /// The convolution `[N, O, ho, wo]` of `x` (`[N, C, H, W]`) by `w` (`[O, C, kh, kw]`).
 pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     let p = Phases::new(g);
@@ -213,17 +247,32 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     if y.is_empty() {
         return y;
     }
-    let wt = weights_by_tap(g, w);
+    let direct = flex_tap_sums::chosen(c);
+    let wt = if direct { weights_by_tap_and_channel(g, w) } else { weights_by_tap(g, w) };
     let (nb, inner_parallel) = p.parallel_groups();
     y.par_chunks_mut(nb * o * ho * wo).enumerate().for_each(|(group, y)| {
         let (b0, nb) = (group * nb, y.len() / (o * ho * wo));
         let (row, l) = (p.row(nb), nb * p.plane());
         let mut phases = vec![0.0; p.phase_rows() * row];
         for (r, dst) in phases.chunks_exact_mut(row).enumerate() {
-            p.fill_row(x, b0, nb, r, dst);
+            p.fill_row(x, b0, nb, r, dst, true);
         }
         let mut out = vec![0.0; o * l];
-        for (t, phase, shift) in p.taps() {
+        if direct {
+            let offsets: Vec<usize> =
+                p.taps().map(|(_, phase, shift)| phase * c * row + shift).collect();
+            let sum = TapSum {
+                rows: o,
+                len: l,
+                depth: c,
+                offsets: &offsets,
+                weights: &wt,
+                src: &phases,
+                src_stride: row,
+            };
+            sum.run(&mut out, l, false, inner_parallel);
+        }
+        for (t, phase, shift) in p.taps().filter(|_| !direct) {
             matmul_strided(
                 o,
                 l,
@@ -260,15 +309,48 @@ pub(super) fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
     if dx.is_empty() {
         return dx;
     }
+    let direct = flex_tap_sums::chosen(o);
     let wt = weights_by_tap(g, w);
     let (nb, inner_parallel) = p.parallel_groups();
     dx.par_chunks_mut(nb * c * g.plane()).enumerate().for_each(|(group, dx)| {
         let (b0, nb) = (group * nb, dx.len() / (c * g.plane()));
         let (row, l) = (p.row(nb), nb * p.plane());
-        let mut spread = vec![0.0; o * l];
-        p.spread_output(dy, b0, nb, &mut spread);
         let mut dphases = vec![0.0; p.phase_rows() * row];
-        for (t, phase, shift) in p.taps() {
+        // Direct: each phase row gathers `dP[c, q] = Σ_taps W_ijᵀ[c, ·] · dY'[·, q - shift]`,
+        // from output rows with `margin` zeros in front (the largest shift).
+        let front = if direct { p.margin } else { 0 };
+        let mut spread = vec![0.0; o * (front + l)];
+        p.spread_output(dy, b0, nb, front, &mut spread);
+        if direct {
+            let taps: Vec<_> = p.taps().collect();
+            let phase_sums = |(phase, out): (usize, &mut [f32])| {
+                let (offsets, weights): (Vec<usize>, Vec<f32>) = taps
+                    .iter()
+                    .filter(|&&(_, tap_phase, _)| tap_phase == phase)
+                    .map(|&(t, _, shift)| (front - shift, &wt[t * o * c..][..o * c]))
+                    .fold((Vec::new(), Vec::new()), |(mut offsets, mut weights), (at, w)| {
+                        offsets.push(at);
+                        weights.extend_from_slice(w);
+                        (offsets, weights)
+                    });
+                let sum = TapSum {
+                    rows: c,
+                    len: l,
+                    depth: o,
+                    offsets: &offsets,
+                    weights: &weights,
+                    src: &spread,
+                    src_stride: front + l,
+                };
+                sum.run(out, row, false, inner_parallel);
+            };
+            if inner_parallel {
+                dphases.par_chunks_mut(c * row).enumerate().for_each(phase_sums);
+            } else {
+                dphases.chunks_mut(c * row).enumerate().for_each(phase_sums);
+            }
+        }
+        for (t, phase, shift) in p.taps().filter(|_| !direct) {
             // Rows `row >= l + shift` apart: the shifted windows of two rows never overlap.
             matmul_strided(
                 c,
@@ -327,9 +409,12 @@ pub(super) fn weight_gradient(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         let nb = nb.min(g.batch - b0);
         let (row, l) = (p.row(nb), nb * p.plane());
         phases.resize(p.phase_rows() * row, 0.0);
-        phases.par_chunks_mut(row).enumerate().for_each(|(r, dst)| p.fill_row(x, b0, nb, r, dst));
+        phases
+            .par_chunks_mut(row)
+            .enumerate()
+            .for_each(|(r, dst)| p.fill_row(x, b0, nb, r, dst, false));
         spread.resize(o * l, 0.0);
-        p.spread_output(dy, b0, nb, &mut spread);
+        p.spread_output(dy, b0, nb, 0, &mut spread);
         dw_t.par_chunks_mut(c * o).zip(&all_taps).for_each(|(dst, &(_, phase, shift))| {
             matmul_strided(
                 c,

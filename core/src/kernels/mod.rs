@@ -21,6 +21,8 @@ pub mod flex_shifted;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod flex_silu;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod flex_tap_sums;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod flex_winograd;
 pub mod gemm_conv;
 pub mod tiled_conv;

@@ -415,14 +415,30 @@ fn flex_convolution_equals_burns_convolution_and_its_gradients() {
     // The shifted products: two groups of images at stride 2, two groups of the weight gradient.
     cases.push((70, 16, 8, 16, 16, 3, 2, 1));
     cases.push((30, 64, 4, 32, 32, 3, 1, 1));
+    // Shallow and deep tap sums in registers: 4 rows and 24 positions a block, with the rows'
+    // and positions' remainders.
+    cases.push((5, 7, 13, 10, 10, 3, 1, 1));
+    cases.push((4, 40, 6, 9, 9, 3, 2, 1));
     use saad_core::kernels::flex_shifted::{ShiftedLayers, with_shifted};
-    for (layers, what) in [
-        (ShiftedLayers::WherePaying, "flex convolution"),
-        (ShiftedLayers::None, "flex columns convolution"),
-        (ShiftedLayers::All, "flex shifted convolution"),
-    ] {
+    use saad_core::kernels::flex_tap_sums::{TapSums, available, with_tap_sums};
+    let mut ways = vec![
+        (ShiftedLayers::WherePaying, TapSums::WherePaying, "flex convolution"),
+        (ShiftedLayers::None, TapSums::WherePaying, "flex columns convolution"),
+        (ShiftedLayers::All, TapSums::Never, "flex shifted convolution, gemm per tap"),
+    ];
+    if available() {
+        ways.push((ShiftedLayers::All, TapSums::Always, "flex shifted convolution, tap sums"));
+    }
+    for (layers, sums, what) in ways {
         with_shifted(layers, || {
-            check_convolution_against_burns(&d, &cases, saad_core::kernels::flex_conv::conv2d, what)
+            with_tap_sums(sums, || {
+                check_convolution_against_burns(
+                    &d,
+                    &cases,
+                    saad_core::kernels::flex_conv::conv2d,
+                    what,
+                )
+            })
         });
     }
 }
