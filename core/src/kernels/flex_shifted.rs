@@ -31,7 +31,12 @@ use rayon::prelude::*;
 
 /// A group of images is sized so that its phases and products stay under this many floats
 /// (1 MiB, about half a core's L2 cache here), like the columns convolution's chunks.
-const GROUP_FLOATS: usize = 1 << 16;
+const GROUP_FLOATS: usize = 1 << 18;
+
+/// Groups of the tap sums in registers ([`flex_tap_sums`]): a quarter of that. Their layers have
+/// few channels, so the larger groups were 2 or 3 per layer on 2 cores, one core idle for the
+/// last (bench/NOTES.md section 18).
+const TAP_SUM_GROUP_FLOATS: usize = 1 << 16;
 
 /// The weight gradient sums products over `q`: larger groups, fewer partial sums.
 const WEIGHT_GROUP_FLOATS: usize = 1 << 21;
@@ -94,9 +99,9 @@ impl Phases {
     /// Images per group of the forward pass and the input gradient, whose groups run in
     /// parallel, and whether gemm should split each product instead (too few groups to keep
     /// every core busy).
-    fn parallel_groups(&self) -> (usize, bool) {
+    fn parallel_groups(&self, tap_sums: bool) -> (usize, bool) {
         let per_image = (self.phase_rows() + self.g.out_channels) * self.plane();
-        let nb = self.group(per_image, GROUP_FLOATS);
+        let nb = self.group(per_image, if tap_sums { TAP_SUM_GROUP_FLOATS } else { GROUP_FLOATS });
         (nb, self.g.batch.div_ceil(nb) < rayon::current_num_threads())
     }
 
@@ -249,7 +254,7 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     }
     let direct = flex_tap_sums::chosen(c);
     let wt = if direct { weights_by_tap_and_channel(g, w) } else { weights_by_tap(g, w) };
-    let (nb, inner_parallel) = p.parallel_groups();
+    let (nb, inner_parallel) = p.parallel_groups(direct);
     y.par_chunks_mut(nb * o * ho * wo).enumerate().for_each(|(group, y)| {
         let (b0, nb) = (group * nb, y.len() / (o * ho * wo));
         let (row, l) = (p.row(nb), nb * p.plane());
@@ -311,7 +316,7 @@ pub(super) fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
     }
     let direct = flex_tap_sums::chosen(o);
     let wt = weights_by_tap(g, w);
-    let (nb, inner_parallel) = p.parallel_groups();
+    let (nb, inner_parallel) = p.parallel_groups(direct);
     dx.par_chunks_mut(nb * c * g.plane()).enumerate().for_each(|(group, dx)| {
         let (b0, nb) = (group * nb, dx.len() / (c * g.plane()));
         let (row, l) = (p.row(nb), nb * p.plane());
