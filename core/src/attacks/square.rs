@@ -125,13 +125,20 @@ impl Attack for Square {
         let mut x_best = (x.clone() + stripes.mul_scalar(eps)).clamp(0.0, 1.0);
         let mut margin_min = margin(forward(x_best.clone()), y);
         let mut loss_min = margin_min.clone();
-        let rows = Tensor::<1, Int>::arange(0..h as i64, &device).reshape([1, 1, h, 1]);
-        let cols = Tensor::<1, Int>::arange(0..w as i64, &device).reshape([1, 1, 1, w]);
+        // The eps-box within [0, 1]: clamping to it is clamping to the eps-box, then to [0, 1].
+        let (lower, upper) = (x.clone().sub_scalar(eps).clamp_min(0.0), x.clone().add_scalar(eps));
+        let upper = upper.clamp_max(1.0);
 
         // The active subset (samples with margin > 0) and where they sit in the full batch.
         let mut idx: Option<Tensor<1, Int>> = None;
-        let (mut xs, mut ys, mut best_s, mut margin_s, mut loss_s) =
-            (x.clone(), y.clone(), x_best.clone(), margin_min.clone(), loss_min.clone());
+        let (mut lower_s, mut upper_s, mut ys, mut best_s, mut margin_s, mut loss_s) = (
+            lower.clone(),
+            upper.clone(),
+            y.clone(),
+            x_best.clone(),
+            margin_min.clone(),
+            loss_min.clone(),
+        );
         for i in 0..self.n_queries {
             if i % 100 == 0 {
                 // Write the subset back and keep only the samples still correct.
@@ -164,7 +171,8 @@ impl Attack for Square {
                     TensorData::new(active.clone(), [active.len()]),
                     &device,
                 );
-                xs = x.clone().select(0, ix.clone());
+                lower_s = lower.clone().select(0, ix.clone());
+                upper_s = upper.clone().select(0, ix.clone());
                 ys = y.clone().select(0, ix.clone());
                 best_s = x_best.clone().select(0, ix.clone());
                 margin_s = margin_min.clone().select(0, ix.clone());
@@ -175,23 +183,16 @@ impl Attack for Square {
             let s = Self::side(self.p_selection(i), c, h, w);
             let vh = rng.below(self.corner_choices(h, s) as u64) as i64;
             let vw = rng.below(self.corner_choices(w, s) as u64) as i64;
-            let in_rows = rows
-                .clone()
-                .greater_equal_elem(vh)
-                .bool_and(rows.clone().lower_elem(vh + s as i64));
-            let in_cols = cols
-                .clone()
-                .greater_equal_elem(vw)
-                .bool_and(cols.clone().lower_elem(vw + s as i64));
-            let window =
-                in_rows.expand([1, 1, h, w]).bool_and(in_cols.expand([1, 1, h, w])).float();
             let signs =
                 Tensor::<4>::random([1, c, 1, 1], Distribution::Uniform(-1.0, 1.0), &device).sign();
-            let delta = (window * signs).mul_scalar(2.0 * eps).expand([n, c, h, w]);
-            let x_new = (best_s.clone() + delta)
-                .max_pair(xs.clone().sub_scalar(eps))
-                .min_pair(xs.clone().add_scalar(eps))
-                .clamp(0.0, 1.0);
+            // Only the window moves: elsewhere the candidate is the best point, already inside
+            // the box, so the window alone is moved and clamped (the same values as moving and
+            // clamping the whole image, in a pass over the window instead of four over all).
+            let window = [0..n, 0..c, vh as usize..vh as usize + s, vw as usize..vw as usize + s];
+            let moved = (best_s.clone().slice(window.clone()) + signs.mul_scalar(2.0 * eps))
+                .max_pair(lower_s.clone().slice(window.clone()))
+                .min_pair(upper_s.clone().slice(window.clone()));
+            let x_new = best_s.clone().slice_assign(window, moved);
             let m = margin(forward(x_new.clone()), &ys);
             let live = margin_s.clone().greater_elem(0.0);
             let improved = m.clone().lower(loss_s.clone()).bool_and(live.clone());
