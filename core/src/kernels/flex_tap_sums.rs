@@ -20,6 +20,7 @@ const MAX_DEPTH: usize = 32;
 const BLOCK_ROWS: usize = 4;
 
 /// Floats per AVX2 vector.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const LANES: usize = 8;
 
 /// Whether the shifted convolution sums its taps here or by gemm.
@@ -105,13 +106,16 @@ impl TapSum<'_> {
             self.rows
         };
         let task = |(t, out): (usize, &mut [f32])| {
-            let r0 = t * per_task;
             // Safety: AVX2 and FMA are present (asserted above); every read of `src` and
             // `weights` and every write of `out` is within the bounds asserted above.
             #[cfg(target_arch = "x86_64")]
             unsafe {
+                let r0 = t * per_task;
                 avx2::rows(self, r0, per_task.min(self.rows - r0), out, out_stride, accumulate)
             };
+            // Unreachable elsewhere: `available` is false.
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (t, out, out_stride, accumulate);
         };
         if parallel {
             out.par_chunks_mut(per_task * out_stride).enumerate().for_each(task);
