@@ -126,8 +126,8 @@ impl Attack for Square {
         let mut margin_min = margin(forward(x_best.clone()), y);
         let mut loss_min = margin_min.clone();
         // The eps-box within [0, 1]: clamping to it is clamping to the eps-box, then to [0, 1].
-        let (lower, upper) = (x.clone().sub_scalar(eps).clamp_min(0.0), x.clone().add_scalar(eps));
-        let upper = upper.clamp_max(1.0);
+        let lower = x.clone().sub_scalar(eps).clamp_min(0.0);
+        let upper = x.clone().add_scalar(eps).clamp_max(1.0);
 
         // The active subset (samples with margin > 0) and where they sit in the full batch.
         let mut idx: Option<Tensor<1, Int>> = None;

@@ -276,23 +276,24 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
                 src_stride: row,
             };
             sum.run(&mut out, l, false, inner_parallel);
-        }
-        for (t, phase, shift) in p.taps().filter(|_| !direct) {
-            matmul_strided(
-                o,
-                l,
-                c,
-                &mut out,
-                l,
-                t > 0,
-                Operand { data: &wt[t * o * c..][..o * c], row_stride: c, col_stride: 1 },
-                Operand {
-                    data: &phases[phase * c * row + shift..],
-                    row_stride: row,
-                    col_stride: 1,
-                },
-                inner_parallel,
-            );
+        } else {
+            for (t, phase, shift) in p.taps() {
+                matmul_strided(
+                    o,
+                    l,
+                    c,
+                    &mut out,
+                    l,
+                    t > 0,
+                    Operand { data: &wt[t * o * c..][..o * c], row_stride: c, col_stride: 1 },
+                    Operand {
+                        data: &phases[phase * c * row + shift..],
+                        row_stride: row,
+                        col_stride: 1,
+                    },
+                    inner_parallel,
+                );
+            }
         }
         for (plane_index, dst) in y.chunks_exact_mut(ho * wo).enumerate() {
             let (image, oc) = (plane_index / o, plane_index % o);
@@ -316,58 +317,61 @@ pub(super) fn input_gradient(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
     }
     let direct = flex_tap_sums::chosen(o);
     let wt = weights_by_tap(g, w);
+    // Direct: each phase row gathers `dP[c, q] = Σ_taps W_ijᵀ[c, ·] · dY'[·, q - shift]`, from
+    // output rows with `margin` zeros in front (the largest shift). Per phase, its taps' offsets
+    // in such a row and their weights `[tap][O][C]`, the same for every group.
+    let front = if direct { p.margin } else { 0 };
+    let phase_taps: Vec<(Vec<usize>, Vec<f32>)> = if direct {
+        let mut per_phase = vec![(Vec::new(), Vec::new()); p.count[0] * p.count[1]];
+        for (t, phase, shift) in p.taps() {
+            let (offsets, weights): &mut (Vec<usize>, Vec<f32>) = &mut per_phase[phase];
+            offsets.push(front - shift);
+            weights.extend_from_slice(&wt[t * o * c..][..o * c]);
+        }
+        per_phase
+    } else {
+        Vec::new()
+    };
     let (nb, inner_parallel) = p.parallel_groups(direct);
     dx.par_chunks_mut(nb * c * g.plane()).enumerate().for_each(|(group, dx)| {
         let (b0, nb) = (group * nb, dx.len() / (c * g.plane()));
         let (row, l) = (p.row(nb), nb * p.plane());
         let mut dphases = vec![0.0; p.phase_rows() * row];
-        // Direct: each phase row gathers `dP[c, q] = Σ_taps W_ijᵀ[c, ·] · dY'[·, q - shift]`,
-        // from output rows with `margin` zeros in front (the largest shift).
-        let front = if direct { p.margin } else { 0 };
         let mut spread = vec![0.0; o * (front + l)];
         p.spread_output(dy, b0, nb, front, &mut spread);
         if direct {
-            let taps: Vec<_> = p.taps().collect();
-            let phase_sums = |(phase, out): (usize, &mut [f32])| {
-                let (offsets, weights): (Vec<usize>, Vec<f32>) = taps
-                    .iter()
-                    .filter(|&&(_, tap_phase, _)| tap_phase == phase)
-                    .map(|&(t, _, shift)| (front - shift, &wt[t * o * c..][..o * c]))
-                    .fold((Vec::new(), Vec::new()), |(mut offsets, mut weights), (at, w)| {
-                        offsets.push(at);
-                        weights.extend_from_slice(w);
-                        (offsets, weights)
-                    });
+            let phase_sums = |((offsets, weights), out): (&(Vec<usize>, Vec<f32>), &mut [f32])| {
                 let sum = TapSum {
                     rows: c,
                     len: l,
                     depth: o,
-                    offsets: &offsets,
-                    weights: &weights,
+                    offsets,
+                    weights,
                     src: &spread,
                     src_stride: front + l,
                 };
                 sum.run(out, row, false, inner_parallel);
             };
             if inner_parallel {
-                dphases.par_chunks_mut(c * row).enumerate().for_each(phase_sums);
+                phase_taps.par_iter().zip(dphases.par_chunks_mut(c * row)).for_each(phase_sums);
             } else {
-                dphases.chunks_mut(c * row).enumerate().for_each(phase_sums);
+                phase_taps.iter().zip(dphases.chunks_mut(c * row)).for_each(phase_sums);
             }
-        }
-        for (t, phase, shift) in p.taps().filter(|_| !direct) {
-            // Rows `row >= l + shift` apart: the shifted windows of two rows never overlap.
-            matmul_strided(
-                c,
-                l,
-                o,
-                &mut dphases[phase * c * row + shift..],
-                row,
-                true,
-                Operand { data: &wt[t * o * c..][..o * c], row_stride: 1, col_stride: c },
-                Operand { data: &spread, row_stride: l, col_stride: 1 },
-                inner_parallel,
-            );
+        } else {
+            for (t, phase, shift) in p.taps() {
+                // Rows `row >= l + shift` apart: the shifted windows of two rows never overlap.
+                matmul_strided(
+                    c,
+                    l,
+                    o,
+                    &mut dphases[phase * c * row + shift..],
+                    row,
+                    true,
+                    Operand { data: &wt[t * o * c..][..o * c], row_stride: 1, col_stride: c },
+                    Operand { data: &spread, row_stride: l, col_stride: 1 },
+                    inner_parallel,
+                );
+            }
         }
         for (plane_index, dst) in dx.chunks_exact_mut(g.plane()).enumerate() {
             let (image, ch) = (plane_index / c, plane_index % c);
