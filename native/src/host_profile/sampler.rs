@@ -197,7 +197,10 @@ fn names_at(address: usize, exact: bool, main: Option<&std::ffi::OsStr>) -> Vec<
     // instruction (the innermost frame) is exact.
     let lookup = if exact { address } else { address.saturating_sub(1) };
     let mut names = Vec::new();
-    backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
+    // `backtrace::resolve` takes every address for a return address and looks up the byte
+    // before it: given `lookup + 1`, it looks up `lookup`. (Given `lookup`, a sample taken on a
+    // function's first instruction was named after the function before it in the binary.)
+    backtrace::resolve((lookup + 1) as *mut std::ffi::c_void, |symbol| {
         let Some(name) = symbol.name() else { return };
         let name = format!("{name:#}");
         // Debug information names a function without its path (`busy_loop`, `{closure#0}`);
@@ -307,6 +310,17 @@ mod tests {
             }
         }
         x
+    }
+
+    /// A sample interrupted on a function's first instruction names that function, not the
+    /// one laid out before it; a return address names its call.
+    #[test]
+    fn an_address_is_named_after_the_function_it_is_in() {
+        let entry = busy_loop_for_host_profile as *const () as usize;
+        let names = names_at(entry, true, None);
+        assert!(names.iter().any(|n| n.contains("busy_loop_for_host_profile")), "{names:?}");
+        let names = names_at(entry + 1, false, None);
+        assert!(names.iter().any(|n| n.contains("busy_loop_for_host_profile")), "{names:?}");
     }
 
     /// Two named threads spin in one known function: the sampler must find it on (nearly)
