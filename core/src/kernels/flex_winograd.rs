@@ -1,32 +1,41 @@
-//! 3x3 stride-1 convolutions on the flex CPU backend by Winograd's minimal filtering F(2x2, 3x3)
-//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016; the
-//! transform matrices are theirs): each 2x2 block of outputs from a 4x4 block of inputs with 16
-//! multiplications per input channel instead of 36. [`super::flex_conv`] runs its forward pass
-//! and its input gradient (a 3x3 stride-1 convolution of the output gradient with the weights
-//! flipped and in and out swapped) through here when the layer has enough channels; the weight
-//! gradient stays columns times gradient.
+//! 3x3 stride-1 convolutions on the flex CPU backend by Winograd's minimal filtering F(4x4, 3x3)
+//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): each 4x4
+//! block of outputs from a 6x6 block of inputs with 36 multiplications per input channel
+//! instead of 144 (F(2x2, 3x3), this module's first form, needs 64 for the same outputs).
+//! [`super::flex_conv`] runs its forward pass and its input gradient (a 3x3 stride-1
+//! convolution of the output gradient with the weights flipped and in and out swapped) through
+//! here when the layer has enough channels; the weight gradient stays columns times gradient.
 //!
-//! Per chunk of images, with `T` the chunk's 2x2 output tiles:
-//! - weights: `U[ξ] = (G g Gᵀ)[ξ]`, 16 matrices `[O, C]`;
-//! - inputs: `V[ξ] = (Bᵀ d B)[ξ]` of each tile's 4x4 input patch `d`, stored `[C][16][T]`;
-//! - products: `M[ξ][O, T] = U[ξ] · V[ξ]`, 16 independent matrix products;
-//! - outputs: `Y = Aᵀ m A` of each tile's 16 products `m`.
+//! Per chunk of images, with `T` the chunk's 4x4 output tiles:
+//! - weights: `U[ξ] = (G g Gᵀ)[ξ]`, 36 matrices `[O, C]`;
+//! - inputs: `V[ξ] = (Bᵀ d B)[ξ]` of each tile's 6x6 input patch `d`, stored `[C][36][T]`;
+//! - products: `M[ξ][O, T] = U[ξ] · V[ξ]`, 36 independent matrix products;
+//! - outputs: `Y = Aᵀ m A` of each tile's 36 products `m`.
 //!
-//! Every output element is computed in a fixed order (the products run whole, one per thread),
-//! so results are the same from run to run (bit-for-bit resume holds). The transforms' constants
-//! are 0, ±1 and ±1/2, so the rounding stays near the direct sum's (checked against burn's
-//! convolution in `tests/tests/library/kernels.rs`).
+//! The matrices are the Toom-Cook construction at the points 0, 1, -1, 1/2, -2 and infinity,
+//! the set Barabasz et al. ("Error analysis and improving the accuracy of Winograd convolution
+//! for deep neural networks", ACM TOMS 2020) found to round least for F(4, 3): their error in
+//! f32 is about 1.5x below that of Lavin & Gray's 0, ±1, ±2 (a numpy model of a 256-channel
+//! tile, bench/NOTES.md section 19). Every output element is computed in a fixed order (the
+//! products run whole, one per thread), so results are the same from run to run (bit-for-bit
+//! resume holds); they are checked against burn's convolution in
+//! `tests/tests/library/kernels.rs`.
 
 use super::flex_conv::{Operand, matmul_strided};
 use rayon::prelude::*;
 
-/// Floats of the transformed inputs of one chunk of images (16 per tile and channel): 4 MiB,
+/// Floats of the transformed inputs of one chunk of images (36 per tile and channel): 4 MiB,
 /// so that one product's operands stay in the cache levels of a CPU core.
 const CHUNK_FLOATS: usize = 1 << 20;
 
 /// Fewer input or output channels than this: the products are too thin for the transforms to
 /// pay (a network's first layer has 3 input channels); the columns convolution runs instead.
 pub const MIN_CHANNELS: usize = 16;
+
+/// Outputs per tile side.
+const M: usize = 4;
+/// Inputs per tile side (`M + 2`), and transformed values per side.
+const N: usize = 6;
 
 /// Sizes of a 3x3 stride-1 convolution.
 #[derive(Clone, Copy, Debug)]
@@ -54,58 +63,128 @@ impl Conv3x3 {
     /// Tiles per image along rows and columns.
     fn tiles(&self) -> [usize; 2] {
         let [ho, wo] = self.out();
-        [ho.div_ceil(2), wo.div_ceil(2)]
+        [ho.div_ceil(M), wo.div_ceil(M)]
     }
 }
 
-/// `U = G g Gᵀ` of every `[O, C]` 3x3 kernel of `w` (`[O, C, 3, 3]`), stored `[16][O][C]`.
-fn transform_weights(w: &[f32], o: usize, c: usize) -> Vec<f32> {
-    let mut u = vec![0.0; 16 * o * c];
-    for (oc, g) in w.chunks_exact(9).enumerate() {
-        // G g: 4x3, rows of G = (1,0,0), (½,½,½), (½,-½,½), (0,0,1).
-        let mut t = [[0.0f32; 3]; 4];
-        for j in 0..3 {
-            let (g0, g1, g2) = (g[j], g[3 + j], g[6 + j]);
-            t[0][j] = g0;
-            t[1][j] = 0.5 * (g0 + g1 + g2);
-            t[2][j] = 0.5 * (g0 - g1 + g2);
-            t[3][j] = g2;
+/// `G g`: the 6 transformed values of 3 kernel taps. G's rows are `(p⁰, p¹, p²) / Π(p - p')`
+/// at the points 0, 1, -1, 1/2, -2, then (0, 0, 1) for infinity.
+#[inline(always)]
+fn kernel_transform([g0, g1, g2]: [f32; 3]) -> [f32; N] {
+    [
+        g0,
+        (g0 + g1 + g2) / 3.0,
+        (-g0 + g1 - g2) / 3.0,
+        -(16.0 * g0 + 8.0 * g1 + 4.0 * g2) / 15.0,
+        (g0 - 2.0 * g1 + 4.0 * g2) / 15.0,
+        g2,
+    ]
+}
+
+/// `Bᵀ d`: the 6 transformed values of 6 inputs. Bᵀ's rows are the coefficients of the
+/// products of `(x - p')` over the other points (the last over all five).
+#[inline(always)]
+fn input_transform([d0, d1, d2, d3, d4, d5]: [f32; N]) -> [f32; N] {
+    [
+        d0 - 1.5 * d1 - 2.0 * d2 + 1.5 * d3 + d4,
+        -d1 + 0.5 * d2 + 2.5 * d3 + d4,
+        d1 - 2.5 * d2 + 0.5 * d3 + d4,
+        -2.0 * d1 - d2 + 2.0 * d3 + d4,
+        0.5 * d1 - d2 - 0.5 * d3 + d4,
+        d1 - 1.5 * d2 - 2.0 * d3 + 1.5 * d4 + d5,
+    ]
+}
+
+/// `Aᵀ m`: 4 outputs from 6 products. Aᵀ's rows are the points' powers 0 to 3 (1 at infinity
+/// for the last).
+#[inline(always)]
+fn output_transform([m0, m1, m2, m3, m4, m5]: [f32; N]) -> [f32; M] {
+    [
+        m0 + m1 + m2 + m3 + m4,
+        m1 - m2 + 0.5 * m3 - 2.0 * m4,
+        m1 + m2 + 0.25 * m3 + 4.0 * m4,
+        m1 - m2 + 0.125 * m3 - 8.0 * m4 + m5,
+    ]
+}
+
+/// Kernels transformed at a time into a local block before their 36 values are written out:
+/// `U`'s 36 matrices lie `O * C` floats apart, a power of two in most networks, and 36
+/// single-float writes that far apart per kernel conflicted in the cache (a 512x512 layer took
+/// 70 ms).
+const KERNEL_BLOCK: usize = 64;
+
+/// `U = G g Gᵀ` of every 3x3 kernel, stored `[36][O'][C']`: with `flipped` false the kernels of
+/// `w` (`[O, C, 3, 3]`, `O' = O`, `C' = C`); with it true those of the input gradient, `w`
+/// flipped in both axes with in and out swapped (`O' = C`, `C' = O`). One thread per row `i`
+/// of the 6x6 transforms, a block of kernels at a time.
+fn transform_weights(w: &[f32], o: usize, c: usize, flipped: bool) -> Vec<f32> {
+    let (rows, cols) = if flipped { (c, o) } else { (o, c) };
+    let kernels = rows * cols;
+    let mut u = vec![0.0; N * N * kernels];
+    let kernel = |k: usize| -> [f32; 9] {
+        let (r, q) = (k / cols, k % cols);
+        if flipped {
+            let g = &w[(q * c + r) * 9..][..9];
+            std::array::from_fn(|t| g[8 - t])
+        } else {
+            w[k * 9..][..9].try_into().expect("9 taps")
         }
-        // (G g) Gᵀ: 4x4.
-        for (i, row) in t.iter().enumerate() {
-            let v = [
-                row[0],
-                0.5 * (row[0] + row[1] + row[2]),
-                0.5 * (row[0] - row[1] + row[2]),
-                row[2],
-            ];
-            for (j, value) in v.into_iter().enumerate() {
-                u[(i * 4 + j) * o * c + oc] = value;
+    };
+    u.par_chunks_mut(N * kernels).enumerate().for_each(|(i, out)| {
+        let mut block = [[0.0f32; KERNEL_BLOCK]; N];
+        for k0 in (0..kernels).step_by(KERNEL_BLOCK) {
+            let len = KERNEL_BLOCK.min(kernels - k0);
+            for (b, g) in (k0..k0 + len).map(kernel).enumerate() {
+                // Row i of (G g) Gᵀ: G g's row i for each of the three kernel columns, then G.
+                let column = |j: usize| kernel_transform([g[j], g[3 + j], g[6 + j]])[i];
+                let row = kernel_transform([column(0), column(1), column(2)]);
+                for (j, value) in row.into_iter().enumerate() {
+                    block[j][b] = value;
+                }
+            }
+            for (j, values) in block.iter().enumerate() {
+                out[j * kernels + k0..][..len].copy_from_slice(&values[..len]);
             }
         }
-    }
+    });
     u
 }
 
-/// The input transform of one row of tiles of one channel plane: the four input rows the row
-/// of tiles reads, zero-padded left and right ([`TileRows::rows`]), Bᵀ applied down the rows for
-/// every column at once, then B along each tile's four columns. No bounds checks in the inner
+/// `count` consecutive rows of `len` values `stride` apart, starting at `start`, as separate
+/// slices (disjoint because `len <= stride`).
+fn rows_of<const K: usize>(
+    data: &mut [f32],
+    start: usize,
+    stride: usize,
+    len: usize,
+) -> [&mut [f32]; K] {
+    let mut rows = data[start..].chunks_mut(stride);
+    std::array::from_fn(|_| &mut rows.next().expect("K rows")[..len])
+}
+
+/// The input transform of one row of tiles of one channel plane: the six input rows the row of
+/// tiles reads, zero-padded left and right ([`TileRows::rows`]), Bᵀ applied down the rows for
+/// every column at once, then B along each tile's six columns. No bounds checks in the inner
 /// loops, which run over whole rows.
 struct TileRows {
     tiles: usize,
-    /// The four input rows, padded: `2 * tiles + 2` values each.
-    rows: [Vec<f32>; 4],
-    /// Bᵀ down the rows: (1,0,-1,0), (0,1,1,0), (0,-1,1,0), (0,1,0,-1).
-    combined: [Vec<f32>; 4],
+    /// The six input rows, padded: `4 * tiles + 2` values each.
+    rows: [Vec<f32>; N],
+    /// Bᵀ down the rows.
+    combined: [Vec<f32>; N],
 }
 
 impl TileRows {
     fn new(tiles: usize) -> Self {
-        let row = || vec![0.0f32; 2 * tiles + 2];
-        Self { tiles, rows: [row(), row(), row(), row()], combined: [row(), row(), row(), row()] }
+        let row = || vec![0.0f32; M * tiles + 2];
+        Self {
+            tiles,
+            rows: std::array::from_fn(|_| row()),
+            combined: std::array::from_fn(|_| row()),
+        }
     }
 
-    /// Writes the 16 transformed values of tiles `first..first + tiles` (tile row `ty` of the
+    /// Writes the 36 transformed values of tiles `first..first + tiles` (tile row `ty` of the
     /// plane `src`) to `out[ξ * stride + t]`.
     fn transform(
         &mut self,
@@ -119,7 +198,7 @@ impl TileRows {
         let width = self.rows[0].len();
         for (i, row) in self.rows.iter_mut().enumerate() {
             row.fill(0.0);
-            let Some(r) = (2 * ty + i).checked_sub(s.pad[0]).filter(|&r| r < s.height) else {
+            let Some(r) = (M * ty + i).checked_sub(s.pad[0]).filter(|&r| r < s.height) else {
                 continue;
             };
             // Padded column q holds input column q - pad.
@@ -127,36 +206,29 @@ impl TileRows {
             let hi = (lo + s.width).min(width);
             row[lo..hi].copy_from_slice(&src[r * s.width..][..hi - lo]);
         }
-        let [d0, d1, d2, d3] = &self.rows;
-        let [c0, c1, c2, c3] = &mut self.combined;
+        let d: [&[f32]; N] = std::array::from_fn(|k| &self.rows[k][..width]);
+        let [c0, c1, c2, c3, c4, c5] = &mut self.combined;
+        let c = [
+            &mut c0[..width],
+            &mut c1[..width],
+            &mut c2[..width],
+            &mut c3[..width],
+            &mut c4[..width],
+            &mut c5[..width],
+        ];
         for q in 0..width {
-            c0[q] = d0[q] - d2[q];
-            c1[q] = d1[q] + d2[q];
-            c2[q] = d2[q] - d1[q];
-            c3[q] = d1[q] - d3[q];
+            let v = input_transform(std::array::from_fn(|k| d[k][q]));
+            for i in 0..N {
+                c[i][q] = v[i];
+            }
         }
         for (i, c) in self.combined.iter().enumerate() {
-            for j in 0..4 {
-                let dst = &mut out[(i * 4 + j) * stride + first..][..self.tiles];
-                // B along the tile's columns, j-th column of (1,0,-1,0), (0,1,1,0),
-                // (0,-1,1,0), (0,1,0,-1) as rows of Bᵀ.
-                match j {
-                    0 => dst
-                        .iter_mut()
-                        .enumerate()
-                        .for_each(|(tx, v)| *v = c[2 * tx] - c[2 * tx + 2]),
-                    1 => dst
-                        .iter_mut()
-                        .enumerate()
-                        .for_each(|(tx, v)| *v = c[2 * tx + 1] + c[2 * tx + 2]),
-                    2 => dst
-                        .iter_mut()
-                        .enumerate()
-                        .for_each(|(tx, v)| *v = c[2 * tx + 2] - c[2 * tx + 1]),
-                    _ => dst
-                        .iter_mut()
-                        .enumerate()
-                        .for_each(|(tx, v)| *v = c[2 * tx + 1] - c[2 * tx + 3]),
+            // B along the tiles' columns: each tile's six columns start 4 apart.
+            let dst: [&mut [f32]; N] = rows_of(out, i * N * stride + first, stride, self.tiles);
+            for (tx, window) in c.windows(N).step_by(M).take(self.tiles).enumerate() {
+                let v = input_transform(std::array::from_fn(|k| window[k]));
+                for j in 0..N {
+                    dst[j][tx] = v[j];
                 }
             }
         }
@@ -166,6 +238,12 @@ impl TileRows {
 /// The convolution of `x` (`[N, C, H, W]`) by `w` (`[O, C, 3, 3]`), stride 1: `[N, O, Ho, Wo]`.
 pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (c, o) = (s.channels, s.out_channels);
+    convolve(s, x, &transform_weights(w, o, c, false))
+}
+
+/// [`forward`] with the weights already transformed (`u`, `[36][O][C]`).
+fn convolve(s: &Conv3x3, x: &[f32], u: &[f32]) -> Vec<f32> {
+    let (c, o) = (s.channels, s.out_channels);
     let [ho, wo] = s.out();
     let [th, tw] = s.tiles();
     let per_image = th * tw;
@@ -173,31 +251,32 @@ pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
     if y.is_empty() || c == 0 {
         return y;
     }
-    let u = transform_weights(w, o, c);
-    let chunk = (CHUNK_FLOATS / (16 * c * per_image)).clamp(1, s.batch);
-    let mut v = vec![0.0; c * 16 * chunk * per_image];
-    let mut m = vec![0.0; 16 * o * chunk * per_image];
+    let chunk = (CHUNK_FLOATS / (N * N * c * per_image)).clamp(1, s.batch);
+    let mut v = vec![0.0; c * N * N * chunk * per_image];
+    let mut m = vec![0.0; N * N * o * chunk * per_image];
     let plane = s.height * s.width;
     for b0 in (0..s.batch).step_by(chunk) {
         let nb = chunk.min(s.batch - b0);
         let t_count = nb * per_image;
-        // Inputs: one thread per channel, its 16 rows of T transformed patches, a row of tiles
+        // Inputs: one thread per channel, its 36 rows of T transformed patches, a row of tiles
         // at a time (see `TileRows::transform`).
-        v[..c * 16 * t_count].par_chunks_mut(16 * t_count).enumerate().for_each(|(ch, out)| {
-            let mut rows = TileRows::new(tw);
-            for image in 0..nb {
-                let src = &x[((b0 + image) * c + ch) * plane..][..plane];
-                for ty in 0..th {
-                    let first = image * per_image + ty * tw;
-                    rows.transform(s, src, ty, out, t_count, first);
+        v[..c * N * N * t_count].par_chunks_mut(N * N * t_count).enumerate().for_each(
+            |(ch, out)| {
+                let mut rows = TileRows::new(tw);
+                for image in 0..nb {
+                    let src = &x[((b0 + image) * c + ch) * plane..][..plane];
+                    for ty in 0..th {
+                        let first = image * per_image + ty * tw;
+                        rows.transform(s, src, ty, out, t_count, first);
+                    }
                 }
-            }
-        });
-        // The 16 products, one per thread at a time.
-        m[..16 * o * t_count].par_chunks_mut(o * t_count).enumerate().for_each(|(xi, dst)| {
+            },
+        );
+        // The 36 products, one per thread at a time.
+        m[..N * N * o * t_count].par_chunks_mut(o * t_count).enumerate().for_each(|(xi, dst)| {
             let lhs = &u[xi * o * c..][..o * c];
             let rhs = &v[xi * t_count..];
-            // On this thread: the 16 products run in parallel instead.
+            // On this thread: the 36 products run in parallel instead.
             matmul_strided(
                 o,
                 t_count,
@@ -206,48 +285,57 @@ pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
                 t_count,
                 false,
                 Operand { data: lhs, row_stride: c, col_stride: 1 },
-                Operand { data: rhs, row_stride: 16 * t_count, col_stride: 1 },
+                Operand { data: rhs, row_stride: N * N * t_count, col_stride: 1 },
                 false,
             );
         });
         // Outputs: one thread per output plane, a row of tiles at a time: each product's values
         // for the row are contiguous in `m`.
         let out_planes = &mut y[b0 * o * ho * wo..(b0 + nb) * o * ho * wo];
-        out_planes.par_chunks_mut(ho * wo).enumerate().for_each(|(p, dst)| {
-            let (image, oc) = (p / o, p % o);
-            // partial[i][j][tx]: row i of Aᵀ m for column j of the 4x4 products, per tile.
-            let mut partial: [[Vec<f32>; 4]; 2] = Default::default();
-            partial.iter_mut().flatten().for_each(|v| v.resize(tw, 0.0));
-            for ty in 0..th {
-                let first = image * per_image + ty * tw;
-                let at = |xi: usize| &m[(xi * o + oc) * t_count + first..][..tw];
-                for j in 0..4 {
-                    // Aᵀ = (1,1,1,0), (0,1,-1,-1) on the rows of the products.
-                    let (m0, m1, m2, m3) = (at(j), at(4 + j), at(8 + j), at(12 + j));
-                    let [p0, p1] = &mut partial;
-                    for tx in 0..tw {
-                        p0[j][tx] = m0[tx] + m1[tx] + m2[tx];
-                        p1[j][tx] = m1[tx] - m2[tx] - m3[tx];
+        // partial[r][j][tx]: row r of Aᵀ m for column j of the 6x6 products, per tile; made
+        // once per thread's run of planes, not per plane (a 4x4 layer has one tile a plane).
+        let partial_rows = || -> [[Vec<f32>; N]; M] {
+            std::array::from_fn(|_| std::array::from_fn(|_| vec![0.0; tw]))
+        };
+        out_planes.par_chunks_mut(ho * wo).enumerate().for_each_init(
+            partial_rows,
+            |partial, (p, dst)| {
+                let (image, oc) = (p / o, p % o);
+                for ty in 0..th {
+                    let first = image * per_image + ty * tw;
+                    let at = |xi: usize| &m[(xi * o + oc) * t_count + first..][..tw];
+                    for j in 0..N {
+                        // Aᵀ on the rows of the products.
+                        let column: [&[f32]; N] = std::array::from_fn(|i| at(i * N + j));
+                        let [p0, p1, p2, p3] = partial;
+                        let p = [
+                            &mut p0[j][..tw],
+                            &mut p1[j][..tw],
+                            &mut p2[j][..tw],
+                            &mut p3[j][..tw],
+                        ];
+                        for tx in 0..tw {
+                            let y = output_transform(std::array::from_fn(|i| column[i][tx]));
+                            for r in 0..M {
+                                p[r][tx] = y[r];
+                            }
+                        }
+                    }
+                    for (r, q) in partial.iter().enumerate() {
+                        let row = M * ty + r;
+                        if row >= ho {
+                            continue;
+                        }
+                        let row = &mut dst[row * wo..][..wo];
+                        // A on the columns; the last tile may hang over the edge.
+                        for (tx, outputs) in row.chunks_mut(M).enumerate() {
+                            let y = output_transform(std::array::from_fn(|j| q[j][tx]));
+                            outputs.copy_from_slice(&y[..outputs.len()]);
+                        }
                     }
                 }
-                for (i, q) in partial.iter().enumerate() {
-                    let r = 2 * ty + i;
-                    if r >= ho {
-                        continue;
-                    }
-                    let row = &mut dst[r * wo..][..wo];
-                    // A on the columns.
-                    for tx in 0..wo / 2 {
-                        row[2 * tx] = q[0][tx] + q[1][tx] + q[2][tx];
-                        row[2 * tx + 1] = q[1][tx] - q[2][tx] - q[3][tx];
-                    }
-                    if wo % 2 == 1 {
-                        let tx = tw - 1;
-                        row[2 * tx] = q[0][tx] + q[1][tx] + q[2][tx];
-                    }
-                }
-            }
-        });
+            },
+        );
     }
     y
 }
@@ -257,14 +345,6 @@ pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
 /// out swapped (`w'[c, o, i, j] = w[o, c, 2 - i, 2 - j]`), padded by `2 - pad`.
 pub fn input_gradient(s: &Conv3x3, w: &[f32], dy: &[f32]) -> Vec<f32> {
     let (c, o) = (s.channels, s.out_channels);
-    let mut flipped = vec![0.0; o * c * 9];
-    for oc in 0..o {
-        for ch in 0..c {
-            for tap in 0..9 {
-                flipped[(ch * o + oc) * 9 + 8 - tap] = w[(oc * c + ch) * 9 + tap];
-            }
-        }
-    }
     let [ho, wo] = s.out();
     let transposed = Conv3x3 {
         batch: s.batch,
@@ -274,5 +354,31 @@ pub fn input_gradient(s: &Conv3x3, w: &[f32], dy: &[f32]) -> Vec<f32> {
         out_channels: c,
         pad: [2 - s.pad[0], 2 - s.pad[1]],
     };
-    forward(&transposed, dy, &flipped)
+    convolve(&transposed, dy, &transform_weights(w, o, c, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The three transforms compute a 1-D correlation: `Aᵀ ((G g) ⊙ (Bᵀ d))[i] = Σ_k g[k] d[i + k]`
+    /// for 3 taps and 6 inputs (exact in f64 arithmetic; here within f32 rounding).
+    #[test]
+    fn the_transforms_compute_four_outputs_of_a_three_tap_correlation() {
+        let mut state = 0x2545_f491u32;
+        let mut next = || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        for _ in 0..100 {
+            let g: [f32; 3] = std::array::from_fn(|_| next());
+            let d: [f32; N] = std::array::from_fn(|_| next());
+            let (u, v) = (kernel_transform(g), input_transform(d));
+            let y = output_transform(std::array::from_fn(|i| u[i] * v[i]));
+            for (i, y) in y.into_iter().enumerate() {
+                let direct = g[0] * d[i] + g[1] * d[i + 1] + g[2] * d[i + 2];
+                assert!((y - direct).abs() < 1e-5, "output {i}: {y} vs {direct}");
+            }
+        }
+    }
 }

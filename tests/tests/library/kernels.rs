@@ -348,13 +348,14 @@ const CONV_CASES: [ConvCase; 9] = [
 
 /// `ours(x, weight, stride, padding)` on `device` against burn's convolution and burn's autodiff
 /// gradients of it on flex (so that a wgpu check does not tune burn's convolution kernels for
-/// each shape): output, input gradient and weight gradient within 1e-5 of the largest value,
-/// with a non-uniform upstream gradient (sin(y)) so that every position's weight matters.
+/// each shape): output, input gradient and weight gradient within `tolerance` times the largest
+/// value, with a non-uniform upstream gradient (sin(y)) so that every position's weight matters.
 fn check_convolution_against_burns(
     device: &Device,
     cases: &[ConvCase],
     ours: fn(Tensor<4>, Tensor<4>, [usize; 2], [usize; 2]) -> Tensor<4>,
     what: &str,
+    tolerance: f32,
 ) {
     use saad_core::burn::tensor::module::conv2d;
     use saad_core::burn::tensor::ops::ConvOptions;
@@ -391,7 +392,7 @@ fn check_convolution_against_burns(
         ] {
             let diff = max_abs_diff(mine, reference);
             assert!(
-                diff <= 1e-5 * scale(reference),
+                diff <= tolerance * scale(reference),
                 "{case}: {name} differs by {diff} (largest {})",
                 scale(reference)
             );
@@ -437,13 +438,21 @@ fn flex_convolution_equals_burns_convolution_and_its_gradients() {
                     &cases,
                     saad_core::kernels::flex_conv::conv2d,
                     what,
+                    1e-5,
                 )
             })
         });
     }
 }
 
-/// The flex convolution's Winograd F(2x2, 3x3) path (`kernels::flex_winograd`: 3x3, stride
+/// Winograd F(4x4, 3x3) rounds more than a direct sum: the channel sums run over transformed
+/// values, which its coefficients (up to 2.5 in Bᵀ, 8 in Aᵀ) make larger than the inputs and
+/// outputs (Barabasz et al. 2020). Measured on the cases below (this machine, 2026-12-05): at
+/// most 9.3e-6 of the largest value (the input gradient of the 64 -> 16 case), against 2.7e-6
+/// for F(2x2, 3x3) before it.
+const WINOGRAD_TOLERANCE: f32 = 2e-5;
+
+/// The flex convolution's Winograd F(4x4, 3x3) path (`kernels::flex_winograd`: 3x3, stride
 /// 1, 16 channels or more both ways) against burn's convolution and its gradients: paddings 0, 1
 /// and 2, odd output sizes (tiles that hang over the edge), a 1x1 image, chunks of images;
 /// and the same layer with the path off gives the same values to float tolerance.
@@ -461,7 +470,7 @@ fn winograd_convolution_equals_burns_convolution_and_its_gradients() {
         // Chunks of 4 images, the last one short.
         (6, 64, 16, 32, 32, 3, 1, 1),
     ];
-    check_convolution_against_burns(&d, &cases, conv2d, "winograd convolution");
+    check_convolution_against_burns(&d, &cases, conv2d, "winograd convolution", WINOGRAD_TOLERANCE);
     let x = Tensor::<4>::random([2, 16, 9, 7], Distribution::Normal(0.0, 1.0), &d);
     let w = Tensor::<4>::random([16, 16, 3, 3], Distribution::Normal(0.0, 0.3), &d);
     let winograd = to_vec(conv2d(x.clone(), w.clone(), [1, 1], [1, 1]));
@@ -469,7 +478,7 @@ fn winograd_convolution_equals_burns_convolution_and_its_gradients() {
     let scale = columns.iter().fold(1.0f32, |m, a| m.max(a.abs()));
     let diff = max_abs_diff(&winograd, &columns);
     assert!(diff > 0.0, "the two paths round differently: the Winograd one did not run");
-    assert!(diff <= 1e-5 * scale, "winograd vs columns: {diff} (largest {scale})");
+    assert!(diff <= WINOGRAD_TOLERANCE * scale, "winograd vs columns: {diff} (largest {scale})");
 }
 
 /// The wgpu convolution (`kernels::gemm_conv`: columns of the padded input times the weights,
@@ -486,6 +495,7 @@ fn columns_times_weights_convolution_equals_burns_convolution_and_its_gradients(
             &[CONV_CASES[2]],
             saad_core::kernels::gemm_conv::conv2d,
             "columns convolution on wgpu",
+            1e-5,
         );
     }
 }
@@ -509,6 +519,7 @@ fn tiled_convolution_equals_burns_convolution_and_its_gradients() {
             &cases,
             |x, w, s, p| saad_core::kernels::tiled_conv::conv2d(x, w, None, s, p),
             "tiled convolution on wgpu",
+            1e-5,
         );
     }
 }
