@@ -109,8 +109,8 @@ fn output_transform([m0, m1, m2, m3, m4, m5]: [f32; N]) -> [f32; M] {
 
 /// Kernels transformed at a time into a local block before their 36 values are written out:
 /// `U`'s 36 matrices lie `O * C` floats apart, a power of two in most networks, and 36
-/// single-float writes that far apart per kernel conflicted in the cache (a 512x512 layer took
-/// 70 ms).
+/// single-float writes that far apart per kernel conflicted in the cache (a 512x512 layer's call
+/// at batch 1: 72.8 ms written per kernel, 27.9 ms in blocks; bench/NOTES.md section 19).
 const KERNEL_BLOCK: usize = 64;
 
 /// `U = G g Gᵀ` of every 3x3 kernel, stored `[36][O'][C']`: with `flipped` false the kernels of
@@ -150,7 +150,7 @@ fn transform_weights(w: &[f32], o: usize, c: usize, flipped: bool) -> Vec<f32> {
     u
 }
 
-/// `count` consecutive rows of `len` values `stride` apart, starting at `start`, as separate
+/// `K` consecutive rows of `len` values `stride` apart, starting at `start`, as separate
 /// slices (disjoint because `len <= stride`).
 fn rows_of<const K: usize>(
     data: &mut [f32],
