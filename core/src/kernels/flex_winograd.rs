@@ -67,18 +67,23 @@ impl Conv3x3 {
     }
 }
 
-/// `G g`: the 6 transformed values of 3 kernel taps. G's rows are `(p⁰, p¹, p²) / Π(p - p')`
-/// at the points 0, 1, -1, 1/2, -2, then (0, 0, 1) for infinity.
-#[inline(always)]
-fn kernel_transform([g0, g1, g2]: [f32; 3]) -> [f32; N] {
-    [
-        g0,
-        (g0 + g1 + g2) / 3.0,
-        (-g0 + g1 - g2) / 3.0,
-        -(16.0 * g0 + 8.0 * g1 + 4.0 * g2) / 15.0,
-        (g0 - 2.0 * g1 + 4.0 * g2) / 15.0,
-        g2,
-    ]
+/// G: the kernel transform's rows, `(p⁰, p¹, p²) / Π(p - p')` at the points 0, 1, -1, 1/2, -2,
+/// then (0, 0, 1) for infinity. Multiplied, not divided, by 3 and 15: a division took 4-5 times
+/// a multiplication's time and the weight transform was mostly divisions (bench/NOTES.md
+/// section 20).
+const G: [[f32; 3]; N] = [
+    [1.0, 0.0, 0.0],
+    [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0],
+    [-1.0 / 3.0, 1.0 / 3.0, -1.0 / 3.0],
+    [-16.0 / 15.0, -8.0 / 15.0, -4.0 / 15.0],
+    [1.0 / 15.0, -2.0 / 15.0, 4.0 / 15.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// `G g`: the 6 transformed values of 3 kernel taps.
+#[cfg(test)]
+fn kernel_transform(g: [f32; 3]) -> [f32; N] {
+    G.map(|row| row[0] * g[0] + row[1] * g[1] + row[2] * g[2])
 }
 
 /// `Bᵀ d`: the 6 transformed values of 6 inputs. Bᵀ's rows are the coefficients of the
@@ -107,6 +112,43 @@ fn output_transform([m0, m1, m2, m3, m4, m5]: [f32; N]) -> [f32; M] {
     ]
 }
 
+/// Tiles whose output transforms run side by side, in vector lanes: each product's values for one
+/// output channel lie contiguous in `M`, a tile after the other. (One tile at a time, reading
+/// 36 values `O * T` floats apart per tile, the output transform took 13.7% of a PGD-AT step;
+/// bench/NOTES.md section 20.)
+const TILE_LANES: usize = 16;
+
+/// `Aᵀ m A` of tiles `t0..t0 + TILE_LANES` of one output channel (`products[ξ]` that channel's
+/// 36 products, one value per tile): `[row][column][lane]`. Lanes past the last tile are zero.
+fn output_blocks(products: &[&[f32]; N * N], t0: usize) -> [[[f32; TILE_LANES]; M]; M] {
+    let lanes = TILE_LANES.min(products[0].len() - t0);
+    let mut m = [[0.0f32; TILE_LANES]; N * N];
+    for (values, product) in m.iter_mut().zip(products) {
+        values[..lanes].copy_from_slice(&product[t0..][..lanes]);
+    }
+    // Aᵀ down each of the six columns of the 6x6 products.
+    let mut partial = [[[0.0f32; TILE_LANES]; N]; M];
+    for j in 0..N {
+        for lane in 0..TILE_LANES {
+            let y = output_transform(std::array::from_fn(|i| m[i * N + j][lane]));
+            for r in 0..M {
+                partial[r][j][lane] = y[r];
+            }
+        }
+    }
+    // A along each of the four rows.
+    let mut blocks = [[[0.0f32; TILE_LANES]; M]; M];
+    for (row, partial) in blocks.iter_mut().zip(&partial) {
+        for lane in 0..TILE_LANES {
+            let y = output_transform(std::array::from_fn(|j| partial[j][lane]));
+            for q in 0..M {
+                row[q][lane] = y[q];
+            }
+        }
+    }
+    blocks
+}
+
 /// Kernels transformed at a time into a local block before their 36 values are written out:
 /// `U`'s 36 matrices lie `O * C` floats apart, a power of two in most networks, and 36
 /// single-float writes that far apart per kernel conflicted in the cache (a 512x512 layer's call
@@ -117,10 +159,14 @@ const KERNEL_BLOCK: usize = 64;
 /// `w` (`[O, C, 3, 3]`, `O' = O`, `C' = C`); with it true those of the input gradient, `w`
 /// flipped in both axes with in and out swapped (`O' = C`, `C' = O`). One thread per row `i`
 /// of the 6x6 transforms, a block of kernels at a time.
-fn transform_weights(w: &[f32], o: usize, c: usize, flipped: bool) -> Vec<f32> {
+fn transform_weights(w: &[f32], o: usize, c: usize, flipped: bool, u: &mut Vec<f32>) {
     let (rows, cols) = if flipped { (c, o) } else { (o, c) };
     let kernels = rows * cols;
-    let mut u = vec![0.0; N * N * kernels];
+    // Every value is written below, so what the buffer held before is not cleared.
+    if u.len() < N * N * kernels {
+        u.resize(N * N * kernels, 0.0);
+    }
+    u.truncate(N * N * kernels);
     let kernel = |k: usize| -> [f32; 9] {
         let (r, q) = (k / cols, k % cols);
         if flipped {
@@ -131,15 +177,29 @@ fn transform_weights(w: &[f32], o: usize, c: usize, flipped: bool) -> Vec<f32> {
         }
     };
     u.par_chunks_mut(N * kernels).enumerate().for_each(|(i, out)| {
+        // Lanes over the block's kernels, so that the arithmetic runs in vector registers.
+        let mut taps = [[0.0f32; KERNEL_BLOCK]; 9];
+        let mut columns = [[0.0f32; KERNEL_BLOCK]; 3];
         let mut block = [[0.0f32; KERNEL_BLOCK]; N];
         for k0 in (0..kernels).step_by(KERNEL_BLOCK) {
             let len = KERNEL_BLOCK.min(kernels - k0);
             for (b, g) in (k0..k0 + len).map(kernel).enumerate() {
-                // Row i of (G g) Gᵀ: G g's row i for each of the three kernel columns, then G.
-                let column = |j: usize| kernel_transform([g[j], g[3 + j], g[6 + j]])[i];
-                let row = kernel_transform([column(0), column(1), column(2)]);
-                for (j, value) in row.into_iter().enumerate() {
-                    block[j][b] = value;
+                for (t, tap) in g.into_iter().enumerate() {
+                    taps[t][b] = tap;
+                }
+            }
+            // Row i of G g for each of the three kernel columns, then G on that row: row i of
+            // (G g) Gᵀ.
+            let [a0, a1, a2] = G[i];
+            for (j, column) in columns.iter_mut().enumerate() {
+                let (t0, t1, t2) = (&taps[j], &taps[3 + j], &taps[6 + j]);
+                for b in 0..KERNEL_BLOCK {
+                    column[b] = a0 * t0[b] + a1 * t1[b] + a2 * t2[b];
+                }
+            }
+            for ([a0, a1, a2], values) in G.iter().zip(&mut block) {
+                for b in 0..KERNEL_BLOCK {
+                    values[b] = a0 * columns[0][b] + a1 * columns[1][b] + a2 * columns[2][b];
                 }
             }
             for (j, values) in block.iter().enumerate() {
@@ -147,7 +207,31 @@ fn transform_weights(w: &[f32], o: usize, c: usize, flipped: bool) -> Vec<f32> {
             }
         }
     });
-    u
+}
+
+thread_local! {
+    /// The transformed weights' buffer, kept from call to call on the thread that runs the
+    /// layers: a 512x512 layer's is 37.7 MB, above glibc's largest threshold for reusing freed
+    /// memory (32 MiB), so a fresh one was mapped and faulted in page by page at every call
+    /// (bench/NOTES.md section 20). It keeps the largest layer's size (59 MB for WRN-28-10).
+    static WEIGHT_BUFFER: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on the transformed weights ([`transform_weights`]) in this thread's buffer. The
+/// buffer is taken out while `f` runs, so that a call nested in `f` (a thread that waits in
+/// rayon and runs another job meanwhile) makes its own instead of sharing it.
+fn with_transformed_weights<R>(
+    w: &[f32],
+    o: usize,
+    c: usize,
+    flipped: bool,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    let mut u = WEIGHT_BUFFER.take();
+    transform_weights(w, o, c, flipped, &mut u);
+    let result = f(&u);
+    WEIGHT_BUFFER.set(u);
+    result
 }
 
 /// `K` consecutive rows of `len` values `stride` apart, starting at `start`, as separate
@@ -238,7 +322,7 @@ impl TileRows {
 /// The convolution of `x` (`[N, C, H, W]`) by `w` (`[O, C, 3, 3]`), stride 1: `[N, O, Ho, Wo]`.
 pub fn forward(s: &Conv3x3, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (c, o) = (s.channels, s.out_channels);
-    convolve(s, x, &transform_weights(w, o, c, false))
+    with_transformed_weights(w, o, c, false, |u| convolve(s, x, u))
 }
 
 /// [`forward`] with the weights already transformed (`u`, `[36][O][C]`).
@@ -254,6 +338,7 @@ fn convolve(s: &Conv3x3, x: &[f32], u: &[f32]) -> Vec<f32> {
     let chunk = (CHUNK_FLOATS / (N * N * c * per_image)).clamp(1, s.batch);
     let mut v = vec![0.0; c * N * N * chunk * per_image];
     let mut m = vec![0.0; N * N * o * chunk * per_image];
+    let mut z = vec![0.0; o * chunk * ho * wo];
     let plane = s.height * s.width;
     for b0 in (0..s.batch).step_by(chunk) {
         let nb = chunk.min(s.batch - b0);
@@ -289,51 +374,31 @@ fn convolve(s: &Conv3x3, x: &[f32], u: &[f32]) -> Vec<f32> {
                 false,
             );
         });
-        // Outputs: one thread per output plane, a row of tiles at a time: each product's values
-        // for the row are contiguous in `m`.
-        let out_planes = &mut y[b0 * o * ho * wo..(b0 + nb) * o * ho * wo];
-        // partial[r][j][tx]: row r of Aᵀ m for column j of the 6x6 products, per tile; made
-        // once per thread's run of planes, not per plane (a 4x4 layer has one tile a plane).
-        let partial_rows = || -> [[Vec<f32>; N]; M] {
-            std::array::from_fn(|_| std::array::from_fn(|_| vec![0.0; tw]))
-        };
-        out_planes.par_chunks_mut(ho * wo).enumerate().for_each_init(
-            partial_rows,
-            |partial, (p, dst)| {
-                let (image, oc) = (p / o, p % o);
-                for ty in 0..th {
-                    let first = image * per_image + ty * tw;
-                    let at = |xi: usize| &m[(xi * o + oc) * t_count + first..][..tw];
-                    for j in 0..N {
-                        // Aᵀ on the rows of the products.
-                        let column: [&[f32]; N] = std::array::from_fn(|i| at(i * N + j));
-                        let [p0, p1, p2, p3] = partial;
-                        let p = [
-                            &mut p0[j][..tw],
-                            &mut p1[j][..tw],
-                            &mut p2[j][..tw],
-                            &mut p3[j][..tw],
-                        ];
-                        for tx in 0..tw {
-                            let y = output_transform(std::array::from_fn(|i| column[i][tx]));
-                            for r in 0..M {
-                                p[r][tx] = y[r];
-                            }
-                        }
-                    }
-                    for (r, q) in partial.iter().enumerate() {
-                        let row = M * ty + r;
-                        if row >= ho {
-                            continue;
-                        }
-                        let row = &mut dst[row * wo..][..wo];
-                        // A on the columns; the last tile may hang over the edge.
-                        for (tx, outputs) in row.chunks_mut(M).enumerate() {
-                            let y = output_transform(std::array::from_fn(|j| q[j][tx]));
-                            outputs.copy_from_slice(&y[..outputs.len()]);
+        // Outputs: one thread per output channel, its 4x4 blocks written channel-major into `z`
+        // (`[O][nb][Ho][Wo]`), then copied plane by plane into `y`'s image-major layout.
+        let z = &mut z[..o * nb * ho * wo];
+        z.par_chunks_mut(nb * ho * wo).enumerate().for_each(|(oc, dst)| {
+            let products: [&[f32]; N * N] =
+                std::array::from_fn(|xi| &m[(xi * o + oc) * t_count..][..t_count]);
+            for t0 in (0..t_count).step_by(TILE_LANES) {
+                let blocks = output_blocks(&products, t0);
+                for (lane, t) in (t0..t_count.min(t0 + TILE_LANES)).enumerate() {
+                    let (image, tile) = (t / per_image, t % per_image);
+                    let (ty, tx) = (tile / tw, tile % tw);
+                    let plane = &mut dst[image * ho * wo..][..ho * wo];
+                    for (r, row) in blocks.iter().enumerate().take(ho - M * ty) {
+                        let at = (M * ty + r) * wo + M * tx;
+                        for (q, out) in plane[at..][..M.min(wo - M * tx)].iter_mut().enumerate() {
+                            *out = row[q][lane];
                         }
                     }
                 }
+            }
+        });
+        y[b0 * o * ho * wo..(b0 + nb) * o * ho * wo].par_chunks_mut(ho * wo).enumerate().for_each(
+            |(p, plane)| {
+                let (image, oc) = (p / o, p % o);
+                plane.copy_from_slice(&z[(oc * nb + image) * ho * wo..][..ho * wo]);
             },
         );
     }
@@ -354,7 +419,7 @@ pub fn input_gradient(s: &Conv3x3, w: &[f32], dy: &[f32]) -> Vec<f32> {
         out_channels: c,
         pad: [2 - s.pad[0], 2 - s.pad[1]],
     };
-    convolve(&transposed, dy, &transform_weights(w, o, c, true))
+    with_transformed_weights(w, o, c, true, |u| convolve(&transposed, dy, u))
 }
 
 #[cfg(test)]
