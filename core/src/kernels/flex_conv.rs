@@ -311,7 +311,7 @@ pub(super) fn tensor<const D: usize>(data: Vec<f32>, shape: [usize; D]) -> FlexT
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
-/// The layer as a Winograd F(2x2, 3x3) convolution ([`super::flex_winograd`]) when it is one:
+/// The layer as a Winograd F(4x4, 3x3) convolution ([`super::flex_winograd`]) when it is one:
 /// 3x3, stride 1, padding at most 2, enough channels both ways.
 fn winograd(g: &Geometry) -> Option<flex_winograd::Conv3x3> {
     let fits = g.kernel == [3, 3]

@@ -162,11 +162,9 @@ const KERNEL_BLOCK: usize = 64;
 fn transform_weights(w: &[f32], o: usize, c: usize, flipped: bool, u: &mut Vec<f32>) {
     let (rows, cols) = if flipped { (c, o) } else { (o, c) };
     let kernels = rows * cols;
-    // Every value is written below, so what the buffer held before is not cleared.
-    if u.len() < N * N * kernels {
-        u.resize(N * N * kernels, 0.0);
-    }
-    u.truncate(N * N * kernels);
+    // Every value is written below, so what the buffer held before is not cleared (`resize`
+    // zeroes only what it adds).
+    u.resize(N * N * kernels, 0.0);
     let kernel = |k: usize| -> [f32; 9] {
         let (r, q) = (k / cols, k % cols);
         if flipped {
